@@ -1,0 +1,3 @@
+"""orchestrator: a Corezoid-style process engine for Twilio SMS, MMS and voice calls."""
+
+__version__ = "0.1.0"

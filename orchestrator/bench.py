@@ -1,0 +1,266 @@
+"""``orchestrator bench``: round trips per second against the simulator on loopback.
+
+Starts the simulator and the orchestrator as separate processes (``serve``, plus
+``worker`` processes when --engine-processes > 1, which needs PostgreSQL), submits N
+"Sending SMS" tasks over the REST API, and waits until every one is in a final node.
+Latency is submit-to-final, read from the tasks' own timestamps; memory is each server
+process's peak RSS (VmHWM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+from orchestrator.servers import free_port
+from orchestrator.store.db import Database, upgrade
+from orchestrator.store.tables import processes, tasks
+
+ACCOUNT = "AC" + "b" * 32
+TOKEN = "bench-auth-token"
+
+
+def _peak_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def _spawn(args: list[str], env: dict[str, str], log_dir: str) -> subprocess.Popen[bytes]:
+    # Output goes to a file: an unread pipe fills up and then blocks the server.
+    log = open(os.path.join(log_dir, f"{args[0]}-{time.monotonic_ns()}.log"), "wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", *args], env=env, stdout=log, stderr=log
+    )
+
+
+async def _wait_http(url: str, deadline: float) -> None:
+    async with httpx.AsyncClient() as client:
+        while time.time() < deadline:
+            try:
+                if (await client.get(url)).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+async def _submit(api: str, n: int, concurrency: int, rate: float, waiting: bool) -> int:
+    sem = asyncio.Semaphore(concurrency)
+    failures = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=api, timeout=60, limits=limits) as client:
+
+        async def one(i: int) -> None:
+            nonlocal failures
+            to = f"+1555{i % 10_000_000:07d}"
+            if waiting:
+                to = to[:-4] + "0000"  # the simulator never calls back: the task waits
+            elif to.endswith(("0000", "3003", "3005", "3008")):
+                to = to[:-1] + "1"
+            body = {
+                "ref": f"bench-{i}",
+                "data": {"Number_to": to, "Number_from": "+15005550006", "Body": f"bench {i}"},
+            }
+            async with sem:
+                # A dropped connection is retried: same ref and data is an idempotent create.
+                for _attempt in range(3):
+                    try:
+                        r = await client.post("/api/v1/processes/sending-sms/tasks", json=body)
+                    except httpx.TransportError:
+                        continue
+                    if r.status_code in (200, 201):
+                        return
+                    break
+                failures += 1
+
+        start = time.time()
+        jobs = []
+        for i in range(n):
+            if rate > 0:
+                delay = start + i / rate - time.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            jobs.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*jobs)
+    return failures
+
+
+def _progress(db: Database, state: str) -> int:
+    with db.read() as conn:
+        pid = conn.execute(select(processes.c.id).where(processes.c.slug == "sending-sms"))
+        process_id = pid.scalar_one()
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(tasks)
+                .where(tasks.c.process_id == process_id, tasks.c.state == state)
+            ).scalar_one()
+        )
+
+
+def _latencies(db: Database) -> tuple[list[float], float, float, dict[str, int]]:
+    with db.read() as conn:
+        process_id = conn.execute(
+            select(processes.c.id).where(processes.c.slug == "sending-sms")
+        ).scalar_one()
+        rows = conn.execute(
+            select(tasks.c.created_at, tasks.c.finished_at, tasks.c.outcome).where(
+                tasks.c.process_id == process_id, tasks.c.finished_at.is_not(None)
+            )
+        ).all()
+    lat = [f - c for c, f, _o in rows]
+    outcomes: dict[str, int] = {}
+    for _c, _f, o in rows:
+        outcomes[o] = outcomes.get(o, 0) + 1
+    first = min(c for c, _f, _o in rows) if rows else 0.0
+    last = max(f for _c, f, _o in rows) if rows else 0.0
+    return lat, first, last, outcomes
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    workdir = tempfile.mkdtemp(prefix="orch-bench-")
+    url = (
+        args.database_url
+        or os.environ.get("ORCH_BENCH_DATABASE_URL")
+        or (f"sqlite:///{workdir}/bench.db")
+    )
+    db = Database(url)
+    if args.engine_processes > 1 and db.is_sqlite:
+        print(
+            "--engine-processes > 1 needs PostgreSQL (--database-url postgresql://…)",
+            file=sys.stderr,
+        )
+        return 2
+    upgrade(url)
+    sim_port, api_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "ORCH_DATABASE_URL": url,
+        "TWILIO_ACCOUNT_SID": ACCOUNT,
+        "TWILIO_AUTH_TOKEN": TOKEN,
+        "ORCH_TWILIO_API_URL": f"http://127.0.0.1:{sim_port}",
+        "ORCH_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
+    }
+    procs: list[subprocess.Popen[bytes]] = [
+        _spawn(
+            ["simulate-twilio", "--port", str(sim_port), "--callback-delay", "0.01"], env, workdir
+        )
+    ]
+    serve = ["serve", "--port", str(api_port), "--log-level", "warning"]
+    if args.engine_processes > 1:
+        serve.append("--no-engine")
+    procs.append(_spawn(serve, env, workdir))
+    engines = [procs[-1]]
+    if args.engine_processes > 1:
+        engines = [_spawn(["worker"], env, workdir) for _ in range(args.engine_processes)]
+        procs += engines
+    try:
+        return asyncio.run(_run(args, db, procs, engines, sim_port, api_port, workdir))
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        db.dispose()
+
+
+async def _run(
+    args: argparse.Namespace,
+    db: Database,
+    procs: list[subprocess.Popen[bytes]],
+    engines: list[subprocess.Popen[bytes]],
+    sim_port: int,
+    api_port: int,
+    log_dir: str,
+) -> int:
+    deadline = time.time() + 30
+    await _wait_http(f"http://127.0.0.1:{sim_port}/_sim/stats", deadline)
+    await _wait_http(f"http://127.0.0.1:{api_port}/healthz", deadline)
+    waiting = bool(getattr(args, "waiting", False))
+    print(
+        f"bench: {args.tasks} SMS round trips, {args.engine_processes} engine process(es), "
+        f"database {db.engine.url.get_backend_name()}"
+        + (" (tasks left waiting)" if waiting else "")
+    )
+    cpu_before = sum(_cpu_seconds(p.pid) for p in procs[1:])
+    started = time.time()
+    failures = await _submit(
+        f"http://127.0.0.1:{api_port}", args.tasks, args.concurrency, args.rate, waiting
+    )
+    submitted = time.time()
+    target_state = "waiting" if waiting else "done"
+    end = started + args.timeout
+    while time.time() < end:
+        done = await asyncio.to_thread(_progress, db, target_state)
+        if done >= args.tasks - failures:
+            break
+        if any(p.poll() is not None for p in procs):
+            print(f"a server process exited early; see the logs in {log_dir}", file=sys.stderr)
+            return 1
+        await asyncio.sleep(0.2)
+    finished = time.time()
+    async with httpx.AsyncClient() as client:
+        stats: dict[str, Any] = (await client.get(f"http://127.0.0.1:{sim_port}/_sim/stats")).json()
+    done = await asyncio.to_thread(_progress, db, target_state)
+    mems = [_peak_rss_mb(p.pid) for p in engines]
+    cpu = sum(_cpu_seconds(p.pid) for p in procs[1:]) - cpu_before
+    print(
+        f"submitted      {args.tasks - failures} ok, {failures} refused, "
+        f"in {submitted - started:.2f}s"
+    )
+    print(f"{target_state:<14} {done} of {args.tasks} after {finished - started:.2f}s")
+    print(f"messages       {stats.get('messages_created')} created in the simulator")
+    if not waiting:
+        lat, first, last, outcomes = await asyncio.to_thread(_latencies, db)
+        span = max(last - first, 1e-9)
+        print(f"throughput     {len(lat) / span:.1f} round trips/s")
+        print(
+            f"latency        p50 {_pct(lat, 0.50) * 1000:.0f} ms, p99 "
+            f"{_pct(lat, 0.99) * 1000:.0f} ms, mean {statistics.fmean(lat) * 1000:.0f} ms"
+            if lat
+            else "latency        n/a"
+        )
+        print(f"outcomes       {outcomes}")
+        print(
+            f"server cpu     {cpu / max(len(lat), 1) * 1000:.1f} ms per round trip "
+            "(orchestrator processes, all cores)"
+        )
+    print("peak memory    " + ", ".join(f"{m:.0f} MB" for m in mems) + " (engine/serve)")
+    return 0 if done >= args.tasks - failures else 1

@@ -1,0 +1,61 @@
+"""Settings read from the environment (SPEC §7 "Configuration")."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw not in (None, "") else default
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///./orchestrator.db"
+    public_url: str = "http://127.0.0.1:8000"
+    secret: str | None = None
+    twilio_api_url: str = "https://api.twilio.com"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = field(default=None, repr=False)
+    api_keys: str | None = field(default=None, repr=False)
+    # Request bodies above this are refused with 413 before they are parsed.
+    max_request_bytes: int = 256 * 1024
+    max_task_bytes: int = 128 * 1024
+    # How long the Twilio client waits for an answer before the outcome counts as unknown.
+    twilio_timeout: float = 10.0
+    # A lease on a claimed task; a worker that dies mid-step loses it after this long.
+    lease_seconds: float = 30.0
+    # Upper bound on an idle worker's sleep when nothing wakes it.
+    poll_interval: float = 0.5
+    engine_concurrency: int = 256
+    db_pool_size: int = 10
+    # Finished tasks (and their history) are purged after this many days; 0 keeps them.
+    retention_days: float = 30.0
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "database_url": os.environ.get("ORCH_DATABASE_URL") or cls.database_url,
+            "public_url": (os.environ.get("ORCH_PUBLIC_URL") or cls.public_url).rstrip("/"),
+            "secret": os.environ.get("ORCH_SECRET") or None,
+            "twilio_api_url": os.environ.get("ORCH_TWILIO_API_URL") or cls.twilio_api_url,
+            "twilio_account_sid": os.environ.get("TWILIO_ACCOUNT_SID") or None,
+            "twilio_auth_token": os.environ.get("TWILIO_AUTH_TOKEN") or None,
+            "api_keys": os.environ.get("ORCH_API_KEYS") or None,
+            "max_request_bytes": _int("ORCH_MAX_REQUEST_BYTES", cls.max_request_bytes),
+            "twilio_timeout": _float("ORCH_TWILIO_TIMEOUT", cls.twilio_timeout),
+            "lease_seconds": _float("ORCH_LEASE_SECONDS", cls.lease_seconds),
+            "poll_interval": _float("ORCH_POLL_INTERVAL", cls.poll_interval),
+            "engine_concurrency": _int("ORCH_ENGINE_CONCURRENCY", cls.engine_concurrency),
+            "db_pool_size": _int("ORCH_DB_POOL_SIZE", cls.db_pool_size),
+            "retention_days": _float("ORCH_RETENTION_DAYS", cls.retention_days),
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,140 @@
+"""``orchestrator demo``: the simulator and the orchestrator on loopback, a handful of
+SMS through "Sending SMS", and a table of how each one ended."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from typing import Any
+
+import httpx
+
+from orchestrator.config import Settings
+from orchestrator.servers import free_port, start_server
+
+DEMO_ACCOUNT = "AC" + "d" * 32
+DEMO_TOKEN = "demo-auth-token"
+FROM = "+15005550006"
+
+# (what it shows, task data)
+CASES: list[tuple[str, dict[str, Any]]] = [
+    ("delivered", {"Number_to": "+15551230001", "Body": "Hello from the orchestrator"}),
+    (
+        "delivered (MMS)",
+        {
+            "Number_to": "+15551230002",
+            "Body": "A picture",
+            "MediaUrl": ["https://example.com/cat.png"],
+        },
+    ),
+    ("undelivered by carrier", {"Number_to": "+15551233003", "Body": "Is anyone there?"}),
+    ("failed in Twilio", {"Number_to": "+15551233008", "Body": "This one fails"}),
+    ("Twilio refuses the number", {"Number_to": "+15005550001", "Body": "Invalid To"}),
+    ("no region permission", {"Number_to": "+15005550003", "Body": "Far away"}),
+    ("missing body", {"Number_to": "+15551230003"}),
+    ("not a phone number", {"Number_to": "12345", "Body": "Bad number"}),
+    (
+        "callback lost, reconciled",
+        {"Number_to": "+15551230000", "Body": "Lost callback", "status_timeout": 2},
+    ),
+]
+
+
+async def _demo(settings: Settings, keep_running: bool) -> int:
+    from orchestrator.http.app import create_app
+    from orchestrator.store.db import upgrade
+    from orchestrator.twilio.simulator import SimulatorConfig
+    from orchestrator.twilio.simulator import create_app as create_simulator
+
+    sim = await start_server(
+        create_simulator(
+            SimulatorConfig(account_sid=DEMO_ACCOUNT, auth_token=DEMO_TOKEN, callback_delay=0.2)
+        )
+    )
+    port = free_port()
+    settings = dataclasses.replace(
+        settings,
+        public_url=f"http://127.0.0.1:{port}",
+        twilio_api_url=sim.url,
+        twilio_account_sid=DEMO_ACCOUNT,
+        twilio_auth_token=DEMO_TOKEN,
+        poll_interval=0.2,
+    )
+    await asyncio.to_thread(upgrade, settings.database_url)
+    orch = await start_server(create_app(settings), port=port)
+    print(f"orchestrator  {orch.url}   (database {settings.database_url})")
+    print(f"simulator     {sim.url}   (Twilio API stand-in, account {DEMO_ACCOUNT})\n")
+    rows: list[tuple[Any, ...]] = []
+    async with httpx.AsyncClient(base_url=orch.url, timeout=10) as client:
+        process = (await client.get("/api/v1/processes/getting-callback")).json()
+        for node in process["nodes"]:
+            if node.get("callback_urls"):
+                print(
+                    f"Getting callback, node {node['id']!r}, Twilio callback URL:\n"
+                    f"    {node['callback_urls']['twilio']}\n"
+                )
+        started = time.time()
+        ids = []
+        for label, data in CASES:
+            resp = await client.post(
+                "/api/v1/processes/sending-sms/tasks", json={"data": {"Number_from": FROM, **data}}
+            )
+            resp.raise_for_status()
+            ids.append((label, resp.json()["task_id"]))
+        for label, task_id in ids:
+            task = await _wait_done(client, task_id, started + 30)
+            d = task["data"]
+            rows.append(
+                (
+                    label,
+                    d.get("Number_to", ""),
+                    task["outcome"] or task["state"],
+                    task["node"]["title"],
+                    d.get("status") or "",
+                    str(d.get("code") or ""),
+                    _short(d.get("message")),
+                    d.get("url_more_info") or "",
+                )
+            )
+    _print_table(("case", "to", "outcome", "node", "status", "code", "message", "more info"), rows)
+    print(f"\nInspect a task: orchestrator task history {ids[0][1]}")
+    if keep_running:
+        print("Both servers keep running; Ctrl-C to stop.")
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            pass
+    await orch.stop()
+    await sim.stop()
+    unfinished = [r for r in rows if r[2] not in ("success", "escalation")]
+    return 1 if unfinished else 0
+
+
+async def _wait_done(client: httpx.AsyncClient, task_id: str, deadline: float) -> dict[str, Any]:
+    while True:
+        task: dict[str, Any] = (await client.get(f"/api/v1/tasks/{task_id}")).json()
+        if task["state"] == "done" or time.time() > deadline:
+            return task
+        await asyncio.sleep(0.2)
+
+
+def _short(text: Any, limit: int = 60) -> str:
+    s = "" if text is None else str(text)
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def _print_table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    cells = [header, *rows]
+    widths = [max(len(str(r[i])) for r in cells) for i in range(len(header))]
+    for i, row in enumerate(cells):
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
+    try:
+        return asyncio.run(_demo(settings, keep_running))
+    except KeyboardInterrupt:
+        return 0

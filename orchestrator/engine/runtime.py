@@ -1,0 +1,188 @@
+"""The runtime: what every part of the engine shares (database, secrets, definitions,
+the Twilio client) and the small helpers around it."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection
+
+from orchestrator.config import Settings
+from orchestrator.crypto import Vault, hash_matches, new_secret, node_hash
+from orchestrator.engine.definition import ProcessDefinition, parse_definition
+from orchestrator.store import kv
+from orchestrator.store import processes as process_store
+from orchestrator.store.db import Database
+from orchestrator.store.records import ProcessRecord
+from orchestrator.twilio.client import TwilioClient
+
+T = TypeVar("T")
+
+PROCESS_CACHE_SECONDS = 1.0
+
+
+class NotFound(LookupError):
+    pass
+
+
+def new_task_id() -> str:
+    """24 hex characters, like Corezoid's obj_id: 4 bytes of time, 8 random."""
+    return f"{int(time.time()):08x}{os.urandom(8).hex()}"
+
+
+class Runtime:
+    def __init__(self, settings: Settings, db: Database | None = None) -> None:
+        self.settings = settings
+        self.db = db or Database(settings.database_url, pool_size=settings.db_pool_size)
+        self._secret: str | None = None
+        self._vault: Vault | None = None
+        self._definitions: dict[int, tuple[int, int, ProcessDefinition]] = {}
+        self._processes: dict[str, tuple[float, ProcessRecord]] = {}
+        self._wait_hashes: dict[int, dict[str, str]] = {}
+        self._lock = threading.Lock()
+        self._twilio: TwilioClient | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        # Callbacks from the HTTP side (same process) that wake the engine at once.
+        self.wake_listeners: list[Callable[[], None]] = []
+
+    # -- secrets -------------------------------------------------------------------
+    @property
+    def secret(self) -> str:
+        if self._secret is None:
+            if self.settings.secret:
+                self._secret = self.settings.secret
+            else:
+                with self.db.write() as conn:
+                    self._secret = kv.set_setting_if_absent(conn, "server_secret", new_secret())
+        return self._secret
+
+    @property
+    def vault(self) -> Vault:
+        if self._vault is None:
+            self._vault = Vault(self.secret)
+        return self._vault
+
+    # -- processes -----------------------------------------------------------------
+    def definition(
+        self, version_id: int, conn: Connection | None = None
+    ) -> tuple[int, int, ProcessDefinition]:
+        """(process_id, version, definition) of a deployed version; versions never change,
+        so they are cached forever."""
+        cached = self._definitions.get(version_id)
+        if cached is not None:
+            return cached
+        if conn is None:
+            with self.db.read() as c:
+                found = process_store.get_version(c, version_id)
+        else:
+            found = process_store.get_version(conn, version_id)
+        if found is None:
+            raise NotFound(f"process version {version_id}")
+        process_id, version, raw = found
+        entry = (process_id, version, parse_definition(raw))
+        with self._lock:
+            self._definitions[version_id] = entry
+        return entry
+
+    def process(self, conn: Connection, key: str | int) -> ProcessRecord:
+        """The process and its current version. Cached briefly: a deploy made by another
+        process is seen within PROCESS_CACHE_SECONDS; one made here, at once."""
+        now = time.monotonic()
+        cached = self._processes.get(str(key))
+        if cached is not None and now - cached[0] < PROCESS_CACHE_SECONDS:
+            return cached[1]
+        record = process_store.get_process(conn, key)
+        if record is None:
+            raise NotFound(f"process {key!r}")
+        with self._lock:
+            self._processes[str(record.id)] = self._processes[record.slug] = (now, record)
+        return record
+
+    def forget_processes(self) -> None:
+        with self._lock:
+            self._processes.clear()
+            self._wait_hashes.clear()
+
+    def wait_node_for_hash(self, conn: Connection, conv_id: int, given: str) -> str | None:
+        """The wait node whose callback hash is ``given`` (any version of the process)."""
+        table = self._wait_hashes.get(conv_id)
+        if table is None or given not in table:
+            table = {
+                self.node_hash(conv_id, n): n for n in process_store.wait_node_ids(conn, conv_id)
+            }
+            with self._lock:
+                self._wait_hashes[conv_id] = table
+        for known, node_id in table.items():
+            if hash_matches(known, given):
+                return node_id
+        return None
+
+    # -- callback URLs -------------------------------------------------------------
+    def node_hash(self, conv_id: int, node_id: str) -> str:
+        return node_hash(self.secret, conv_id, node_id)
+
+    def callback_urls(self, conv_id: int, node_id: str) -> dict[str, str]:
+        """The three callback URL forms of a wait node (SPEC §5). The NVP form ends in
+        the task id, left as the template ``{{root.task_id}}``."""
+        base = self.settings.public_url.rstrip("/")
+        h = self.node_hash(conv_id, node_id)
+        return {
+            "json": f"{base}/api/1/json/callback/{conv_id}/{h}",
+            "twilio": f"{base}/api/1/json/plugins/twilio/{conv_id}/{h}",
+            "nvp": f"{base}/api/1/nvp/callback/{conv_id}/{h}/{{{{root.task_id}}}}",
+        }
+
+    # -- Twilio ----------------------------------------------------------------------
+    @property
+    def twilio(self) -> TwilioClient:
+        if self._twilio is None:
+            self._twilio = TwilioClient(
+                self.settings.twilio_api_url, timeout=self.settings.twilio_timeout
+            )
+        return self._twilio
+
+    def account_token(self, conn: Connection, account_sid: str) -> str | None:
+        """The auth token that signs callbacks for ``account_sid``, if we know it."""
+        if account_sid and account_sid == self.settings.twilio_account_sid:
+            return self.settings.twilio_auth_token
+        stored = kv.get_account_token(conn, account_sid)
+        return self.vault.decrypt(stored) if stored else None
+
+    # -- plumbing ------------------------------------------------------------------
+    def wake(self) -> None:
+        for listener in list(self.wake_listeners):
+            listener()
+
+    def prepare(self) -> None:
+        """Load what later code reads inside transactions (the server secret), so that
+        nothing opens a second write transaction while one is open."""
+        _ = self.vault
+
+    async def run_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run database work. SQLite's transactions are local and take well under a
+        millisecond, and it has one writer anyway: they run right here, which is cheaper
+        than a thread hop. PostgreSQL's wait on the network: they run in a thread."""
+        if self.db.is_sqlite:
+            return fn(*args, **kwargs)
+        if self._executor is None:
+            # One thread per pooled connection: more would only queue for a connection.
+            self._executor = ThreadPoolExecutor(
+                max_workers=self.settings.db_pool_size, thread_name_prefix="db"
+            )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    async def aclose(self) -> None:
+        if self._twilio is not None:
+            await self._twilio.aclose()
+            self._twilio = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None

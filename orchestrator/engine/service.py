@@ -1,0 +1,383 @@
+"""What the outside world can ask of the engine: create, modify and read tasks, receive
+callbacks, read processes. Used by the HTTP API and the CLI alike; raises ``ApiError``
+with a stable code for every request it refuses, having changed nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from orchestrator.crypto import redact, split_secrets
+from orchestrator.engine.runtime import NotFound, Runtime, new_task_id
+from orchestrator.engine.transitions import deliver
+from orchestrator.store import callbacks as inbox
+from orchestrator.store import processes as process_store
+from orchestrator.store import tasks as task_store
+from orchestrator.store.notify import notify
+from orchestrator.store.records import CallbackRecord, Event, ProcessRecord, TaskRecord, dumps
+from orchestrator.twilio.errors import describe_error_code
+from orchestrator.twilio.signature import validate_signature
+
+MAX_LIST = 500
+
+
+@dataclass
+class ApiError(Exception):
+    status: int
+    code: str
+    message: str
+    details: Any = None
+
+    def body(self) -> dict[str, Any]:
+        err: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            err["details"] = self.details
+        return {"error": err}
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
+
+
+class Service:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    # -- processes -----------------------------------------------------------------
+    def _process(self, conn: Connection, key: str | int) -> ProcessRecord:
+        try:
+            return self.rt.process(conn, key)
+        except NotFound as exc:
+            raise ApiError(404, "PROCESS_NOT_FOUND", f"no process {key!r}") from exc
+
+    def list_processes(self) -> list[dict[str, Any]]:
+        with self.rt.db.read() as conn:
+            return [self._process_summary(conn, p) for p in process_store.list_processes(conn)]
+
+    def _process_summary(self, conn: Connection, p: ProcessRecord) -> dict[str, Any]:
+        return {
+            "conv_id": p.id,
+            "slug": p.slug,
+            "title": p.title,
+            "version": p.current_version,
+            "counts": task_store.state_counts(conn, p.id),
+        }
+
+    def process_view(self, key: str) -> dict[str, Any]:
+        with self.rt.db.read() as conn:
+            p = self._process(conn, key)
+            counts = task_store.node_counts(conn, p.id)
+            versions = process_store.list_versions(conn, p.id)
+            summary = self._process_summary(conn, p)
+        _pid, _v, definition = self.rt.definition(p.version_id)
+        node_list = []
+        for node in definition.nodes.values():
+            item: dict[str, Any] = {
+                "id": node.id,
+                "title": node.title,
+                "kind": node.kind,
+                "count": counts.get(node.id, 0),
+                "exits": node.exits(),
+            }
+            if node.kind == "wait":
+                item["callback_urls"] = self.rt.callback_urls(p.id, node.id)
+            node_list.append(item)
+        return {
+            **summary,
+            "description": definition.description,
+            "inputs": list(definition.inputs),
+            "nodes": node_list,
+            "versions": [
+                {"version": v["version"], "created_at": iso(v["created_at"]), "source": v["source"]}
+                for v in versions
+            ],
+        }
+
+    # -- tasks -----------------------------------------------------------------------
+    def task_view(self, conn: Connection, task: TaskRecord) -> dict[str, Any]:
+        process_id, version, definition = self.rt.definition(task.version_id, conn)
+        node = definition.nodes.get(task.node_id)
+        slug = self._slug(conn, process_id)
+        return {
+            "task_id": task.id,
+            "process": slug,
+            "conv_id": process_id,
+            "version": version,
+            "ref": task.ref,
+            "node": {
+                "id": task.node_id,
+                "title": node.title if node else task.node_id,
+                "kind": node.kind if node else None,
+            },
+            "state": task.state,
+            "outcome": task.outcome,
+            "data": redact(task.data),
+            "created_at": iso(task.created_at),
+            "updated_at": iso(task.updated_at),
+            "finished_at": iso(task.finished_at),
+            "wake_at": iso(task.wake_at) if task.state == "waiting" else None,
+            "parent_task_id": task.parent_task_id,
+        }
+
+    def _slug(self, conn: Connection, process_id: int) -> str:
+        return self.rt.process(conn, process_id).slug
+
+    def create_task(
+        self, process_key: str, ref: Any, data: Any, *, source: str = "api"
+    ) -> tuple[dict[str, Any], bool]:
+        """(task view, created). Same ref and same data as the latest task with that ref
+        returns it (an idempotent retry); same ref, other data, unfinished task → 409."""
+        if ref is not None and (not isinstance(ref, str) or not 1 <= len(ref) <= 255):
+            raise ApiError(422, "INVALID_REF", "ref must be a string of 1-255 characters")
+        if not isinstance(data, dict):
+            raise ApiError(422, "INVALID_DATA", "data must be a JSON object")
+        encoded = dumps(data)
+        if len(encoded.encode()) > self.rt.settings.max_task_bytes:
+            raise ApiError(
+                413, "TASK_TOO_LARGE", f"task data is over {self.rt.settings.max_task_bytes} bytes"
+            )
+        digest = hmac.new(self.rt.secret.encode(), encoded.encode(), hashlib.sha256).hexdigest()
+        plain, hidden = split_secrets(data)
+        now = time.time()
+        with self.rt.db.write() as conn:
+            proc = self._process(conn, process_key)
+            if ref is not None:
+                existing = task_store.find_by_ref(conn, proc.id, ref)
+                if existing is not None and existing.input_hash == digest:
+                    return self.task_view(conn, existing), False
+                if existing is not None and existing.state != "done":
+                    raise ApiError(
+                        409,
+                        "REF_CONFLICT",
+                        f"ref {ref!r} belongs to an unfinished task with other data",
+                        {"task_id": existing.id},
+                    )
+            _pid, _v, definition = self.rt.definition(proc.version_id, conn)
+            task = TaskRecord(
+                id=new_task_id(),
+                process_id=proc.id,
+                version_id=proc.version_id,
+                node_id=definition.start,
+                state="active",
+                data=plain,
+                created_at=now,
+                updated_at=now,
+                ref=ref,
+                input_hash=digest,
+                secrets=self.rt.vault.encrypt(json.dumps(hidden)) if hidden else None,
+            )
+            try:
+                with conn.begin_nested():
+                    task_store.insert_task(conn, task)
+            except IntegrityError as exc:
+                raise ApiError(409, "REF_CONFLICT", f"ref {ref!r} is taken") from exc
+            task_store.add_events(
+                conn, task.id, [Event("created", None, task.node_id, {"by": source})], now
+            )
+            notify(conn)
+            view = self.task_view(conn, task)
+        self.rt.wake()
+        return view, True
+
+    def get_task(self, task_id: str) -> dict[str, Any]:
+        with self.rt.db.read() as conn:
+            task = task_store.get_task(conn, task_id)
+            if task is None:
+                raise ApiError(404, "TASK_NOT_FOUND", f"no task {task_id!r}")
+            return self.task_view(conn, task)
+
+    def history(self, task_id: str) -> list[dict[str, Any]]:
+        with self.rt.db.read() as conn:
+            if task_store.get_task(conn, task_id) is None:
+                raise ApiError(404, "TASK_NOT_FOUND", f"no task {task_id!r}")
+            events = task_store.history(conn, task_id)
+        for e in events:
+            e["at"] = iso(e["at"])
+        return events
+
+    def list_tasks(
+        self,
+        process_key: str,
+        *,
+        ref: str | None = None,
+        node: str | None = None,
+        state: str | None = None,
+        outcome: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        if state not in (None, "active", "waiting", "done"):
+            raise ApiError(422, "INVALID_FILTER", "state must be active, waiting or done")
+        if outcome not in (None, "success", "escalation"):
+            raise ApiError(422, "INVALID_FILTER", "outcome must be success or escalation")
+        if not 1 <= limit <= MAX_LIST:
+            raise ApiError(422, "INVALID_FILTER", f"limit must be 1-{MAX_LIST}")
+        before = _decode_cursor(cursor) if cursor else None
+        with self.rt.db.read() as conn:
+            proc = self._process(conn, process_key)
+            rows = task_store.list_tasks(
+                conn,
+                proc.id,
+                ref=ref,
+                node=node,
+                state=state,
+                outcome=outcome,
+                limit=limit,
+                before=before,
+            )
+            items = [self.task_view(conn, t) for t in rows]
+        next_cursor = f"{rows[-1].created_at!r}:{rows[-1].id}" if len(rows) == limit else None
+        return {"tasks": items, "next_cursor": next_cursor}
+
+    def modify_by_ref(
+        self, process_key: str, ref: str, data: Any, *, source: str = "api"
+    ) -> dict[str, Any]:
+        """Corezoid's modify: merge data into the waiting task with this ref and release it."""
+        if not isinstance(data, dict) or not data:
+            raise ApiError(422, "INVALID_DATA", "data must be a non-empty JSON object")
+        now = time.time()
+        with self.rt.db.write() as conn:
+            proc = self._process(conn, process_key)
+            task = task_store.find_by_ref(conn, proc.id, ref, for_update=True)
+            if task is None or task.state == "done":
+                raise ApiError(404, "TASK_NOT_FOUND", f"no unfinished task with ref {ref!r}")
+            if task.state != "waiting":
+                raise ApiError(
+                    409,
+                    "TASK_NOT_WAITING",
+                    f"task {task.id} is in node {task.node_id!r}, not waiting",
+                )
+            cb_id = inbox.insert_callback(
+                conn,
+                process_id=proc.id,
+                node_id="*",
+                form="modify",
+                payload=data,
+                received_at=now,
+                task_id=task.id,
+                source_ip=source,
+            )
+            assert cb_id is not None
+            cb = CallbackRecord(
+                cb_id, proc.id, "*", "modify", data, now, "new", task_id=task.id, source_ip=source
+            )
+            # No owner: the released task is left for whichever engine claims it first.
+            for released in deliver(conn, self.rt, cb, owner=None, now=now):
+                task = released
+            notify(conn)
+            view = self.task_view(conn, task)
+        self.rt.wake()
+        return view
+
+    # -- webhooks --------------------------------------------------------------------
+    def _wait_node_for_hash(
+        self, conn: Connection, conv_id: str, given: str
+    ) -> tuple[ProcessRecord, str]:
+        if not conv_id.isdigit():
+            raise ApiError(404, "NOT_FOUND", "unknown callback URL")
+        try:
+            proc = self.rt.process(conn, int(conv_id))
+        except NotFound as exc:
+            raise ApiError(404, "NOT_FOUND", "unknown callback URL") from exc
+        node_id = self.rt.wait_node_for_hash(conn, proc.id, given)
+        if node_id is None:
+            raise ApiError(404, "NOT_FOUND", "unknown callback URL")
+        return proc, node_id
+
+    def receive_callback(
+        self,
+        form: str,
+        conv_id: str,
+        node_hash: str,
+        payload: dict[str, Any],
+        *,
+        task_id: str | None = None,
+        url: str | None = None,
+        signature: str | None = None,
+        form_pairs: list[tuple[str, str]] | None = None,
+        idem_token: str | None = None,
+        source_ip: str | None = None,
+    ) -> dict[str, Any]:
+        """Store a callback durably and wake the engine. Returns {"status": accepted|
+        duplicate}. Nothing is stored when the URL, signature or body is refused."""
+        now = time.time()
+        ref = None
+        dedupe = None
+        with self.rt.db.write() as conn:
+            proc, node_id = self._wait_node_for_hash(conn, conv_id, node_hash)
+            if form == "twilio":
+                account = str(payload.get("AccountSid", ""))
+                token = self.rt.account_token(conn, account) if account else None
+                if (
+                    not token
+                    or not signature
+                    or url is None
+                    or not validate_signature(url, form_pairs or [], signature, token)
+                ):
+                    raise ApiError(
+                        403, "INVALID_SIGNATURE", "X-Twilio-Signature is missing or does not match"
+                    )
+                ref = payload.get("MessageSid") or payload.get("CallSid") or payload.get("SmsSid")
+                if not ref:
+                    raise ApiError(422, "MISSING_SID", "the callback has no MessageSid or CallSid")
+                status = payload.get("MessageStatus") or payload.get("CallStatus") or ""
+                dedupe = f"{ref}:{status}:{payload.get('SequenceNumber', '')}"
+                code = payload.get("ErrorCode")
+                if code and "ErrorMessage" not in payload:
+                    payload["ErrorMessage"] = describe_error_code(code)
+            elif task_id is None:
+                task_id = _str_or_none(payload.get("task_id"))
+                ref = _str_or_none(payload.get("ref"))
+                if task_id is None and ref is None:
+                    raise ApiError(
+                        422,
+                        "MISSING_TASK_ID",
+                        "the body needs a task_id or ref field naming the task",
+                    )
+            if task_id is not None:
+                task = task_store.get_task(conn, task_id)
+                if task is None or task.process_id != proc.id:
+                    raise ApiError(404, "TASK_NOT_FOUND", f"no task {task_id!r} in this process")
+            cb_id = inbox.insert_callback(
+                conn,
+                process_id=proc.id,
+                node_id=node_id,
+                form=form,
+                payload=payload,
+                received_at=now,
+                ref=ref,
+                task_id=task_id,
+                dedupe_key=dedupe,
+                idem_token=f"{proc.id}:{idem_token}" if idem_token else None,
+                source_ip=source_ip,
+            )
+            if cb_id is not None:
+                notify(conn)
+        if cb_id is None:
+            return {"status": "duplicate"}
+        self.rt.wake()
+        return {"status": "accepted", "callback_id": cb_id}
+
+
+def _str_or_none(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return str(value)
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        at, task_id = cursor.rsplit(":", 1)
+        return float(at), task_id
+    except ValueError as exc:
+        raise ApiError(422, "INVALID_CURSOR", "cursor is not one this API returned") from exc

@@ -1,0 +1,111 @@
+"""``{{…}}`` templates over task data, rendered in Jinja2's immutable sandbox.
+
+A value that is exactly one ``{{ expression }}`` keeps its type (a list stays a list, a
+number a number); anything else renders to text. A missing parameter is
+TEMPLATE_METADATA_ERROR and bad syntax TEMPLATE_SYNTAX_ERROR: both send the task to its
+error path, neither crashes the engine.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2.exceptions import SecurityError
+from jinja2.exceptions import TemplateError as JinjaError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+_SINGLE = re.compile(r"^\{\{\s*((?:(?!\}\}).)+?)\s*\}\}\Z", re.S)
+_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+class TemplateError(Exception):
+    def __init__(self, error: str, message: str) -> None:
+        super().__init__(message)
+        self.error = error
+        self.message = message
+
+    def as_task_data(self) -> dict[str, Any]:
+        return {"error": self.error, "code": self.error, "message": self.message}
+
+
+@lru_cache(maxsize=4096)
+def _compile(source: str) -> Any:
+    single = _SINGLE.match(source)
+    try:
+        if single:
+            return ("expr", _env.compile_expression(single.group(1), undefined_to_none=False))
+        return ("text", _env.from_string(source))
+    except TemplateSyntaxError as exc:
+        raise TemplateError("TEMPLATE_SYNTAX_ERROR", f"{source!r}: {exc.message}") from exc
+
+
+def render(value: Any, context: Mapping[str, Any]) -> Any:
+    """Render every string inside ``value`` (dicts and lists are walked)."""
+    if isinstance(value, str):
+        if "{{" not in value and "{%" not in value:
+            return value
+        mode, compiled = _compile(value)
+        try:
+            result = compiled(**context) if mode == "expr" else compiled.render(**context)
+        except UndefinedError as exc:
+            raise TemplateError("TEMPLATE_METADATA_ERROR", f"{value!r}: {exc.message}") from exc
+        except SecurityError as exc:
+            raise TemplateError("TEMPLATE_SYNTAX_ERROR", f"{value!r}: not allowed") from exc
+        except (
+            JinjaError,
+            TypeError,
+            ValueError,
+            ArithmeticError,
+            LookupError,
+            AttributeError,
+            AssertionError,
+            RecursionError,
+        ) as exc:
+            # Jinja reports some misuse (unknown filter in a branch, bad filter arguments)
+            # only while rendering; it is still the template's fault, not the engine's.
+            raise TemplateError("TEMPLATE_SYNTAX_ERROR", f"{value!r}: {exc}") from exc
+        if mode == "expr" and _is_undefined(result):
+            raise TemplateError("TEMPLATE_METADATA_ERROR", f"{value!r}: undefined")
+        return _plain(value, result) if mode == "expr" else result
+    if isinstance(value, Mapping):
+        return {k: render(v, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render(v, context) for v in value]
+    return value
+
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _plain(source: str, value: Any) -> Any:
+    """Keep a single expression's value only if it is JSON data (task data is JSON)."""
+    if isinstance(value, _JSON_SCALARS):
+        return str(value) if type(value) is not str and isinstance(value, str) else value
+    if isinstance(value, list | tuple):
+        return [_plain(source, v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(source, v) for k, v in value.items()}
+    raise TemplateError(
+        "TEMPLATE_SYNTAX_ERROR",
+        f"{source!r}: gives a {type(value).__name__}, not a value (add | list?)",
+    )
+
+
+def _is_undefined(value: Any) -> bool:
+    return isinstance(value, StrictUndefined)
+
+
+def check_syntax(value: Any) -> None:
+    """Raise TemplateError for a template that cannot compile (used at deploy time)."""
+    if isinstance(value, str) and ("{{" in value or "{%" in value):
+        _compile(value)
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            check_syntax(v)
+    elif isinstance(value, list):
+        for v in value:
+            check_syntax(v)

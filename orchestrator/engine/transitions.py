@@ -1,0 +1,271 @@
+"""Applying what the interpreter decided, and callbacks, inside one transaction each.
+
+A transition writes the task's new node and data, its history events, the tasks it
+copies, the modifications it sends, and the effects it finished, all or nothing. Entering
+a wait node looks in the inbox first, so a callback that arrived early is applied now.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Connection
+
+from orchestrator.crypto import split_secrets
+from orchestrator.engine.definition import ProcessDefinition
+from orchestrator.engine.interpreter import LOOP_LIMIT, StepResult
+from orchestrator.engine.runtime import Runtime, new_task_id
+from orchestrator.engine.statuses import supersedes
+from orchestrator.store import callbacks as inbox
+from orchestrator.store import effects as effect_store
+from orchestrator.store import tasks as task_store
+from orchestrator.store.records import CallbackRecord, Event, TaskRecord
+
+
+class Conflict(RuntimeError):
+    """The task changed under us (its lease was lost); the step is abandoned. ``effects``
+    carries what the abandoned step learnt from Twilio, so it can still be recorded."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(task_id)
+        self.effects: list[tuple[int, dict[str, Any]]] = []
+
+
+def commit_step(
+    conn: Connection,
+    rt: Runtime,
+    task: TaskRecord,
+    definition: ProcessDefinition,
+    result: StepResult,
+    owner: str,
+    now: float,
+) -> list[TaskRecord]:
+    """Write one transition. Returns tasks this worker should run next (the task itself
+    if it is still active, copies, and tasks a modification released), all leased to it."""
+    expected = task.rev
+    runnable: list[TaskRecord] = []
+    for index, outcome in result.effects_done:
+        effect_store.finish(conn, task.id, task.step, index, outcome, now)
+    for copy in result.copies:
+        child = TaskRecord(
+            id=new_task_id(),
+            process_id=copy.process_id,
+            version_id=copy.version_id,
+            node_id=copy.start,
+            state="active",
+            data=copy.data,
+            created_at=now,
+            updated_at=now,
+            ref=copy.ref,
+            parent_task_id=copy.parent_task_id,
+            lease_owner=owner,
+            lease_until=now + rt.settings.lease_seconds,
+        )
+        task_store.insert_task(conn, child)
+        task_store.add_events(
+            conn,
+            child.id,
+            [Event("created", None, child.node_id, {"by": "copy_task", "parent_task_id": task.id})],
+            now,
+        )
+        runnable.append(child)
+    for mod in result.modifications:
+        cb_id = inbox.insert_callback(
+            conn,
+            process_id=mod.process_id,
+            node_id="*",
+            form="modify",
+            payload=mod.data,
+            received_at=now,
+            task_id=mod.task_id,
+            source_ip=f"task:{task.id}",
+        )
+        if cb_id is not None:
+            cb = CallbackRecord(
+                cb_id,
+                mod.process_id,
+                "*",
+                "modify",
+                mod.data,
+                now,
+                "new",
+                task_id=mod.task_id,
+                source_ip=f"task:{task.id}",
+            )
+            runnable.extend(deliver(conn, rt, cb, owner, now))
+
+    task.data = result.data
+    task.updated_at = now
+    events = list(result.events)
+    if result.to is None:  # stays: a wait or delay node being (re-)entered
+        _enter_waiting(task, result.wake_at)
+    else:
+        target = result.to
+        task.hops += 1
+        if task.hops > LOOP_LIMIT:
+            target = definition.default_escalation
+            task.data.update(
+                {
+                    "error": "LOOP_LIMIT",
+                    "code": "LOOP_LIMIT",
+                    "message": f"more than {LOOP_LIMIT} transitions without waiting",
+                }
+            )
+            events.append(
+                Event(
+                    "logic_error",
+                    task.node_id,
+                    target,
+                    {"error": "LOOP_LIMIT", "message": task.data["message"]},
+                )
+            )
+            result.wake_at = None
+        events.append(Event("transition", task.node_id, target))
+        task.node_id = target
+        task.step += 1
+        task.entry = "enter"
+        node = definition.node(target)
+        if node.is_final:
+            task.state = "done"
+            task.outcome = "success" if node.kind == "success" else "escalation"
+            task.finished_at = now
+            task.lease_owner = task.lease_until = task.wake_at = None
+            task.secrets = None  # a finished task needs no credentials
+        elif node.kind in ("wait", "delay"):
+            _enter_waiting(task, result.wake_at)
+        else:
+            task.state = "active"
+    task_store.add_events(conn, task.id, events, now)
+    if not task_store.save_task(conn, task, expected):
+        raise Conflict(task.id)
+    if task.state == "done":
+        # After the save (which locks the row): a callback stored meanwhile either sees
+        # the task done, or is found here. Either way it lands in the history.
+        _settle_late(conn, task, now)
+    if task.state == "waiting" and definition.node(task.node_id).kind == "wait":
+        released = _apply_pending(conn, rt, task, owner, now)
+        if released is not None:
+            task = released
+    if task.state == "active":
+        runnable.insert(0, task)
+    return runnable
+
+
+def _settle_late(conn: Connection, task: TaskRecord, now: float) -> None:
+    """Callbacks that were waiting for a task that has now finished: kept as late."""
+    for cb in inbox.unsettled_for_task(conn, task.id, task.process_id, task.ref):
+        if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
+            late = Event("callback_late", task.node_id, None, _cb_detail(cb))
+            task_store.add_events(conn, task.id, [late], now)
+
+
+def _enter_waiting(task: TaskRecord, wake_at: float | None) -> None:
+    task.state = "waiting"
+    task.wake_at = wake_at
+    task.hops = 0
+    task.lease_owner = task.lease_until = None
+
+
+def _apply_pending(
+    conn: Connection, rt: Runtime, task: TaskRecord, owner: str, now: float
+) -> TaskRecord | None:
+    for cb in inbox.pending_for_task(conn, task.id, task.process_id, task.ref, task.node_id):
+        released = _release(conn, rt, task, cb, owner, now)
+        if released is not None:
+            return released
+    return None
+
+
+def deliver(
+    conn: Connection, rt: Runtime, cb: CallbackRecord, owner: str | None, now: float
+) -> list[TaskRecord]:
+    """Try to apply a stored callback to its task. An unknown task or one not yet waiting
+    leaves it pending (it is applied when the task reaches the node); a finished task
+    keeps it in its history as a late callback."""
+    task: TaskRecord | None
+    if cb.task_id:
+        task = task_store.get_task(conn, cb.task_id, for_update=True)
+        if task is not None and task.process_id != cb.process_id:
+            task = None
+    elif cb.ref:
+        task = task_store.find_by_ref(conn, cb.process_id, cb.ref, for_update=True)
+    else:
+        task = None
+    if task is None:
+        inbox.set_status(conn, cb.id, "pending", now=now)
+        return []
+    if task.state == "done":
+        if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
+            late = Event("callback_late", task.node_id, None, _cb_detail(cb))
+            task_store.add_events(conn, task.id, [late], now)
+        return []
+    if task.state != "waiting" or cb.node_id not in ("*", task.node_id):
+        inbox.set_status(conn, cb.id, "pending", now=now, task_id=task.id)
+        return []
+    released = _release(conn, rt, task, cb, owner, now)
+    return [released] if released is not None else []
+
+
+def _release(
+    conn: Connection,
+    rt: Runtime,
+    task: TaskRecord,
+    cb: CallbackRecord,
+    owner: str | None,
+    now: float,
+) -> TaskRecord | None:
+    """Merge the callback into a waiting task and make it runnable (leased to ``owner``,
+    or to nobody, so that any engine may claim it),
+    unless it would move a Twilio status backwards: then it is only recorded."""
+    if cb.form == "twilio" and not _advances(cb.payload, task.data):
+        if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
+            task_store.add_events(
+                conn,
+                task.id,
+                [
+                    Event(
+                        "callback_ignored",
+                        task.node_id,
+                        None,
+                        {**_cb_detail(cb), "reason": "status does not advance"},
+                    )
+                ],
+                now,
+            )
+        return None
+    if not inbox.set_status(conn, cb.id, "applied", now=now, task_id=task.id):
+        return None  # another worker applied it
+    expected = task.rev
+    plain, hidden = split_secrets(dict(cb.payload))
+    task.data.update(plain)
+    if hidden:
+        current = json.loads(rt.vault.decrypt(task.secrets) or "{}") if task.secrets else {}
+        task.secrets = rt.vault.encrypt(json.dumps({**current, **hidden}))
+    task.state, task.entry, task.wake_at, task.hops = "active", "resume", None, 0
+    if owner is None:
+        task.lease_owner = task.lease_until = None
+    else:
+        task.lease_owner, task.lease_until = owner, now + rt.settings.lease_seconds
+    task.updated_at = now
+    task_store.add_events(
+        conn, task.id, [Event("callback", task.node_id, None, _cb_detail(cb))], now
+    )
+    if not task_store.save_task(conn, task, expected):
+        raise Conflict(task.id)
+    return task
+
+
+def _advances(payload: dict[str, Any], data: dict[str, Any]) -> bool:
+    if "CallStatus" in payload:
+        return supersedes(payload.get("CallStatus"), data.get("CallStatus"), call=True)
+    return supersedes(payload.get("MessageStatus"), data.get("MessageStatus"))
+
+
+def _cb_detail(cb: CallbackRecord) -> dict[str, Any]:
+    return {
+        "callback_id": cb.id,
+        "form": cb.form,
+        "source": cb.source_ip,
+        "fields": split_secrets(dict(cb.payload))[0],
+    }

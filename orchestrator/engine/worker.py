@@ -1,0 +1,314 @@
+"""The engine loop: claim runnable tasks, due timers and new callbacks; run them.
+
+Work is claimed with leases (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so several worker
+processes can share a database; a worker that dies leaves its leases to expire and be
+taken over. Inside one worker, tasks run concurrently as asyncio tasks, bounded by
+``engine_concurrency``; database work runs in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import fcntl
+import functools
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import OperationalError
+
+from orchestrator.engine.interpreter import Interpreter, StepDeferred
+from orchestrator.engine.runtime import Runtime
+from orchestrator.engine.transitions import Conflict, commit_step, deliver
+from orchestrator.engine.twilio_actions import TwilioActions
+from orchestrator.store import callbacks as inbox
+from orchestrator.store import effects as effect_store
+from orchestrator.store import tasks as task_store
+from orchestrator.store.notify import Listener
+from orchestrator.store.records import TaskRecord
+from orchestrator.store.retention import purge_batch
+
+log = logging.getLogger("orchestrator.engine")
+T = TypeVar("T")
+
+
+class EngineLockError(RuntimeError):
+    pass
+
+
+class SqliteEngineLock:
+    """One engine per SQLite file: a second one would only fight for the write lock."""
+
+    def __init__(self, db_path: str) -> None:
+        self.path = os.path.abspath(db_path) + ".engine.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise EngineLockError(
+                f"another engine is already running on this SQLite database ({self.path}); "
+                "run one engine per SQLite file, or use PostgreSQL for several"
+            ) from exc
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class Worker:
+    def __init__(self, rt: Runtime, *, concurrency: int | None = None) -> None:
+        self.rt = rt
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self) & 0xFFFF:04x}"
+        self.concurrency = concurrency or rt.settings.engine_concurrency
+        self.interpreter = Interpreter(rt, TwilioActions(rt))
+        self._running: set[asyncio.Task[None]] = set()
+        self._running_ids: dict[asyncio.Task[None], str] = {}
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+        self._lock: SqliteEngineLock | None = None
+        self.steps = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+    def wake(self) -> None:
+        """Thread-safe: new work may be there."""
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def acquire_lock(self) -> None:
+        """On SQLite, become the file's only engine or raise EngineLockError."""
+        path = self.rt.db.sqlite_path()
+        if self._lock is None and path and path != ":memory:":
+            lock = SqliteEngineLock(path)
+            lock.acquire()
+            self._lock = lock
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self.acquire_lock()
+        await asyncio.to_thread(self.rt.prepare)
+        self.rt.wake_listeners.append(self.wake)
+        listener = Listener(self.rt.db.url, self.wake) if self.rt.db.is_postgres else None
+        if listener is not None:
+            listener.start()
+        housekeeping = asyncio.create_task(self._housekeeping())
+        heartbeat = asyncio.create_task(self._heartbeat())
+        log.info("engine %s started (concurrency %d)", self.owner, self.concurrency)
+        try:
+            while not self._stopping:
+                try:
+                    found = await self._poll_once()
+                except Exception:
+                    # The database went away or refused a connection: keep the engine
+                    # alive and try again shortly; leases protect the work meanwhile.
+                    log.exception("claiming work failed; retrying in %ss", CLAIM_RETRY_DELAY)
+                    await asyncio.sleep(CLAIM_RETRY_DELAY)
+                    continue
+                if not found:
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), self.rt.settings.poll_interval)
+                        # Let a burst of wake-ups (API calls, webhooks) land in one claim.
+                        await asyncio.sleep(WAKE_COALESCE_SECONDS)
+                    except TimeoutError:
+                        pass
+        finally:
+            housekeeping.cancel()
+            heartbeat.cancel()
+            if listener is not None:
+                await asyncio.to_thread(listener.stop)
+            self.rt.wake_listeners.remove(self.wake)
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    async def _housekeeping(self) -> None:
+        """Purge finished tasks past the retention period, a batch at a time."""
+        days = self.rt.settings.retention_days
+        if days <= 0:
+            return
+        while not self._stopping:
+            try:
+                while await self.rt.run_db(self._purge_batch, time.time() - days * 86400):
+                    await asyncio.sleep(0)  # let steps run between batches
+            except Exception:
+                log.exception("retention purge failed; retrying later")
+            await asyncio.sleep(RETENTION_INTERVAL)
+
+    def _purge_batch(self, cutoff: float) -> bool:
+        with self.rt.db.write() as conn:
+            return purge_batch(conn, cutoff, RETENTION_BATCH) == RETENTION_BATCH
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop claiming, let running steps finish (up to ``timeout``), release leases."""
+        self._stopping = True
+        self.wake()
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=timeout)
+        for task in list(self._running):
+            task.cancel()
+        await self.rt.run_db(self._release_all)
+
+    def _release_all(self) -> None:
+        with self.rt.db.write() as conn:
+            task_store.release_leases(conn, self.owner)
+
+    # -- claiming --------------------------------------------------------------------
+    async def _poll_once(self) -> bool:
+        free = self.concurrency - len(self._running)
+        if free <= 0:
+            await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)
+            return True
+        claimed = await self.rt.run_db(self._claim, free)
+        for task in claimed:
+            self._spawn(task)
+        return bool(claimed)
+
+    def _claim(self, limit: int) -> list[TaskRecord]:
+        """Callbacks first (they finish work already in flight), then due timers, then
+        new runnable tasks: under load, finishing beats starting."""
+        out: list[TaskRecord] = []
+        with self.rt.db.read() as conn:
+            ids = inbox.new_ids(conn, CALLBACK_BATCH)
+        for cb_id in ids:
+            out += _retry_on_deadlock(functools.partial(self._deliver, cb_id))
+        if len(out) < limit:
+            now = time.time()
+            lease = self.rt.settings.lease_seconds
+            with self.rt.db.write() as conn:
+                out += task_store.claim_due_timers(conn, self.owner, limit - len(out), now, lease)
+                if len(out) < limit:
+                    out += task_store.claim_runnable(conn, self.owner, limit - len(out), now, lease)
+        return out
+
+    def _deliver(self, callback_id: int) -> list[TaskRecord]:
+        with self.rt.db.write() as conn:
+            cb = inbox.get_new(conn, callback_id)
+            if cb is None:  # another worker got it
+                return []
+            return deliver(conn, self.rt, cb, self.owner, time.time())
+
+    def _spawn(self, task: TaskRecord) -> None:
+        runner = asyncio.create_task(self._execute(task))
+        self._running.add(runner)
+        self._running_ids[runner] = task.id
+        runner.add_done_callback(self._forget)
+
+    def _forget(self, runner: asyncio.Task[None]) -> None:
+        self._running.discard(runner)
+        self._running_ids.pop(runner, None)
+
+    async def _heartbeat(self) -> None:
+        """Renew the leases of tasks this worker is running, so a slow step (Twilio,
+        a busy database) is not taken over by another worker while still alive."""
+        lease = self.rt.settings.lease_seconds
+        while not self._stopping:
+            await asyncio.sleep(lease / 3)
+            ids = list(set(self._running_ids.values()))
+            try:
+                await self.rt.run_db(self._renew, ids, time.time() + lease)
+            except Exception:
+                log.exception("renewing leases failed")
+
+    def _renew(self, ids: list[str], until: float) -> None:
+        for i in range(0, len(ids), 500):
+            with self.rt.db.write() as conn:
+                task_store.renew_leases(conn, self.owner, ids[i : i + 500], until)
+
+    # -- running ---------------------------------------------------------------------
+    async def _execute(self, task: TaskRecord) -> None:
+        try:
+            while task.state == "active" and not self._stopping:
+                process_id, _version, definition = self.rt.definition(task.version_id)
+                result = await self.interpreter.run(task, process_id, definition)
+                runnable = await self.rt.run_db(self._commit, task, definition, result)
+                self.steps += 1
+                if not runnable or runnable[0].id != task.id:
+                    for other in runnable:
+                        self._spawn(other)
+                    return
+                task = runnable[0]
+                for other in runnable[1:]:
+                    self._spawn(other)
+        except StepDeferred as exc:
+            await self.rt.run_db(self._defer, task.id, exc.until)
+        except Conflict as exc:
+            log.warning("task %s changed under this worker (lease lost); step dropped", task.id)
+            if exc.effects:
+                # What Twilio answered is kept, so the worker that took over uses it.
+                await self.rt.run_db(self._keep_effects, task, exc.effects)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A bug or a database outage: keep the lease for a while so the task is
+            # retried later instead of in a hot loop, and keep the worker alive.
+            log.exception("step of task %s failed; it is retried in %ss", task.id, STEP_RETRY_DELAY)
+
+    def _defer(self, task_id: str, until: float) -> None:
+        with self.rt.db.write() as conn:
+            task_store.defer(conn, task_id, self.owner, until)
+
+    def _keep_effects(self, task: TaskRecord, done: list[tuple[int, dict[str, Any]]]) -> None:
+        with self.rt.db.write() as conn:
+            for index, outcome in done:
+                effect_store.finish(conn, task.id, task.step, index, outcome, time.time())
+
+    def _commit(self, task: TaskRecord, definition: Any, result: Any) -> list[TaskRecord]:
+        def attempt() -> list[TaskRecord]:
+            # commit_step updates its arguments in place: give each attempt fresh copies.
+            with self.rt.db.write() as conn:
+                return commit_step(
+                    conn,
+                    self.rt,
+                    copy.deepcopy(task),
+                    definition,
+                    copy.deepcopy(result),
+                    self.owner,
+                    time.time(),
+                )
+
+        try:
+            return _retry_on_deadlock(attempt)
+        except Conflict as exc:
+            exc.effects = list(result.effects_done)
+            raise
+        except Exception:
+            with self.rt.db.write() as conn:
+                task_store.defer(conn, task.id, self.owner, time.time() + STEP_RETRY_DELAY)
+            raise
+
+
+WAKE_COALESCE_SECONDS = 0.002
+CALLBACK_BATCH = 200
+CLAIM_RETRY_DELAY = 1.0
+RETENTION_INTERVAL = 60.0
+RETENTION_BATCH = 500
+# A step that failed for a reason other than a lost lease is tried again after this long.
+STEP_RETRY_DELAY = 2.0
+
+
+def _retry_on_deadlock(fn: Callable[[], T], attempts: int = 5) -> T:
+    """Run a transaction again when PostgreSQL picked it as a deadlock victim or refused to
+    serialise it; both leave nothing behind, so a retry is safe."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except OperationalError as exc:
+            code = getattr(exc.orig, "sqlstate", None)
+            if code not in ("40P01", "40001") or i == attempts - 1:
+                raise
+            time.sleep(random.uniform(0.005, 0.05) * (i + 1))
+    raise AssertionError("unreachable")

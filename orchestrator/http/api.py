@@ -1,0 +1,161 @@
+"""The REST API under /api/v1 (SPEC §7)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from orchestrator.engine.definition import DefinitionError
+from orchestrator.engine.deploy import deploy_definitions
+from orchestrator.engine.service import ApiError, Service
+from orchestrator.http.openapi import OPENAPI
+from orchestrator.http.responses import json_body, json_object
+
+T = TypeVar("T")
+
+
+async def _run(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Database work, run the way the runtime says (see Runtime.run_db)."""
+    service: Service = request.app.state.service
+    return await service.rt.run_db(fn, *args, **kwargs)
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+def _source(request: Request) -> str:
+    client = request.client.host if request.client else "unknown"
+    return f"api:{client}"
+
+
+async def create_task(request: Request) -> JSONResponse:
+    body = await json_object(request)
+    unknown = set(body) - {"ref", "data"}
+    if unknown:
+        raise ApiError(422, "UNKNOWN_FIELDS", f"unknown fields: {', '.join(sorted(unknown))}")
+    if "data" not in body:
+        raise ApiError(422, "MISSING_DATA", "the body needs a data object")
+    view, created = await _run(
+        request,
+        _service(request).create_task,
+        request.path_params["process"],
+        body.get("ref"),
+        body["data"],
+        source=_source(request),
+    )
+    return JSONResponse(view, status_code=201 if created else 200)
+
+
+async def get_task(request: Request) -> JSONResponse:
+    return JSONResponse(
+        await _run(request, _service(request).get_task, request.path_params["task_id"])
+    )
+
+
+async def task_history(request: Request) -> JSONResponse:
+    events = await _run(request, _service(request).history, request.path_params["task_id"])
+    return JSONResponse({"task_id": request.path_params["task_id"], "events": events})
+
+
+def _int(value: str | None, name: str, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ApiError(422, "INVALID_FILTER", f"{name} must be a whole number") from exc
+
+
+async def list_tasks(request: Request) -> JSONResponse:
+    q = request.query_params
+    page = await _run(
+        request,
+        lambda: _service(request).list_tasks(
+            request.path_params["process"],
+            ref=q.get("ref"),
+            node=q.get("node"),
+            state=q.get("state"),
+            outcome=q.get("outcome"),
+            limit=_int(q.get("limit"), "limit", 50),
+            cursor=q.get("cursor"),
+        ),
+    )
+    return JSONResponse(page)
+
+
+async def modify_task(request: Request) -> JSONResponse:
+    body = await json_object(request)
+    if "data" not in body:
+        raise ApiError(422, "MISSING_DATA", "the body needs a data object")
+    view = await _run(
+        request,
+        lambda: _service(request).modify_by_ref(
+            request.path_params["process"],
+            request.path_params["ref"],
+            body["data"],
+            source=_source(request),
+        ),
+    )
+    return JSONResponse(view)
+
+
+async def list_processes(request: Request) -> JSONResponse:
+    return JSONResponse({"processes": await _run(request, _service(request).list_processes)})
+
+
+async def get_process(request: Request) -> JSONResponse:
+    return JSONResponse(
+        await _run(request, _service(request).process_view, request.path_params["process"])
+    )
+
+
+async def deploy_process(request: Request) -> JSONResponse:
+    body: Any = await json_body(request)
+    items = body if isinstance(body, list) else [body]
+    if not all(isinstance(i, dict) for i in items):
+        raise ApiError(422, "INVALID_BODY", "send a process definition (or a list of them)")
+    try:
+        results = await _run(
+            request, deploy_definitions, _service(request).rt, [(i, None) for i in items]
+        )
+    except DefinitionError as exc:
+        raise ApiError(422, "INVALID_PROCESS", str(exc), exc.as_dict()) from exc
+    created = any(r.created for r in results)
+    return JSONResponse(
+        {
+            "deployed": [
+                {
+                    "slug": r.slug,
+                    "conv_id": r.conv_id,
+                    "version": r.version,
+                    "created": r.created,
+                    "changes": r.changes,
+                }
+                for r in results
+            ]
+        },
+        status_code=201 if created else 200,
+    )
+
+
+async def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(OPENAPI)
+
+
+routes = [
+    Route("/api/v1/openapi.json", openapi, methods=["GET"]),
+    Route("/api/v1/processes", list_processes, methods=["GET"]),
+    Route("/api/v1/processes", deploy_process, methods=["POST"]),
+    Route("/api/v1/processes/{process}", get_process, methods=["GET"]),
+    Route("/api/v1/processes/{process}/tasks", create_task, methods=["POST"]),
+    Route("/api/v1/processes/{process}/tasks", list_tasks, methods=["GET"]),
+    Route("/api/v1/processes/{process}/tasks/{ref:path}", modify_task, methods=["PATCH"]),
+    Route("/api/v1/tasks/{task_id}", get_task, methods=["GET"]),
+    Route("/api/v1/tasks/{task_id}/history", task_history, methods=["GET"]),
+]

@@ -1,0 +1,91 @@
+"""The Starlette application: API, webhooks, health; runs the engine in its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from orchestrator.config import Settings
+from orchestrator.engine.deploy import ensure_shipped
+from orchestrator.engine.runtime import Runtime
+from orchestrator.engine.service import ApiError, Service
+from orchestrator.engine.worker import Worker
+from orchestrator.http import api, ops, webhooks
+from orchestrator.http.limits import BodyLimitMiddleware
+from orchestrator.http.responses import error_response
+
+log = logging.getLogger("orchestrator.http")
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+    return JSONResponse(
+        {"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code
+    )
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse(
+        {
+            "error": {
+                "code": "INTERNAL_ERROR",
+                "message": "the server could not handle this request",
+            }
+        },
+        status_code=500,
+    )
+
+
+def create_app(
+    settings: Settings | None = None, *, runtime: Runtime | None = None, run_engine: bool = True
+) -> Starlette:
+    settings = settings or Settings.from_env()
+    rt = runtime or Runtime(settings)
+    service = Service(rt)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await asyncio.to_thread(ensure_shipped, rt)
+        await asyncio.to_thread(rt.prepare)
+        worker = Worker(rt) if run_engine else None
+        if worker is not None:
+            worker.acquire_lock()  # a refused engine stops the server from starting
+        app.state.worker = worker
+        runner = asyncio.create_task(worker.run()) if worker else None
+        try:
+            yield
+        finally:
+            if worker is not None and runner is not None:
+                await worker.stop()
+                runner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner
+            await rt.aclose()
+
+    app = Starlette(
+        routes=[*api.routes, *webhooks.routes, *ops.routes],
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            Exception: _server_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.worker = None
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    return app

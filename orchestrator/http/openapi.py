@@ -1,0 +1,264 @@
+"""The OpenAPI 3.1 description of /api/v1, served at /api/v1/openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERR = _json(_ref("Error"), "Error")
+_ERRORS = {str(code): _ERR for code in (400, 404, 409, 413, 422)}
+_PROCESS_PARAM = {
+    "name": "process",
+    "in": "path",
+    "required": True,
+    "description": "conv_id or slug",
+    "schema": {"type": "string"},
+}
+_TASK_PARAM = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "orchestrator",
+        "version": "1",
+        "description": "Submit tasks to processes, inspect and modify them.",
+    },
+    "paths": {
+        "/api/v1/processes": {
+            "get": {
+                "operationId": "listProcesses",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "processes": {"type": "array", "items": _ref("ProcessSummary")}
+                            },
+                        }
+                    )
+                },
+            },
+            "post": {
+                "operationId": "deployProcess",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "responses": {
+                    "200": _json({"type": "object"}),
+                    "201": _json({"type": "object"}),
+                    **_ERRORS,
+                },
+            },
+        },
+        "/api/v1/processes/{process}": {
+            "get": {
+                "operationId": "getProcess",
+                "parameters": [_PROCESS_PARAM],
+                "responses": {"200": _json(_ref("Process")), "404": _ERR},
+            }
+        },
+        "/api/v1/processes/{process}/tasks": {
+            "post": {
+                "operationId": "createTask",
+                "parameters": [_PROCESS_PARAM],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("NewTask")}},
+                },
+                "responses": {
+                    "201": _json(_ref("Task"), "Created"),
+                    "200": _json(_ref("Task"), "Existing task (same ref, same data)"),
+                    **_ERRORS,
+                },
+            },
+            "get": {
+                "operationId": "listTasks",
+                "parameters": [
+                    _PROCESS_PARAM,
+                    _query("ref", {"type": "string"}),
+                    _query("node", {"type": "string"}),
+                    _query("state", {"enum": ["active", "waiting", "done"]}),
+                    _query("outcome", {"enum": ["success", "escalation"]}),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+                    _query("cursor", {"type": "string"}),
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "tasks": {"type": "array", "items": _ref("Task")},
+                                "next_cursor": {"type": ["string", "null"]},
+                            },
+                        }
+                    ),
+                    **_ERRORS,
+                },
+            },
+        },
+        "/api/v1/processes/{process}/tasks/{ref}": {
+            "patch": {
+                "operationId": "modifyTaskByRef",
+                "parameters": [
+                    _PROCESS_PARAM,
+                    {"name": "ref", "in": "path", "required": True, "schema": {"type": "string"}},
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["data"],
+                                "properties": {"data": {"type": "object"}},
+                            }
+                        }
+                    },
+                },
+                "responses": {"200": _json(_ref("Task")), **_ERRORS},
+            }
+        },
+        "/api/v1/tasks/{task_id}": {
+            "get": {
+                "operationId": "getTask",
+                "parameters": [_TASK_PARAM],
+                "responses": {"200": _json(_ref("Task")), "404": _ERR},
+            }
+        },
+        "/api/v1/tasks/{task_id}/history": {
+            "get": {
+                "operationId": "getTaskHistory",
+                "parameters": [_TASK_PARAM],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "task_id": {"type": "string"},
+                                "events": {"type": "array", "items": _ref("Event")},
+                            },
+                        }
+                    ),
+                    "404": _ERR,
+                },
+            }
+        },
+    },
+    "components": {
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "required": ["code", "message"],
+                        "properties": {
+                            "code": {"type": "string"},
+                            "message": {"type": "string"},
+                            "details": {},
+                        },
+                    }
+                },
+            },
+            "NewTask": {
+                "type": "object",
+                "required": ["data"],
+                "additionalProperties": False,
+                "properties": {
+                    "ref": {"type": "string", "minLength": 1, "maxLength": 255},
+                    "data": {"type": "object"},
+                },
+            },
+            "Task": {
+                "type": "object",
+                "properties": {
+                    "task_id": {"type": "string"},
+                    "process": {"type": "string"},
+                    "conv_id": {"type": "integer"},
+                    "version": {"type": "integer"},
+                    "ref": {"type": ["string", "null"]},
+                    "node": {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": "string"},
+                            "title": {"type": "string"},
+                            "kind": {"type": ["string", "null"]},
+                        },
+                    },
+                    "state": {"enum": ["active", "waiting", "done"]},
+                    "outcome": {"enum": ["success", "escalation", None]},
+                    "data": {"type": "object"},
+                    "created_at": {"type": "string"},
+                    "updated_at": {"type": "string"},
+                    "finished_at": {"type": ["string", "null"]},
+                },
+            },
+            "Event": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"},
+                    "at": {"type": "string"},
+                    "kind": {"type": "string"},
+                    "node_id": {"type": ["string", "null"]},
+                    "to_node_id": {"type": ["string", "null"]},
+                    "detail": {},
+                },
+            },
+            "ProcessSummary": {
+                "type": "object",
+                "properties": {
+                    "conv_id": {"type": "integer"},
+                    "slug": {"type": "string"},
+                    "title": {"type": "string"},
+                    "version": {"type": "integer"},
+                    "counts": {"type": "object"},
+                },
+            },
+            "Process": {
+                "allOf": [
+                    _ref("ProcessSummary"),
+                    {
+                        "type": "object",
+                        "properties": {
+                            "nodes": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "id": {"type": "string"},
+                                        "title": {"type": "string"},
+                                        "kind": {"type": "string"},
+                                        "count": {"type": "integer"},
+                                        "callback_urls": {
+                                            "type": "object",
+                                            "properties": {
+                                                "json": {"type": "string"},
+                                                "twilio": {"type": "string"},
+                                                "nvp": {"type": "string"},
+                                            },
+                                        },
+                                    },
+                                },
+                            }
+                        },
+                    },
+                ]
+            },
+        }
+    },
+}

@@ -1,0 +1,112 @@
+"""Callback URLs of wait nodes (SPEC §5): JSON, the Twilio plugin form, and NVP.
+
+Each handler only checks the URL hash (and, for Twilio, the signature), stores the
+callback in the inbox and answers 200; the engine applies it moments later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from orchestrator.engine.service import ApiError, Service
+from orchestrator.http.responses import json_object
+
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+T = TypeVar("T")
+
+
+async def _run(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Database work, run the way the runtime says (see Runtime.run_db)."""
+    service: Service = request.app.state.service
+    return await service.rt.run_db(fn, *args, **kwargs)
+
+
+def _public_url(request: Request) -> str:
+    """The URL Twilio signed: the configured public base plus path and query."""
+    base = request.app.state.service.rt.settings.public_url.rstrip("/")
+    query = request.url.query
+    return f"{base}{request.url.path}" + (f"?{query}" if query else "")
+
+
+async def _form_pairs(request: Request) -> list[tuple[str, str]]:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != FORM_TYPE:
+        raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", f"send {FORM_TYPE} name=value pairs")
+    raw = await request.body()
+    try:
+        # Blank values count: Twilio signs them too.
+        return parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ApiError(400, "MALFORMED_FORM", "the body is not valid form data") from exc
+
+
+def _flatten(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            out[k] = out[k] + [v] if isinstance(out[k], list) else [out[k], v]
+        else:
+            out[k] = v
+    return out
+
+
+async def _accept(request: Request, form: str, payload: dict[str, Any], **kw: Any) -> JSONResponse:
+    service: Service = request.app.state.service
+    p = request.path_params
+    result = await _run(
+        request,
+        lambda: service.receive_callback(
+            form,
+            p["conv_id"],
+            p["hash"],
+            payload,
+            source_ip=f"{form}:{request.client.host if request.client else 'unknown'}",
+            **kw,
+        ),
+    )
+    return JSONResponse(result)
+
+
+async def json_callback(request: Request) -> JSONResponse:
+    payload = await json_object(request)
+    return await _accept(
+        request, "json", payload, idem_token=request.headers.get("idempotency-key")
+    )
+
+
+async def twilio_callback(request: Request) -> JSONResponse:
+    pairs = await _form_pairs(request)
+    return await _accept(
+        request,
+        "twilio",
+        _flatten(pairs),
+        url=_public_url(request),
+        signature=request.headers.get("x-twilio-signature"),
+        form_pairs=pairs,
+        idem_token=request.headers.get("i-twilio-idempotency-token"),
+    )
+
+
+async def nvp_callback(request: Request) -> JSONResponse:
+    pairs = await _form_pairs(request)
+    return await _accept(
+        request,
+        "nvp",
+        _flatten(pairs),
+        task_id=request.path_params["task_id"],
+        idem_token=request.headers.get("idempotency-key"),
+    )
+
+
+routes = [
+    Route("/api/1/json/callback/{conv_id}/{hash}", json_callback, methods=["POST"]),
+    Route("/api/1/json/plugins/twilio/{conv_id}/{hash}", twilio_callback, methods=["POST"]),
+    Route("/api/1/nvp/callback/{conv_id}/{hash}/{task_id}", nvp_callback, methods=["POST"]),
+]

@@ -1,0 +1,58 @@
+"""Waking engines across processes: PostgreSQL LISTEN/NOTIFY.
+
+Whoever makes work runnable for any engine (a new task, a stored callback) calls
+``notify`` inside its transaction; PostgreSQL delivers it on commit. Each engine keeps
+one ``Listener`` connection and wakes on every notification. Engines also poll, so a
+lost notification (or SQLite, which has none) only costs latency, never work.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import make_url
+
+CHANNEL = "orchestrator_work"
+_NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', '')")
+
+log = logging.getLogger("orchestrator.notify")
+
+
+def notify(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(_NOTIFY)
+
+
+class Listener:
+    """A background thread holding ``LISTEN`` on its own connection."""
+
+    def __init__(self, database_url: str, on_notify: Callable[[], None]) -> None:
+        url = make_url(database_url).set(drivername="postgresql")
+        self._conninfo = url.render_as_string(hide_password=False)
+        self._on_notify = on_notify
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pg-listener", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        import psycopg
+
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self._on_notify()
+            except Exception as exc:  # the database restarted: polling covers the gap
+                log.warning("LISTEN connection lost (%s); retrying in 1 s", exc)
+                self._stop.wait(1.0)

@@ -1,0 +1,146 @@
+"""Plain records passed between the store and the engine."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def loads(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+@dataclass
+class TaskRecord:
+    id: str
+    process_id: int
+    version_id: int
+    node_id: str
+    state: str
+    data: dict[str, Any]
+    created_at: float
+    updated_at: float
+    ref: str | None = None
+    outcome: str | None = None
+    secrets: str | None = None
+    parent_task_id: str | None = None
+    input_hash: str | None = None
+    step: int = 0
+    hops: int = 0
+    rev: int = 0
+    entry: str = "enter"
+    wake_at: float | None = None
+    lease_owner: str | None = None
+    lease_until: float | None = None
+    finished_at: float | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> TaskRecord:
+        m = row._mapping
+        return cls(
+            id=m["id"],
+            process_id=m["process_id"],
+            version_id=m["version_id"],
+            node_id=m["node_id"],
+            state=m["state"],
+            data=loads(m["data"]) or {},
+            created_at=m["created_at"],
+            updated_at=m["updated_at"],
+            ref=m["ref"],
+            outcome=m["outcome"],
+            secrets=m["secrets"],
+            parent_task_id=m["parent_task_id"],
+            input_hash=m["input_hash"],
+            step=m["step"],
+            hops=m["hops"],
+            rev=m["rev"],
+            entry=m["entry"],
+            wake_at=m["wake_at"],
+            lease_owner=m["lease_owner"],
+            lease_until=m["lease_until"],
+            finished_at=m["finished_at"],
+        )
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "process_id": self.process_id,
+            "version_id": self.version_id,
+            "ref": self.ref,
+            "active_ref": self.ref if self.state != "done" else None,
+            "node_id": self.node_id,
+            "state": self.state,
+            "outcome": self.outcome,
+            "data": dumps(self.data),
+            "secrets": self.secrets,
+            "parent_task_id": self.parent_task_id,
+            "input_hash": self.input_hash,
+            "step": self.step,
+            "hops": self.hops,
+            "rev": self.rev,
+            "entry": self.entry,
+            "wake_at": self.wake_at,
+            "lease_owner": self.lease_owner,
+            "lease_until": self.lease_until,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "finished_at": self.finished_at,
+        }
+
+
+@dataclass
+class Event:
+    kind: str
+    node_id: str | None = None
+    to_node_id: str | None = None
+    detail: dict[str, Any] | None = None
+    at: float | None = None
+
+
+@dataclass
+class CallbackRecord:
+    id: int
+    process_id: int
+    node_id: str
+    form: str
+    payload: dict[str, Any]
+    received_at: float
+    status: str
+    ref: str | None = None
+    task_id: str | None = None
+    source_ip: str | None = None
+    dedupe_key: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> CallbackRecord:
+        m = row._mapping
+        return cls(
+            id=m["id"],
+            process_id=m["process_id"],
+            node_id=m["node_id"],
+            form=m["form"],
+            payload=loads(m["payload"]) or {},
+            received_at=m["received_at"],
+            status=m["status"],
+            ref=m["ref"],
+            task_id=m["task_id"],
+            source_ip=m["source_ip"],
+            dedupe_key=m["dedupe_key"],
+        )
+
+
+@dataclass
+class ProcessRecord:
+    id: int
+    slug: str
+    title: str
+    current_version: int
+    version_id: int
+    definition: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+    updated_at: float = 0.0

@@ -1,0 +1,176 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations are the only way it changes.
+
+Times are Unix seconds (float): cheap to compare on both SQLite and PostgreSQL and free of
+time-zone surprises; the API renders them as ISO 8601.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+Serial = BigInteger().with_variant(Integer(), "sqlite")
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+processes = Table(
+    "processes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),  # the conv_id
+    Column("slug", String(100), nullable=False, unique=True),
+    Column("title", String(200), nullable=False),
+    Column("current_version", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+process_versions = Table(
+    "process_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("process_id", Integer, ForeignKey("processes.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("definition", Text, nullable=False),  # canonical JSON of the process file
+    Column("checksum", String(64), nullable=False),
+    Column("source", String(500), nullable=True),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("process_id", "version"),
+)
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("version_id", Integer, ForeignKey("process_versions.id"), primary_key=True),
+    Column("node_id", String(100), primary_key=True),
+    Column("title", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(24), primary_key=True),
+    Column("process_id", Integer, ForeignKey("processes.id"), nullable=False),
+    Column("version_id", Integer, ForeignKey("process_versions.id"), nullable=False),
+    Column("ref", String(255), nullable=True),
+    # Equal to ref while the task is not in a final node, NULL after: the unique index
+    # below makes a ref unique among a process's unfinished tasks, as Corezoid does.
+    Column("active_ref", String(255), nullable=True),
+    Column("node_id", String(100), nullable=False),
+    Column("state", String(10), nullable=False),  # active | waiting | done
+    Column("outcome", String(10), nullable=True),  # success | escalation
+    Column("data", Text, nullable=False),
+    Column("secrets", Text, nullable=True),  # encrypted JSON of secret parameters
+    Column("parent_task_id", String(24), nullable=True),
+    # HMAC of the submitted data: a create repeated with the same ref and data is a retry.
+    Column("input_hash", String(64), nullable=True),
+    Column("step", Integer, nullable=False, server_default=text("0")),
+    Column("hops", Integer, nullable=False, server_default=text("0")),
+    Column("rev", Integer, nullable=False, server_default=text("0")),
+    # How the node is run next: "enter" runs its logics from the top, "resume" continues
+    # after the wait logic that released it, "timeout" follows the node's time limit.
+    Column("entry", String(10), nullable=False, server_default=text("'enter'")),
+    Column("wake_at", Float, nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+    UniqueConstraint("process_id", "active_ref"),
+    Index("ix_tasks_process_node_state", "process_id", "node_id", "state"),
+    Index("ix_tasks_process_ref", "process_id", "ref"),
+    Index("ix_tasks_state_lease", "state", "lease_until"),
+    Index("ix_tasks_wake_at", "wake_at"),
+    Index("ix_tasks_parent", "parent_task_id"),
+    Index("ix_tasks_finished_at", "finished_at"),
+)
+
+task_events = Table(
+    "task_events",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("task_id", String(24), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("kind", String(30), nullable=False),
+    Column("node_id", String(100), nullable=True),
+    Column("to_node_id", String(100), nullable=True),
+    Column("detail", Text, nullable=True),  # JSON
+    Index("ix_task_events_task_id_id", "task_id", "id"),
+)
+
+callbacks = Table(
+    "callbacks",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("process_id", Integer, nullable=False),
+    Column("node_id", String(100), nullable=False),
+    Column("form", String(10), nullable=False),  # json | twilio | nvp
+    Column("ref", String(255), nullable=True),
+    Column("task_id", String(24), nullable=True),
+    Column("dedupe_key", String(200), nullable=True),
+    Column("idem_token", String(200), nullable=True),
+    Column("payload", Text, nullable=False),
+    Column("source_ip", String(64), nullable=True),
+    Column("received_at", Float, nullable=False),
+    # new (not yet looked at) | pending (its task is not waiting yet) | applied | ignored
+    Column("status", String(10), nullable=False),
+    Column("applied_at", Float, nullable=True),
+    Column("applied_task_id", String(24), nullable=True),
+    UniqueConstraint("process_id", "dedupe_key"),
+    UniqueConstraint("idem_token"),
+    Index("ix_callbacks_status_id", "status", "id"),
+    Index("ix_callbacks_process_ref_status", "process_id", "ref", "status"),
+    Index("ix_callbacks_task_id_status", "task_id", "status"),
+)
+
+# An external side effect (a Twilio create) is recorded before it is attempted, so a
+# worker that dies between the call and the commit never repeats it blindly.
+effects = Table(
+    "effects",
+    metadata,
+    Column("task_id", String(24), primary_key=True),
+    Column("step", Integer, primary_key=True),
+    Column("logic_index", Integer, primary_key=True),
+    Column("kind", String(40), nullable=False),
+    Column("status", String(10), nullable=False),  # started | done
+    Column("request", Text, nullable=True),  # JSON, secrets removed
+    Column("result", Text, nullable=True),  # JSON
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Auth tokens of accounts that sent messages, kept encrypted to verify their callbacks.
+twilio_accounts = Table(
+    "twilio_accounts",
+    metadata,
+    Column("account_sid", String(64), primary_key=True),
+    Column("token_encrypted", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)

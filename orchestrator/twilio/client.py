@@ -1,0 +1,361 @@
+"""Async client for the parts of Twilio's 2010 REST API the orchestrator uses.
+
+One shared ``httpx.AsyncClient`` (pooled connections) serves every account; credentials
+travel per request as HTTP Basic auth and never appear in errors, logs or reprs.
+
+Failure handling (see ``retry.py``): 429/20429, 503 and failures to connect are retried
+with backoff through the injected ``sleep``, honouring ``Retry-After``. When a *create*
+(POST) was sent but no usable answer came back (read timeout, dropped connection,
+protocol error, 5xx other than 503, unreadable 2xx body), the message or call may exist:
+the error is flagged ``outcome_unknown`` and never retried here. Reads (GET) are
+idempotent and are retried on those failures too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import httpx
+
+from .errors import (
+    TWILIO_CONNECTION_ERROR,
+    TWILIO_OUTCOME_UNKNOWN,
+    UNKNOWN_ERROR,
+    TwilioError,
+    error_name,
+)
+from .retry import RetryPolicy, is_retryable
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "2010-04-01"
+USER_AGENT = "orchestrator-twilio/0.1"
+FormParams = Mapping[str, str | Sequence[str]]
+
+# Failures before the request left this process: always safe to send again.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+
+
+@dataclass(frozen=True, repr=False)
+class Credentials:
+    """Account SID for the URL plus the Basic-auth pair (AC…/auth token or SK…/secret)."""
+
+    account_sid: str
+    username: str
+    password: str
+
+    def __post_init__(self) -> None:
+        for name in ("account_sid", "username", "password"):
+            if not getattr(self, name):
+                raise ValueError(f"Credentials.{name} must not be empty")
+
+    @classmethod
+    def from_auth_token(cls, account_sid: str, auth_token: str) -> Credentials:
+        return cls(account_sid=account_sid, username=account_sid, password=auth_token)
+
+    def __repr__(self) -> str:
+        return (
+            f"Credentials(account_sid={self.account_sid!r}, username={self.username!r}, "
+            "password='***')"
+        )
+
+    __str__ = __repr__
+
+
+def _encode_form(params: FormParams) -> bytes:
+    """``application/x-www-form-urlencoded``; a sequence becomes repeated keys."""
+    pairs: list[tuple[str, str]] = []
+    for name, value in params.items():
+        if isinstance(value, str):
+            pairs.append((name, value))
+        else:
+            pairs.extend((name, item) for item in value)
+    return urlencode(pairs).encode("ascii")
+
+
+def _as_int(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds (the HTTP-date form is ignored)."""
+    raw = response.headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw.strip())
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _scrub(text: str, creds: Credentials) -> str:
+    return text.replace(creds.password, "***")
+
+
+def _api_error(response: httpx.Response, creds: Credentials, *, idempotent: bool) -> TwilioError:
+    """Twilio's ``{"code","message","more_info","status"}`` (any part may be missing)."""
+    status = response.status_code
+    try:
+        body: object = response.json()
+    except ValueError:
+        body = None
+    code: int | None = None
+    message: str | None = None
+    more_info: str | None = None
+    if isinstance(body, dict):
+        code = _as_int(body.get("code"))
+        raw_message = body.get("message") or body.get("detail") or body.get("title")
+        message = str(raw_message) if raw_message else None
+        raw_more = body.get("more_info")
+        more_info = str(raw_more) if raw_more else None
+    if not message:
+        message = f"HTTP {status} {response.reason_phrase}".strip()
+    return TwilioError(
+        error_name(status, code),
+        _scrub(message, creds),
+        code=code,
+        url_more_info=more_info,
+        http_status=status,
+        retryable=is_retryable(status, code, connect_failed=False, idempotent=idempotent),
+        # A create that failed server-side may still have been carried out (503: not
+        # processed, retried; 501: never implemented).
+        outcome_unknown=not idempotent and status >= 500 and status not in (501, 503),
+    )
+
+
+class TwilioClient:
+    """Messages create/fetch/list, Calls create, OutgoingCallerIds list."""
+
+    def __init__(
+        self,
+        base_url: str = "https://api.twilio.com",
+        *,
+        timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_connections: int = 16,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("base_url must be an http(s) URL")
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+        # One client for all accounts: refuse cookies so nothing leaks between accounts.
+        jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+        # httpcore's pool scans every connection and queued request on each call, so
+        # callers queue here instead, with the pool never holding more than it can use.
+        self._slots = asyncio.Semaphore(max_connections)
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                # Shorter than common servers' idle timeout (uvicorn: 5 s), so a request is
+                # never written to a connection the server is closing: that would look
+                # like an unanswered send.
+                keepalive_expiry=2.0,
+            ),
+            transport=transport,
+            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+            cookies=jar,
+            follow_redirects=False,
+        )
+
+    async def __aenter__(self) -> TwilioClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- public API ---------------------------------------------------------------------
+
+    async def create_message(self, creds: Credentials, params: FormParams) -> dict[str, Any]:
+        """``POST …/Messages.json``; Twilio answers 201 with the Message."""
+        return await self._send("POST", self._path(creds, "Messages.json"), creds, form=params)
+
+    async def fetch_message(self, creds: Credentials, sid: str) -> dict[str, Any]:
+        if not sid:
+            raise ValueError("sid must not be empty")
+        path = self._path(creds, f"Messages/{quote(sid, safe='')}.json")
+        return await self._send("GET", path, creds)
+
+    async def list_messages(
+        self,
+        creds: Credentials,
+        *,
+        to: str | None = None,
+        from_: str | None = None,
+        date_sent: str | None = None,
+        page_size: int = 50,
+        max_pages: int = 10,
+    ) -> list[dict[str, Any]]:
+        """Messages filtered by ``To``/``From``/``DateSent`` (YYYY-MM-DD), newest first."""
+        query = {"To": to, "From": from_, "DateSent": date_sent}
+        return await self._list(
+            creds, "Messages.json", "messages", query, page_size=page_size, max_pages=max_pages
+        )
+
+    async def create_call(self, creds: Credentials, params: FormParams) -> dict[str, Any]:
+        """``POST …/Calls.json``; Twilio answers 201 with the Call."""
+        return await self._send("POST", self._path(creds, "Calls.json"), creds, form=params)
+
+    async def list_outgoing_caller_ids(
+        self, creds: Credentials, *, page_size: int = 50, max_pages: int = 100
+    ) -> list[dict[str, Any]]:
+        """Every verified caller ID, following ``next_page_uri`` up to ``max_pages``."""
+        return await self._list(
+            creds,
+            "OutgoingCallerIds.json",
+            "outgoing_caller_ids",
+            {},
+            page_size=page_size,
+            max_pages=max_pages,
+        )
+
+    # -- internals ----------------------------------------------------------------------
+
+    @staticmethod
+    def _path(creds: Credentials, resource: str) -> str:
+        return f"/{API_VERSION}/Accounts/{quote(creds.account_sid, safe='')}/{resource}"
+
+    async def _list(
+        self,
+        creds: Credentials,
+        resource: str,
+        key: str,
+        query: Mapping[str, str | None],
+        *,
+        page_size: int,
+        max_pages: int,
+    ) -> list[dict[str, Any]]:
+        if not 1 <= page_size <= 1000:
+            raise ValueError("page_size must be between 1 and 1000")
+        if max_pages < 1:
+            raise ValueError("max_pages must be >= 1")
+        pairs = [(k, v) for k, v in query.items() if v is not None]
+        pairs.append(("PageSize", str(page_size)))
+        url = f"{self._path(creds, resource)}?{urlencode(pairs)}"
+        records: list[dict[str, Any]] = []
+        for _ in range(max_pages):
+            page = await self._send("GET", url, creds)
+            items = page.get(key)
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise TwilioError(UNKNOWN_ERROR, f"Twilio page has no '{key}' list")
+            records.extend(items)
+            next_uri = page.get("next_page_uri")
+            if not next_uri:
+                return records
+            url = self._next_page(next_uri)
+        log.warning("Twilio %s: stopped after max_pages=%d, more pages remain", key, max_pages)
+        return records
+
+    @staticmethod
+    def _next_page(uri: object) -> str:
+        # Relative to the base URL; an absolute or protocol-relative URI could send the
+        # credentials to another host, so it is refused.
+        if not isinstance(uri, str) or not uri.startswith("/") or uri.startswith("//"):
+            raise TwilioError(UNKNOWN_ERROR, "Twilio next_page_uri is not a relative path")
+        return uri
+
+    async def _send(
+        self, method: str, url: str, creds: Credentials, *, form: FormParams | None = None
+    ) -> dict[str, Any]:
+        idempotent = method == "GET"
+        content = None if form is None else _encode_form(form)
+        headers = {} if form is None else {"Content-Type": "application/x-www-form-urlencoded"}
+        auth = httpx.BasicAuth(creds.username, creds.password)
+        path = url.split("?", 1)[0]
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with self._slots:
+                    response = await self._http.request(
+                        method, url, content=content, headers=headers, auth=auth
+                    )
+            except httpx.RequestError as exc:
+                reason = _scrub(f"{type(exc).__name__}: {exc}".rstrip(": "), creds)
+                if not isinstance(exc, _NOT_SENT) and not idempotent:
+                    raise TwilioError(
+                        TWILIO_OUTCOME_UNKNOWN,
+                        f"No answer from Twilio to {method} {path} ({reason}); it may have "
+                        "been carried out, reconcile before sending again",
+                        outcome_unknown=True,
+                    ) from exc
+                delay = self._retry.next_delay(attempt)
+                if delay is None:
+                    raise TwilioError(
+                        TWILIO_CONNECTION_ERROR,
+                        f"Unable to reach Twilio for {method} {path} after {attempt} "
+                        f"attempt(s) ({reason})",
+                        retryable=True,
+                    ) from exc
+                log.warning(
+                    "Twilio %s %s: %s; retry %d in %.2fs", method, path, reason, attempt, delay
+                )
+                await self._sleep(delay)
+                continue
+
+            if response.is_success:
+                return self._decode(response, method, path, idempotent=idempotent)
+            error = _api_error(response, creds, idempotent=idempotent)
+            if error.retryable:
+                delay = self._retry.next_delay(attempt, retry_after=_retry_after(response))
+                if delay is not None:
+                    log.warning(
+                        "Twilio %s %s: HTTP %d code %s; retry %d in %.2fs",
+                        method,
+                        path,
+                        response.status_code,
+                        error.code,
+                        attempt,
+                        delay,
+                    )
+                    await self._sleep(delay)
+                    continue
+            log.info("Twilio %s %s: %s (code %s)", method, path, error.error, error.code)
+            raise error
+
+    @staticmethod
+    def _decode(
+        response: httpx.Response, method: str, path: str, *, idempotent: bool
+    ) -> dict[str, Any]:
+        try:
+            body: object = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            return body
+        message = f"Unreadable answer from Twilio to {method} {path} (HTTP {response.status_code})"
+        if idempotent:
+            raise TwilioError(UNKNOWN_ERROR, message, http_status=response.status_code)
+        raise TwilioError(
+            TWILIO_OUTCOME_UNKNOWN,
+            message + "; it may have been carried out",
+            http_status=response.status_code,
+            outcome_unknown=True,
+        )

@@ -1,0 +1,35 @@
+"""``orchestrator bench`` runs end to end and reports its numbers (no timing asserted)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_bench_reports_throughput_latency_cpu_and_memory(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/bench.db"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "--database-url",
+            db,
+            "bench",
+            "-n",
+            "20",
+            "--concurrency",
+            "4",
+            "--timeout",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for label in ("throughput", "latency", "server cpu", "peak memory"):
+        assert label in result.stdout
+    assert "done           20 of 20" in result.stdout
+    assert "messages       20 created" in result.stdout

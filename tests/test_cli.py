@@ -1,0 +1,88 @@
+"""The ``orchestrator`` command line, run in-process against a SQLite database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], db: str, *args: str) -> tuple[int, str, str]:
+    code = main(["--database-url", db, *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_task_and_process_commands(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys,
+        sqlite_url,
+        "task",
+        "create",
+        "getting-callback",
+        "--ref",
+        "SMcli",
+        "--data",
+        '{"copy_task_id": "x", "AuthToken": "hidden-1"}',
+    )
+    assert code == 0
+    task = json.loads(out)
+    assert task["ref"] == "SMcli" and task["node"]["id"] == "start"
+    assert "hidden-1" not in out
+
+    code, out, _ = run(capsys, sqlite_url, "task", "show", task["task_id"])
+    assert code == 0 and json.loads(out)["task_id"] == task["task_id"]
+
+    code, out, _ = run(capsys, sqlite_url, "task", "list", "getting-callback", "--ref", "SMcli")
+    assert code == 0 and task["task_id"] in out and "active" in out
+
+    code, out, _ = run(capsys, sqlite_url, "task", "history", task["task_id"])
+    assert code == 0 and "created" in out
+
+    code, out, _ = run(capsys, sqlite_url, "process", "list")
+    assert code == 0 and "sending-sms" in out and "getting-callback" in out
+
+    code, out, _ = run(capsys, sqlite_url, "process", "show", "getting-callback")
+    assert code == 0
+    assert "waiting_for_callback callback (twilio): " in out
+    assert "/api/1/json/plugins/twilio/" in out and "/api/1/nvp/callback/" in out
+
+
+def test_errors_are_clear(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, sqlite_url, "task", "show", "nope")
+    assert code == 1 and "TASK_NOT_FOUND" in err
+    code, _, err = run(capsys, sqlite_url, "task", "create", "sending-sms", "--data", "{oops")
+    assert code == 2 and "not valid JSON" in err
+    code, _, err = run(capsys, sqlite_url, "process", "show", "missing")
+    assert code == 1 and "PROCESS_NOT_FOUND" in err
+
+
+def test_deploy_reports_changes_and_validation_errors(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    src = tmp_path / "hello.yaml"
+    src.write_text(
+        "slug: hello\ntitle: Hello\nnodes:\n"
+        "  start: {kind: start, logics: [{type: go, to: done}]}\n"
+        "  done: {kind: success}\n  oops: {kind: escalation}\n"
+    )
+    code, out, _ = run(capsys, sqlite_url, "deploy", str(src))
+    assert code == 0 and "deployed version 1" in out
+    code, out, _ = run(capsys, sqlite_url, "deploy", str(src))
+    assert code == 0 and "unchanged, still version 1" in out
+    src.write_text(src.read_text().replace("title: Hello", "title: Hello again"))
+    code, out, _ = run(capsys, sqlite_url, "deploy", str(src))
+    assert code == 0 and "deployed version 2" in out and "~ title" in out
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "slug: bad\ntitle: Bad\nnodes:\n"
+        "  start: {kind: start, logics: [{type: go, to: nowhere}]}\n"
+        "  oops: {kind: escalation}\n"
+    )
+    code, _, err = run(capsys, sqlite_url, "deploy", str(bad))
+    assert code == 2
+    assert str(bad) in err and "'start'" in err and "logics[0].to" in err and "nowhere" in err

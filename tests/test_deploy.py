@@ -1,0 +1,57 @@
+"""Deploying definitions: versions by content, cross-process checks, error paths."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from orchestrator.config import Settings
+from orchestrator.engine.definition import DefinitionError
+from orchestrator.engine.deploy import deploy_definitions, ensure_shipped, read_file
+from orchestrator.engine.runtime import Runtime
+
+
+@pytest.fixture
+def rt(sqlite_url: str) -> Runtime:
+    runtime = Runtime(Settings(database_url=sqlite_url))
+    ensure_shipped(runtime)
+    return runtime
+
+
+def _sending_sms() -> dict[str, Any]:
+    from orchestrator.engine.deploy import SHIPPED_DIR
+
+    return read_file(SHIPPED_DIR / "sending-sms.yaml")
+
+
+def test_reordering_keys_is_not_a_new_version(rt: Runtime) -> None:
+    raw = _sending_sms()
+    reordered = dict(reversed(list(raw.items())))
+    reordered["nodes"] = dict(reversed(list(raw["nodes"].items())))
+    [result] = deploy_definitions(rt, [(reordered, "reordered.yaml")])
+    assert (result.created, result.version) == (False, 1)
+
+
+def test_status_callback_must_name_a_wait_node(rt: Runtime) -> None:
+    raw = copy.deepcopy(_sending_sms())
+    raw["nodes"]["calling_api"]["logics"][0]["status_callback"]["node"] = "final_status"
+    with pytest.raises(DefinitionError) as err:
+        deploy_definitions(rt, [(raw, "bad.yaml")])
+    assert err.value.node == "calling_api"
+    assert err.value.field == "logics[0].status_callback.node"
+    assert "waiting_for_callback" in str(err.value)
+
+
+def test_an_error_path_cannot_end_in_success(rt: Runtime) -> None:
+    raw = copy.deepcopy(_sending_sms())
+    raw["nodes"]["calling_api"]["on_error"] = "delivered"
+    with pytest.raises(DefinitionError) as err:
+        deploy_definitions(rt, [(raw, "bad.yaml")])
+    assert (err.value.node, err.value.field) == ("calling_api", "logics[0].on_error")
+    raw = copy.deepcopy(_sending_sms())
+    raw["on_error"] = "delivered"
+    with pytest.raises(DefinitionError) as err:
+        deploy_definitions(rt, [(raw, "bad.yaml")])
+    assert err.value.field == "on_error"
