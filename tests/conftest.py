@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,3 +118,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
     """A migrated SQLite database, for tests that are about SQLite itself."""
     return _fresh_sqlite(sqlite_template, tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _no_listener_left_running() -> Iterator[None]:
+    """An engine that stops must stop its LISTEN thread too (it would retry forever
+    against a database that no longer exists)."""
+    before = {t.ident for t in threading.enumerate() if t.name == "pg-listener"}
+    yield
+    left = [t for t in threading.enumerate() if t.name == "pg-listener" and t.ident not in before]
+    for t in left:
+        t.join(3)
+    assert not [t for t in left if t.is_alive()], "a pg-listener thread outlived its engine"

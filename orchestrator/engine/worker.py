@@ -9,6 +9,7 @@ taken over. Inside one worker, tasks run concurrently as asyncio tasks, bounded 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import fcntl
 import functools
@@ -78,7 +79,12 @@ class Worker:
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        self._finished: asyncio.Event | None = None
         self._lock: SqliteEngineLock | None = None
+        # Database calls still running in threads: a cancelled step's commit or a claim
+        # can finish after its awaiting coroutine is gone, so stop() waits for them
+        # before giving the leases back.
+        self._db_inflight: set[asyncio.Future[Any]] = set()
         self.steps = 0
 
     # -- lifecycle -------------------------------------------------------------------
@@ -98,6 +104,7 @@ class Worker:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        finished = self._finished = asyncio.Event()
         self.acquire_lock()
         await asyncio.to_thread(self.rt.prepare)
         self.rt.wake_listeners.append(self.wake)
@@ -126,14 +133,16 @@ class Worker:
                     except TimeoutError:
                         pass
         finally:
+            # Nothing here awaits: a cancel arriving now must not skip any of it.
             housekeeping.cancel()
             heartbeat.cancel()
             if listener is not None:
-                await asyncio.to_thread(listener.stop)
+                listener.stop(wait=False)
             self.rt.wake_listeners.remove(self.wake)
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
+            finished.set()
 
     async def _housekeeping(self) -> None:
         """Purge finished tasks past the retention period, a batch at a time."""
@@ -142,7 +151,7 @@ class Worker:
             return
         while not self._stopping:
             try:
-                while await self.rt.run_db(self._purge_batch, time.time() - days * 86400):
+                while await self._db(self._purge_batch, time.time() - days * 86400):
                     await asyncio.sleep(0)  # let steps run between batches
             except Exception:
                 log.exception("retention purge failed; retrying later")
@@ -156,11 +165,28 @@ class Worker:
         """Stop claiming, let running steps finish (up to ``timeout``), release leases."""
         self._stopping = True
         self.wake()
+        deadline = time.monotonic() + timeout
         if self._running:
             await asyncio.wait(set(self._running), timeout=timeout)
         for task in list(self._running):
             task.cancel()
+        # A claim or commit already in a thread still lands: release after it, or the
+        # leases it takes would outlive this worker.
+        while self._db_inflight and time.monotonic() < deadline + 5:
+            await asyncio.wait(set(self._db_inflight), timeout=deadline + 5 - time.monotonic())
         await self.rt.run_db(self._release_all)
+        if self._finished is not None:  # the claim loop notices _stopping at once
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._finished.wait(), 5)
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        """``rt.run_db``, tracked so stop() can wait for threads a cancel cannot stop."""
+        if self.rt.db.is_sqlite:  # runs inline: nothing outlives the caller
+            return await self.rt.run_db(fn, *args)
+        future = asyncio.ensure_future(self.rt.run_db(fn, *args))
+        self._db_inflight.add(future)
+        future.add_done_callback(self._db_inflight.discard)
+        return await asyncio.shield(future)
 
     def _release_all(self) -> None:
         with self.rt.db.write() as conn:
@@ -172,7 +198,7 @@ class Worker:
         if free <= 0:
             await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)
             return True
-        claimed = await self.rt.run_db(self._claim, free)
+        claimed = await self._db(self._claim, free)
         for task in claimed:
             self._spawn(task)
         return bool(claimed)
@@ -219,7 +245,7 @@ class Worker:
             await asyncio.sleep(lease / 3)
             ids = list(set(self._running_ids.values()))
             try:
-                await self.rt.run_db(self._renew, ids, time.time() + lease)
+                await self._db(self._renew, ids, time.time() + lease)
             except Exception:
                 log.exception("renewing leases failed")
 
@@ -234,7 +260,7 @@ class Worker:
             while task.state == "active" and not self._stopping:
                 process_id, _version, definition = self.rt.definition(task.version_id)
                 result = await self.interpreter.run(task, process_id, definition)
-                runnable = await self.rt.run_db(self._commit, task, definition, result)
+                runnable = await self._db(self._commit, task, definition, result)
                 self.steps += 1
                 if not runnable or runnable[0].id != task.id:
                     for other in runnable:
@@ -244,12 +270,12 @@ class Worker:
                 for other in runnable[1:]:
                     self._spawn(other)
         except StepDeferred as exc:
-            await self.rt.run_db(self._defer, task.id, exc.until)
+            await self._db(self._defer, task.id, exc.until)
         except Conflict as exc:
             log.warning("task %s changed under this worker (lease lost); step dropped", task.id)
             if exc.effects:
                 # What Twilio answered is kept, so the worker that took over uses it.
-                await self.rt.run_db(self._keep_effects, task, exc.effects)
+                await self._db(self._keep_effects, task, exc.effects)
         except asyncio.CancelledError:
             raise
         except Exception:

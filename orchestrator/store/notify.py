@@ -39,9 +39,12 @@ class Listener:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = True) -> None:
+        # Setting the flag is what matters: the thread sees it within a second. Callers
+        # on an event loop pass wait=False rather than block it on the join.
         self._stop.set()
-        self._thread.join(timeout=5)
+        if wait:
+            self._thread.join(timeout=5)
 
     def _run(self) -> None:
         import psycopg
