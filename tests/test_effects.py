@@ -112,8 +112,10 @@ def test_started_effect_with_a_matching_message_is_adopted(db_url: str) -> None:
                     ),
                 )
             )
+            # Begun two days ago: the message is dated later, so the lookup must not be
+            # limited to the day the send began (it once was, and failed after midnight).
             effect_store.begin(
-                conn, task["task_id"], 7, 0, "twilio.create_message", {}, time.time() - 3600
+                conn, task["task_id"], 7, 0, "twilio.create_message", {}, time.time() - 2 * 86400
             )
         stack.client.post("/api/v1/processes/sending-sms/tasks", json={"data": {}})  # wake
         # Adopted: the task carries the existing message's sid and waits for its status

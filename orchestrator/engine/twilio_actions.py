@@ -253,7 +253,11 @@ class TwilioActions:
         day = dt.datetime.fromtimestamp(since, dt.UTC).strftime("%Y-%m-%d")
         try:
             found = await self.rt.twilio.list_messages(
-                creds, to=form["To"], from_=form.get("From"), date_sent=day
+                # On or after: a send that began before midnight UTC may be dated the next day.
+                creds,
+                to=form["To"],
+                from_=form.get("From"),
+                sent_on_or_after=day,
             )
         except TwilioError:
             found = None
