@@ -255,6 +255,7 @@ def _wait_callbacks_settled(
 
 # -- tests ------------------------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # its own waits are bounded (budget below); this is the backstop
 def test_many_processes_share_the_work(cluster: Cluster, db: Engine) -> None:
     n = SCALE_TASKS
     cluster.start_sim("--duplicate", "--reorder")
