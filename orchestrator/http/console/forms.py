@@ -90,8 +90,8 @@ async def new_task(v: Visit) -> Response:
                 errors[_FIELD_OF.get(err.code, "form")] = err.message
     # Secrets typed in are never sent back in the page.
     shown = {k: ("" if is_secret_param(k[3:]) else val) for k, val in form.items()}
-    status = 422 if errors else 200
-    return v.render("new_task.html", status, p=view, inputs=inputs, form=shown, errors=errors)
+    # 200 even with errors: a 4xx page is logged as an error in the browser's console.
+    return v.render("new_task.html", p=view, inputs=inputs, form=shown, errors=errors)
 
 
 @page()
@@ -117,8 +117,7 @@ async def modify(v: Visit) -> Response:
                 return v.redirect(f"/console/tasks/{task['task_id']}")
             except ApiError as err:
                 errors[_FIELD_OF.get(err.code, "form")] = err.message
-    status = 422 if errors else 200
-    return v.render("modify.html", status, p=view, form=form, errors=errors)
+    return v.render("modify.html", p=view, form=form, errors=errors)
 
 
 def _safe_next(target: str | None) -> str:
@@ -141,7 +140,7 @@ async def login(v: Visit) -> Response:
             v.session, v.fresh = sessions.new_session(who), True
             return v.redirect(target)
         errors["secret"] = "this API key is not known"
-    return v.render("login.html", 401 if errors else 200, errors=errors, next=target)
+    return v.render("login.html", errors=errors, next=target)
 
 
 @page(public=True)
