@@ -15,10 +15,10 @@ from urllib.parse import quote
 
 from markupsafe import Markup, escape
 
-BOX_W, BOX_H = 190, 58
+BOX_W, BOX_H = 212, 58
 GAP_X, GAP_Y = 36, 64
 PAD = 24
-TITLE_CHARS = 22
+TITLE_CHARS = 24
 
 
 @dataclass
@@ -62,6 +62,7 @@ def render(slug: str, nodes: list[dict[str, Any]]) -> Markup:
     height = PAD * 2 + len(rows) * BOX_H + (len(rows) - 1) * GAP_Y
     placed: dict[str, _Placed] = {}
     for layer, row in sorted(rows.items()):
+        _order(row, placed)
         row_w = len(row) * BOX_W + (len(row) - 1) * GAP_X
         x0 = (width - row_w) / 2
         for i, p in enumerate(row):
@@ -80,6 +81,17 @@ def render(slug: str, nodes: list[dict[str, Any]]) -> Markup:
     )
 
 
+def _order(row: list[_Placed], placed: dict[str, _Placed]) -> None:
+    """Put each node under the nodes that lead to it (barycentre), to cut crossings."""
+    index = {id(p): i for i, p in enumerate(row)}
+
+    def key(p: _Placed) -> tuple[float, int]:
+        xs = [q.x for q in placed.values() if p.node["id"] in q.node.get("exits", [])]
+        return (sum(xs) / len(xs) if xs else float("inf"), index[id(p)])
+
+    row.sort(key=key)
+
+
 def _links(placed: dict[str, _Placed]) -> list[str]:
     out = []
     seen: set[tuple[str, str]] = set()
@@ -94,7 +106,23 @@ def _links(placed: dict[str, _Placed]) -> list[str]:
                 x2, y2 = dst.x + BOX_W / 2, dst.y
                 mid = (y1 + y2) / 2
                 d = f"M{x1:.0f},{y1:.0f} C{x1:.0f},{mid:.0f} {x2:.0f},{mid:.0f} {x2:.0f},{y2:.0f}"
-            else:  # a loop back (or sideways): round the right-hand side
+            elif dst.layer == src.layer and src is not dst:
+                # Same row: side to side when neighbours, else a dip under the row.
+                left, right = (src, dst) if src.x < dst.x else (dst, src)
+                if right.x - left.x <= BOX_W + GAP_X + 1:
+                    y = src.y + BOX_H / 2
+                    x1 = src.x + BOX_W if src is left else src.x
+                    x2 = dst.x if src is left else dst.x + BOX_W
+                    d = f"M{x1:.0f},{y:.0f} L{x2:.0f},{y:.0f}"
+                else:
+                    x1, x2 = src.x + BOX_W / 2, dst.x + BOX_W / 2
+                    y1 = src.y + BOX_H
+                    dip = y1 + GAP_Y * 0.6
+                    d = (
+                        f"M{x1:.0f},{y1:.0f} C{x1:.0f},{dip:.0f} "
+                        f"{x2:.0f},{dip:.0f} {x2:.0f},{y1:.0f}"
+                    )
+            else:  # a loop back up (or to itself): round the right-hand side
                 x1, y1 = src.x + BOX_W, src.y + BOX_H * 0.65
                 x2, y2 = dst.x + BOX_W, dst.y + BOX_H * 0.35
                 bulge = max(x1, x2) + GAP_X * 0.9

@@ -84,6 +84,9 @@ function startCopyButtons() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  // After a refused form, the keyboard starts at the first field in error.
+  const invalid = document.querySelector('[aria-invalid="true"]');
+  if (invalid) invalid.focus();
   startCounters();
   startCopyButtons();
 });
