@@ -221,6 +221,8 @@ def list_tasks(
         conds.append(tasks.c.outcome == outcome)
     if before is not None:
         at, tid = before
+        # The leading "<=" is a plain range an index can seek to; the OR alone is not.
+        conds.append(tasks.c.created_at <= at)
         conds.append(or_(tasks.c.created_at < at, and_(tasks.c.created_at == at, tasks.c.id < tid)))
     stmt = (
         select(tasks)
