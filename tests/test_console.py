@@ -276,3 +276,20 @@ def test_the_graph_draws_every_node_and_link_coloured_by_kind() -> None:
     assert 'data-count-for="w">7<' in svg
     assert "Wait &lt;here&gt;" in svg and "<here>" not in svg
     assert 'href="/console/processes/p/nodes/ok"' in svg
+
+
+def test_task_data_cannot_inject_markup_or_script_links(local: TestClient) -> None:
+    task = _insert(
+        local,
+        data={
+            "code": "X",
+            "message": "<script>alert(1)</script>",
+            "url_more_info": "javascript:alert(1)",
+            "api_secret": "hidden-value-1",
+        },
+    )
+    page = local.get(f"/console/tasks/{task.id}")
+    assert page.status_code == 200
+    assert "<script>alert(1)" not in page.text and "&lt;script&gt;" in page.text
+    assert 'href="javascript:' not in page.text
+    assert "hidden-value-1" not in page.text

@@ -92,8 +92,9 @@ def test_node_counters_follow_an_sms_live(tab: Tab, stack: Stack) -> None:
     expect(waiting).to_have_text("0")
     expect(page.locator('[data-total="success"]')).to_have_text("1")
     assert stack.task(task["task_id"])["outcome"] == "success"
-    # A node opens the list of its tasks.
-    page.locator('svg a[data-node="delivered"]').click()
+    # A node opens the list of its tasks, from the keyboard too.
+    page.locator('svg a[data-node="delivered"]').focus()
+    page.keyboard.press("Enter")
     expect(page.get_by_role("heading", level=1)).to_contain_text("SMS delivered")
     expect(page.locator("table.tasks tbody tr")).to_have_count(1)
     expect(page.locator("table.tasks")).to_contain_text(task["task_id"])

@@ -24,6 +24,10 @@ T = TypeVar("T")
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str)
+# Links built from task data (url_more_info) only when they are web addresses.
+templates.env.tests["web_url"] = lambda v: (
+    isinstance(v, str) and v.startswith(("https://", "http://"))
+)
 
 # Scripts and styles only from our own static files: no inline script can run.
 SECURITY_HEADERS = {

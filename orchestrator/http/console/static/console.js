@@ -34,6 +34,7 @@ function startCounters() {
     busy = true;
     try {
       const r = await fetch(url, { headers: { accept: "application/json" }, credentials: "same-origin" });
+      if (r.redirected) { window.location.reload(); return; } // the session ended
       if (!r.ok) throw new Error(String(r.status));
       const body = await r.json();
       document.querySelectorAll("[data-count-for]").forEach((el) => {
