@@ -73,8 +73,11 @@ def timeline(service: Service, task_id: str) -> dict[str, Any]:
     task = service.get_task(task_id)
     events = [{**e, "task_id": task_id, "own": True} for e in service.history(task_id)]
     with service.rt.db.read() as conn:
-        kids = [service.task_view(conn, t) for t in task_store.children(conn, task_id)]
-        for kid in kids:
+        records = task_store.children(conn, task_id)
+        kids = [service.task_view(conn, t) for t in records]
+        titles = {task_id: _titles(service, task_store.get_task(conn, task_id))}
+        for kid, record in zip(kids, records, strict=True):
+            titles[kid["task_id"]] = _titles(service, record)
             for e in task_store.history(conn, kid["task_id"]):
                 if e["kind"] in ("callback", "callback_late", "logic_error"):
                     e["at"] = iso(e["at"])
@@ -82,4 +85,15 @@ def timeline(service: Service, task_id: str) -> dict[str, Any]:
     events.sort(key=lambda e: (e["at"] or "", e["id"]))
     for e in events:
         e["detail"] = redact(e["detail"])
+        names = titles.get(e["task_id"], {})
+        e["node_title"] = names.get(e["node_id"], e["node_id"])
+        e["to_title"] = names.get(e["to_node_id"], e["to_node_id"])
     return {"task": task, "events": events, "children": kids}
+
+
+def _titles(service: Service, task: TaskRecord | None) -> dict[str, str]:
+    """Node id → title in the version the task runs on."""
+    if task is None:
+        return {}
+    _pid, _version, definition = service.rt.definition(task.version_id)
+    return {n.id: n.title for n in definition.nodes.values()}

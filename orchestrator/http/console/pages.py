@@ -3,6 +3,9 @@ a task with its timeline, and the counters the process page polls."""
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from starlette.responses import JSONResponse, Response
 
 from orchestrator.engine import lookup
@@ -25,11 +28,26 @@ async def process(v: Visit) -> Response:
     return v.render("process.html", p=view, svg=svg)
 
 
+# Counters polled by every open process page: one query per process per COUNTS_TTL,
+# however many operators watch it.
+COUNTS_TTL = 0.5
+
+
 @page()
 async def counts(v: Visit) -> Response:
-    view = await v.run(v.service.process_view, v.request.path_params["process"])
-    body = {"nodes": {n["id"]: n["count"] for n in view["nodes"]}, "counts": view["counts"]}
-    return JSONResponse(body, headers=SECURITY_HEADERS)
+    state = v.request.app.state
+    cache: dict[str, tuple[float, dict[str, Any]]] | None = getattr(state, "console_counts", None)
+    if cache is None:
+        cache = state.console_counts = {}
+    key = v.request.path_params["process"]
+    hit = cache.get(key)
+    if hit is None or time.monotonic() - hit[0] > COUNTS_TTL:
+        view = await v.run(v.service.process_view, key)
+        body = {"nodes": {n["id"]: n["count"] for n in view["nodes"]}, "counts": view["counts"]}
+        if len(cache) > 1000:  # keys come from URLs: keep the cache bounded
+            cache.clear()
+        hit = cache[key] = (time.monotonic(), body)
+    return JSONResponse(hit[1], headers=SECURITY_HEADERS)
 
 
 @page()
