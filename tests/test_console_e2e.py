@@ -178,6 +178,7 @@ def test_an_api_error_shows_code_message_and_more_info(tab: Tab, stack: Stack) -
     expect(box).to_contain_text("is not a valid phone number")
     expect(box.get_by_role("link")).to_have_attribute("href", re.compile(r"twilio\.com/docs/"))
     expect(page.locator("li.ev-logic_error")).to_contain_text("21211")
+    tab.shot("task-error")
 
 
 def test_modify_a_waiting_task(tab: Tab, stack: Stack) -> None:
