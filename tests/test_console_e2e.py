@@ -68,7 +68,7 @@ def _expect() -> Any:
 
 def test_node_counters_follow_an_sms_live(tab: Tab, stack: Stack) -> None:
     expect = _expect()
-    stack.sim_config(callback_delay=1.2)  # keeps the task visibly in the wait node
+    stack.sim_config(callback_delay=1.5)  # keeps the task visibly in the wait node
     page = tab.page
     page.goto("/console")
     expect(page.get_by_role("link", name="Sending SMS")).to_be_visible()
