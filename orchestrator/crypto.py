@@ -52,6 +52,11 @@ def node_hash(server_secret: str, conv_id: int, node_id: str) -> str:
     return hmac.new(server_secret.encode(), msg, hashlib.sha256).hexdigest()[:40]
 
 
+def derived_key(server_secret: str, purpose: str) -> bytes:
+    """A key for one purpose (e.g. signing console sessions), independent of the others."""
+    return hmac.new(server_secret.encode(), f"key:{purpose}".encode(), hashlib.sha256).digest()
+
+
 def hash_matches(expected: str, given: str) -> bool:
     return hmac.compare_digest(expected.encode(), given.encode())
 

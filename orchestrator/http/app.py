@@ -17,7 +17,7 @@ from orchestrator.engine.deploy import ensure_shipped
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.service import ApiError, Service
 from orchestrator.engine.worker import Worker
-from orchestrator.http import api, ops, webhooks
+from orchestrator.http import api, console, ops, webhooks
 from orchestrator.http.limits import BodyLimitMiddleware
 from orchestrator.http.responses import error_response
 
@@ -77,7 +77,7 @@ def create_app(
             await rt.aclose()
 
     app = Starlette(
-        routes=[*api.routes, *webhooks.routes, *ops.routes],
+        routes=[*api.routes, *webhooks.routes, *ops.routes, *console.routes],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,

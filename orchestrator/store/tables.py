@@ -106,6 +106,10 @@ tasks = Table(
     UniqueConstraint("process_id", "active_ref"),
     Index("ix_tasks_process_node_state", "process_id", "node_id", "state"),
     Index("ix_tasks_process_ref", "process_id", "ref"),
+    # The console: a node's tasks newest first, paged without sorting the node, and the
+    # per-process state counts answered from the index alone.
+    Index("ix_tasks_process_node_created", "process_id", "node_id", "created_at", "id"),
+    Index("ix_tasks_process_state_outcome", "process_id", "state", "outcome"),
     Index("ix_tasks_state_lease", "state", "lease_until"),
     Index("ix_tasks_wake_at", "wake_at"),
     Index("ix_tasks_parent", "parent_task_id"),

@@ -221,6 +221,8 @@ def list_tasks(
         conds.append(tasks.c.outcome == outcome)
     if before is not None:
         at, tid = before
+        # The leading "<=" is a plain range an index can seek to; the OR alone is not.
+        conds.append(tasks.c.created_at <= at)
         conds.append(or_(tasks.c.created_at < at, and_(tasks.c.created_at == at, tasks.c.id < tid)))
     stmt = (
         select(tasks)
@@ -251,3 +253,26 @@ def state_counts(conn: Connection, process_id: int) -> dict[str, int]:
         key = outcome if state == "done" and outcome else state
         counts[key] = counts.get(key, 0) + int(n)
     return counts
+
+
+def children(conn: Connection, parent_task_id: str, *, limit: int = 20) -> list[TaskRecord]:
+    """Tasks copied from this one (e.g. its "Getting callback" task), oldest first."""
+    stmt = (
+        select(tasks)
+        .where(tasks.c.parent_task_id == parent_task_id)
+        .order_by(tasks.c.created_at)
+        .limit(limit)
+    )
+    return [TaskRecord.from_row(r) for r in conn.execute(stmt)]
+
+
+def find_by_data_text(conn: Connection, needle: str, *, limit: int = 50) -> list[TaskRecord]:
+    """Newest first, tasks whose data (JSON text) contains ``needle``. A scan with no index
+    behind it: the console uses it for exact JSON strings such as a phone number."""
+    stmt = (
+        select(tasks)
+        .where(tasks.c.data.contains(needle, autoescape=True))
+        .order_by(tasks.c.created_at.desc(), tasks.c.id.desc())
+        .limit(limit)
+    )
+    return [TaskRecord.from_row(r) for r in conn.execute(stmt)]

@@ -1,0 +1,151 @@
+"""Who may see the console, and the plumbing every console page shares (templates,
+the session cookie, CSRF, turning engine errors into pages)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, quote
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.templating import Jinja2Templates
+
+from orchestrator.engine.service import ApiError, Service
+from orchestrator.http import auth
+from orchestrator.http.console import session as sessions
+from orchestrator.http.console.session import Session
+
+T = TypeVar("T")
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+templates.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str)
+# Links built from task data (url_more_info) only when they are web addresses.
+templates.env.tests["web_url"] = lambda v: (
+    isinstance(v, str) and v.startswith(("https://", "http://"))
+)
+
+# Scripts and styles only from our own static files: no inline script can run.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+@dataclass
+class Visit:
+    request: Request
+    service: Service
+    session: Session
+    fresh: bool  # the cookie must be (re)set on the response
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await self.service.rt.run_db(fn, *args, **kwargs)
+
+    def render(self, template: str, status: int = 200, **context: Any) -> Response:
+        context.update(
+            request=self.request,
+            csrf=self.session.csrf,
+            login=self.session.login,
+            keys=auth.keys_configured(self.service.rt),
+        )
+        response = templates.TemplateResponse(
+            self.request, template, context, status_code=status, headers=SECURITY_HEADERS
+        )
+        if self.fresh:
+            sessions.set_cookie(response, self.request, self.service.rt.secret, self.session)
+        return response
+
+    def redirect(self, url: str) -> Response:
+        response = RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
+        if self.fresh:
+            sessions.set_cookie(response, self.request, self.service.rt.secret, self.session)
+        return response
+
+    async def form(self) -> dict[str, str]:
+        """The url-encoded form (last value wins), after checking its CSRF token."""
+        raw = (await self.request.body()).decode("utf-8", "replace")
+        fields = dict(parse_qsl(raw, keep_blank_values=True))
+        if not sessions.csrf_ok(self.session, fields.pop("csrf", None)):
+            raise Refused(
+                self.render(
+                    "message.html",
+                    403,
+                    title="Form expired",
+                    message="This form is out of date (or came from another site). "
+                    "Reload the page and send it again.",
+                )
+            )
+        return fields
+
+
+class Refused(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+def _visit(request: Request, *, public: bool) -> Visit:
+    service: Service = request.app.state.service
+    rt = service.rt
+    s = sessions.decode(rt.secret, request.cookies.get(sessions.COOKIE))
+    if auth.keys_configured(rt):
+        if s is None:
+            s, fresh = sessions.new_session(None), True
+        else:
+            fresh = False
+        visit = Visit(request, service, s, fresh)
+        if s.login is None and not public:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            raise Refused(visit.redirect(f"/console/login?next={quote(target, safe='')}"))
+        return visit
+    visit = Visit(request, service, s or sessions.new_session(None), s is None)
+    if not auth.is_loopback(request):
+        raise Refused(
+            visit.render(
+                "message.html",
+                403,
+                title="Console not available",
+                message="No API keys are configured, so the console only answers on "
+                "this machine (loopback). Set ORCH_API_KEYS to use it from elsewhere.",
+            )
+        )
+    return visit
+
+
+Handler = Callable[[Visit], Awaitable[Response]]
+
+
+def page(*, public: bool = False) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """A console endpoint: checks access, and shows engine refusals as pages."""
+
+    def wrap(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
+        @functools.wraps(fn)
+        async def endpoint(request: Request) -> Response:
+            try:
+                visit = _visit(request, public=public)
+            except Refused as r:
+                return r.response
+            try:
+                return await fn(visit)
+            except Refused as r:
+                return r.response
+            except ApiError as err:
+                return visit.render(
+                    "message.html",
+                    err.status,
+                    title=err.code.replace("_", " "),
+                    message=err.message,
+                )
+
+        return endpoint
+
+    return wrap

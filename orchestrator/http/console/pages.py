@@ -1,0 +1,98 @@
+"""Read-only console pages: processes, a process with its graph, a node's tasks, search,
+a task with its timeline, and the counters the process page polls."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.responses import JSONResponse, Response
+
+from orchestrator.engine import lookup
+from orchestrator.http.console import graph
+from orchestrator.http.console.access import SECURITY_HEADERS, Visit, page
+
+PAGE_SIZE = 25
+
+
+@page()
+async def processes(v: Visit) -> Response:
+    items = await v.run(v.service.list_processes)
+    return v.render("processes.html", processes=items)
+
+
+@page()
+async def process(v: Visit) -> Response:
+    view = await v.run(v.service.process_view, v.request.path_params["process"])
+    svg = graph.render(view["slug"], view["nodes"])
+    return v.render("process.html", p=view, svg=svg)
+
+
+# Counters polled by every open process page: one query per process per COUNTS_TTL,
+# however many operators watch it.
+COUNTS_TTL = 0.5
+
+
+@page()
+async def counts(v: Visit) -> Response:
+    state = v.request.app.state
+    cache: dict[str, tuple[float, dict[str, Any]]] | None = getattr(state, "console_counts", None)
+    if cache is None:
+        cache = state.console_counts = {}
+    key = v.request.path_params["process"]
+    hit = cache.get(key)
+    if hit is None or time.monotonic() - hit[0] > COUNTS_TTL:
+        view = await v.run(v.service.process_view, key)
+        body = {"nodes": {n["id"]: n["count"] for n in view["nodes"]}, "counts": view["counts"]}
+        if len(cache) > 1000:  # keys come from URLs: keep the cache bounded
+            cache.clear()
+        hit = cache[key] = (time.monotonic(), body)
+    return JSONResponse(hit[1], headers=SECURITY_HEADERS)
+
+
+@page()
+async def node_tasks(v: Visit) -> Response:
+    key, node_id = v.request.path_params["process"], v.request.path_params["node"]
+    view = await v.run(v.service.process_view, key)
+    node = next((n for n in view["nodes"] if n["id"] == node_id), None)
+    if node is None:
+        return v.render(
+            "message.html",
+            404,
+            title="Node not found",
+            message=f"{view['title']} has no node {node_id!r}.",
+        )
+    cursor = v.request.query_params.get("cursor") or None
+    listing = await v.run(
+        lambda: v.service.list_tasks(key, node=node_id, limit=PAGE_SIZE, cursor=cursor)
+    )
+    return v.render(
+        "node.html",
+        p=view,
+        node=node,
+        tasks=listing["tasks"],
+        next_cursor=listing["next_cursor"],
+        paged=cursor is not None,
+    )
+
+
+@page()
+async def search(v: Visit) -> Response:
+    q = v.request.query_params.get("q", "")
+    result = await v.run(lookup.search, v.service, q)
+    if len(result["tasks"]) == 1 and q.strip():
+        # One hit: go straight to it, as an operator pasting an id expects.
+        return v.redirect(f"/console/tasks/{result['tasks'][0]['task_id']}")
+    return v.render("search.html", q=q, result=result)
+
+
+@page()
+async def task(v: Visit) -> Response:
+    t = await v.run(lookup.timeline, v.service, v.request.path_params["task_id"])
+    nvp_url = None
+    if t["task"]["state"] == "waiting" and t["task"]["node"]["kind"] == "wait":
+        urls = v.service.rt.callback_urls(t["task"]["conv_id"], t["task"]["node"]["id"])
+        nvp_url = urls["nvp"].replace("{{root.task_id}}", t["task"]["task_id"])
+    return v.render(
+        "task.html", t=t["task"], events=t["events"], children=t["children"], nvp_url=nvp_url
+    )
