@@ -61,7 +61,7 @@ def referenced_processes(definition: ProcessDefinition) -> list[tuple[str, str, 
     out = []
     for node in definition.nodes.values():
         for lg in node.logics:
-            if lg.type in ("copy_task", "modify_task"):
+            if lg.type in ("copy_task", "modify_task", "call_process"):
                 out.append((node.id, f"logics[{lg.index}].process", str(lg.get("process"))))
             cb = lg.get("status_callback")
             if isinstance(cb, dict):
