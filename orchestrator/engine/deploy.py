@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from orchestrator.engine import schema
 from orchestrator.engine.definition import DefinitionError, ProcessDefinition, parse_definition
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.templates import TemplateError, check_syntax
@@ -38,6 +39,7 @@ def read_file(path: str | Path) -> dict[str, Any]:
 
 def validate(raw: dict[str, Any], *, file: str | None = None) -> ProcessDefinition:
     definition = parse_definition(raw, file=file)
+    schema.check(raw, file=file)
     for node in definition.nodes.values():
         if node.time_limit is not None and isinstance(node.time_limit.after, str):
             try:
