@@ -171,3 +171,15 @@ def test_oversize_reply(stack: Stack) -> None:
     done = stack.run("ask-bloat", {})
     assert done["data"]["error"] == "rpc_task_size_overflow"
     assert "blob" not in done["data"]
+
+
+def test_the_documented_score_and_loan_example(stack: Stack) -> None:
+    from test_authoring import _doc_examples
+
+    examples = {e["slug"]: e for e in _doc_examples()}
+    stack.deploy(examples["score"], examples["loan"])
+    decided = stack.run("loan", {"customer": "C1234"})
+    assert decided["outcome"] == "success" and isinstance(decided["data"]["score"], int)
+    refused = stack.run("loan", {"customer": "nobody"})
+    assert (refused["node"]["id"], refused["data"]["code"]) == ("failed", "UNKNOWN_CUSTOMER")
+    assert refused["data"]["message"] == "no customer nobody"
