@@ -131,6 +131,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             print(f"{r.slug} (conv_id {r.conv_id}): deployed version {r.version}")
             for change in r.changes:
                 print(f"    {change}")
+            if r.details:
+                print("  in detail:")
+            for line in r.details:
+                print(f"    {line}")
         else:
             print(f"{r.slug} (conv_id {r.conv_id}): unchanged, still version {r.version}")
     return 0

@@ -181,6 +181,8 @@ def test_export_graph_and_versions(
     code, out, _ = run(capsys, sqlite_url, "deploy", str(path))
     assert code == 0 and "deployed version 2" in out
     assert "~ node delivered" in out and "~ title" in out
+    assert '~ nodes.delivered.title: "SMS delivered" -> "Delivered!"' in out
+    assert '~ title: "Sending SMS" -> "Sending SMS v2"' in out
 
     code, out, _ = run(capsys, sqlite_url, "process", "versions", "sending-sms")
     assert code == 0 and re.search(r"^1 .*sending-sms.yaml", out, re.M)
