@@ -183,3 +183,19 @@ def test_the_documented_score_and_loan_example(stack: Stack) -> None:
     refused = stack.run("loan", {"customer": "nobody"})
     assert (refused["node"]["id"], refused["data"]["code"]) == ("failed", "UNKNOWN_CUSTOMER")
     assert refused["data"]["message"] == "no customer nobody"
+
+
+def test_a_caller_is_not_released_by_a_modification(stack: Stack) -> None:
+    stack.deploy(WAITER, caller("ask-slow-2", "slowpoke", logic={"timeout": "30s"}))
+    task = stack.create({}, ref="c1", process="ask-slow-2")
+    waiting = stack.wait(task["task_id"], state="waiting")
+    assert waiting["node"]["id"] == "call"
+    r = stack.client.patch("/api/v1/processes/ask-slow-2/tasks/c1", json={"data": {"x": 1}})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "TASK_NOT_WAITING"
+    # Now let the called task reply: the caller finishes through the reply.
+    child = stack.child(task["task_id"])
+    url = stack.callback_url("slowpoke", "nvp").replace("{{root.task_id}}", child["task_id"])
+    assert httpx.post(url, data={"answer": "yes"}).status_code == 200
+    done = stack.wait(task["task_id"])
+    assert (done["node"]["id"], done["data"]["answer"]) == ("ok", "yes")
+    assert "x" not in done["data"]

@@ -217,11 +217,23 @@ def deliver(
             late = Event("callback_late", task.node_id, None, _cb_detail(cb))
             task_store.add_events(conn, task.id, [late], now)
         return []
-    if task.state != "waiting" or cb.node_id not in ("*", task.node_id):
+    if (
+        task.state != "waiting"
+        or cb.node_id not in ("*", task.node_id)
+        or awaits_reply(conn, rt, task)
+    ):
         inbox.set_status(conn, cb.id, "pending", now=now, task_id=task.id)
         return []
     released = _release(conn, rt, task, cb, owner, now)
     return [released] if released is not None else []
+
+
+def awaits_reply(conn: Connection, rt: Runtime, task: TaskRecord) -> bool:
+    """A task waiting in a call node is released by its reply (or time limit) only: a
+    modification stays pending until it next enters a wait node."""
+    return (
+        task.state == "waiting" and rt.definition(task.version_id, conn)[2].node(task.node_id).calls
+    )
 
 
 def _release(
