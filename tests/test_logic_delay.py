@@ -81,3 +81,24 @@ def test_time_limit_on_a_wait_node(stack: Stack) -> None:
 def test_bad_time_limit(stack: Stack, data: dict[str, Any]) -> None:
     done = stack.run("delayed", data)
     assert (done["node"]["id"], done["data"]["error"]) == ("failed", "BAD_TIME_LIMIT")
+
+
+def test_version_pinning_across_a_delay(stack: Stack) -> None:
+    """Deploy v2 while a v1 task sits in the delay node: each finishes on its own version."""
+    old = stack.create({"seconds": 2}, process="delayed")["task_id"]
+    stack.wait(old, state="waiting")
+    v2 = {**DELAYED, "nodes": {**DELAYED["nodes"]}}
+    v2["nodes"]["after"] = {
+        "logics": [{"type": "set_param", "set": {"v": 2}}, {"type": "go", "to": "ok"}]
+    }
+    v2["title"] = "Delayed v2"
+    answer = stack.deploy(v2)
+    assert answer["deployed"][0]["version"] == 2
+    new = stack.create({"seconds": 0}, process="delayed")["task_id"]
+    old_done, new_done = stack.wait(old), stack.wait(new)
+    assert (old_done["version"], "v" in old_done["data"], "woke" in old_done["data"]) == (
+        1,
+        False,
+        True,
+    )
+    assert (new_done["version"], new_done["data"]["v"], "woke" in new_done["data"]) == (2, 2, False)
