@@ -141,6 +141,7 @@ def test_form_and_raw_bodies_and_status_param(stack: Stack, server: str) -> None
                 "url": server + "/echo/f",
                 "format": "form",
                 "body": {"a": "{{ a }}", "b": "x y"},
+                "headers": {"idempotency-key": "mine-{{ a }}"},
                 "status_param": "http_status",
             },
         ),
@@ -159,6 +160,7 @@ def test_form_and_raw_bodies_and_status_param(stack: Stack, server: str) -> None
     assert form["data"]["echo"]["content_type"] == "application/x-www-form-urlencoded"
     assert form["data"]["echo"]["body"] == "a=1&b=x+y"
     assert form["data"]["http_status"] == 201
+    assert form["data"]["echo"]["idem"] == "mine-1"  # the author's key wins
     raw = stack.run("api-raw", {"a": 7})
     assert raw["data"]["echo"]["content_type"] == "application/xml"
     assert raw["data"]["echo"]["body"] == "<a>7</a>"

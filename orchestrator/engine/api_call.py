@@ -49,7 +49,8 @@ class ApiCalls:
         self, task: TaskRecord, logic: Logic, ctx: dict[str, Any], result: StepResult
     ) -> None:
         request = self._request(logic, ctx)
-        request["headers"].setdefault("Idempotency-Key", f"{task.id}-{task.step}-{logic.index}")
+        if not any(k.lower() == "idempotency-key" for k in request["headers"]):
+            request["headers"]["Idempotency-Key"] = f"{task.id}-{task.step}-{logic.index}"
         timeout = request.pop("timeout")
         idempotent = logic.get("idempotent")
         if idempotent is None:
