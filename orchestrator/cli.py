@@ -131,6 +131,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             print(f"{r.slug} (conv_id {r.conv_id}): deployed version {r.version}")
             for change in r.changes:
                 print(f"    {change}")
+            if r.details:
+                print("  in detail:")
+            for line in r.details:
+                print(f"    {line}")
         else:
             print(f"{r.slug} (conv_id {r.conv_id}): unchanged, still version {r.version}")
     return 0
@@ -189,6 +193,9 @@ def cmd_task(args: argparse.Namespace) -> int:
 def cmd_process(args: argparse.Namespace) -> int:
     from orchestrator.engine.service import ApiError, Service
 
+    if args.process_cmd in ("export", "graph", "versions"):
+        return _process_files(args)
+
     service = Service(_runtime(args))
     try:
         if args.process_cmd == "list":
@@ -234,6 +241,46 @@ def cmd_process(args: argparse.Namespace) -> int:
     except ApiError as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _process_files(args: argparse.Namespace) -> int:
+    """``process export|graph|versions``: the deployed definitions themselves."""
+    from orchestrator.engine import graph
+    from orchestrator.engine.authoring import NotDeployed, deployed_definition, versions
+
+    rt = _runtime(args)
+    try:
+        if args.process_cmd == "versions":
+            _table(
+                ("version", "deployed", "source", "checksum"),
+                [
+                    (v["version"], v["deployed"], v["source"] or "-", v["checksum"][:12])
+                    for v in versions(rt, args.process)
+                ],
+            )
+            return 0
+        raw, definition = deployed_definition(rt, args.process, args.version)
+    except NotDeployed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.process_cmd == "graph":
+        print(graph.dot(definition) if args.format == "dot" else graph.mermaid(definition), end="")
+        return 0
+    import yaml
+
+    as_json = args.output and args.output.endswith(".json")
+    text = (
+        json.dumps(raw, indent=2, ensure_ascii=False) + "\n"
+        if as_json
+        else yaml.safe_dump(raw, sort_keys=False, allow_unicode=True, width=100)
+    )
+    if args.output and args.output != "-":
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        print(text, end="")
     return 0
 
 
@@ -333,6 +380,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr_sub = pr.add_subparsers(dest="process_cmd", required=True)
     pr_sub.add_parser("list")
     pr_sub.add_parser("show").add_argument("process")
+    ex = pr_sub.add_parser("export", help="write the deployed definition (YAML, or JSON)")
+    ex.add_argument("process")
+    ex.add_argument("-o", "--output", help="file to write (.json: JSON); default stdout")
+    ex.add_argument("--version", type=int, help="a kept version (default: the current one)")
+    gr = pr_sub.add_parser("graph", help="the process as a Mermaid (or DOT) graph")
+    gr.add_argument("process")
+    gr.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    gr.add_argument("--version", type=int, help="a kept version (default: the current one)")
+    pr_sub.add_parser("versions", help="every deployed version").add_argument("process")
     pr.set_defaults(func=cmd_process)
 
     sim = sub.add_parser("simulate-twilio", help="a Twilio-compatible server on loopback")

@@ -47,6 +47,20 @@ class Stack:
         task: dict[str, Any] = r.json()
         return task
 
+    def deploy(self, *definitions: dict[str, Any]) -> dict[str, Any]:
+        r = self.client.post("/api/v1/processes", json=list(definitions))
+        assert r.status_code in (200, 201), r.text
+        answer: dict[str, Any] = r.json()
+        return answer
+
+    def run(
+        self, process: str, data: dict[str, Any], *, state: str = "done", timeout: float = 20.0
+    ) -> dict[str, Any]:
+        """Create a task and wait until it reaches ``state``."""
+        return self.wait(
+            self.create(data, process=process)["task_id"], state=state, timeout=timeout
+        )
+
     def sms(self, to: str, body: str = "hello", **extra: Any) -> dict[str, Any]:
         return self.create({"Number_to": to, "Number_from": FROM, "Body": body, **extra})
 

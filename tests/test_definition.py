@@ -224,7 +224,7 @@ def test_logic_not_a_mapping(logic: Any) -> None:
     check(with_work(logic, go()), "work", "logics[0]", "mapping")
 
 
-@pytest.mark.parametrize("ltype", ["jump", "Go", None, "call_process"])
+@pytest.mark.parametrize("ltype", ["jump", "Go", None, "api_rpc"])
 def test_unknown_logic_type(ltype: Any) -> None:
     check(with_work({"type": ltype, "to": "done"}), "work", "logics[0].type", "unknown logic")
 

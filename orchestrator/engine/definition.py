@@ -22,9 +22,17 @@ LOGIC_TYPES = (
     "copy_task",
     "modify_task",
     "wait_callback",
+    "api_call",
+    "call_process",
+    "reply",
 )
 # Logics that may fail and so need somewhere to send the task.
-FALLIBLE_LOGICS = ("twilio", "copy_task", "modify_task", "set_param")
+FALLIBLE_LOGICS = ("twilio", "copy_task", "modify_task", "set_param", "api_call", "call_process")
+# Of those, the ones whose failures are routine (a server down, a ref taken): the author
+# must say where the task goes.
+NEEDS_ON_ERROR = ("twilio", "copy_task", "modify_task", "api_call", "call_process")
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+BODY_FORMATS = ("json", "form", "raw")
 CONDITION_FUNS = ("eq", "not_eq", "more", "less", "more_eq", "less_eq", "regexp")
 CASTS = ("string", "number", "boolean")
 TWILIO_ACTIONS = ("send_sms", "send_mms", "fetch_message")
@@ -107,6 +115,11 @@ class Node:
     @property
     def is_final(self) -> bool:
         return self.kind in FINAL_KINDS
+
+    @property
+    def calls(self) -> bool:
+        """A call node: its first logic is call_process, and the task waits there."""
+        return bool(self.logics) and self.logics[0].type == "call_process"
 
     def exits(self) -> list[str]:
         targets = [lg.get("to") for lg in self.logics if lg.type in ("go", "condition")]
@@ -288,20 +301,50 @@ def _parse_logic(nid: str, i: int, spec: Any, node_on_error: str | None, fail: A
             raise fail(
                 "must be a URL template or {process, node, form}", nid, f"{where}.status_callback"
             )
-    if ltype in ("copy_task", "modify_task"):
+    if ltype == "api_call":
+        _check_api_call(nid, where, spec, fail)
+    if ltype == "call_process" and spec.get("timeout") is not None:
+        if parse_duration(spec.get("timeout")) is None:
+            raise fail("must be a duration such as 30, '5min' or '1d'", nid, f"{where}.timeout")
+    if ltype == "reply":
+        if spec.get("data") is not None and not isinstance(spec.get("data"), Mapping):
+            raise fail("must be a mapping", nid, f"{where}.data")
+        if not isinstance(spec.get("exception", False), bool):
+            raise fail("must be true or false", nid, f"{where}.exception")
+    if ltype in ("copy_task", "modify_task", "call_process"):
         if not isinstance(spec.get("process"), str):
             raise fail("must name the target process", nid, f"{where}.process")
         if spec.get("data") is not None and not isinstance(spec.get("data"), Mapping):
             raise fail("must be a mapping", nid, f"{where}.data")
     if ltype == "modify_task" and not (spec.get("ref") or spec.get("task_id")):
         raise fail("needs ref or task_id", nid, where)
-    if ltype in FALLIBLE_LOGICS and ltype != "set_param" and not on_error:
+    if ltype in NEEDS_ON_ERROR and not on_error:
         raise fail(
             "needs on_error (here or on the node) naming an escalation path",
             nid,
             f"{where}.on_error",
         )
     return logic
+
+
+def _check_api_call(nid: str, where: str, spec: Mapping[str, Any], fail: Any) -> None:
+    url = spec.get("url")
+    if not isinstance(url, str) or not (url.startswith(("http://", "https://")) or "{{" in url):
+        raise fail("must be an http(s) URL (a template is fine)", nid, f"{where}.url")
+    if str(spec.get("method", "GET")).upper() not in HTTP_METHODS:
+        raise fail(f"must be one of {', '.join(HTTP_METHODS)}", nid, f"{where}.method")
+    if spec.get("format", "json") not in BODY_FORMATS:
+        raise fail(f"must be one of {', '.join(BODY_FORMATS)}", nid, f"{where}.format")
+    for key in ("params", "headers"):
+        if not isinstance(spec.get(key, {}), Mapping):
+            raise fail("must be a mapping", nid, f"{where}.{key}")
+    timeout = spec.get("timeout")
+    if timeout is not None and not (isinstance(timeout, str) and "{{" in timeout):
+        seconds = parse_duration(timeout)
+        if seconds is None or seconds <= 0:
+            raise fail(
+                "must be a positive duration such as 10, '30s' or '2min'", nid, f"{where}.timeout"
+            )
 
 
 def _is_callback_ref(value: Any) -> bool:
@@ -371,6 +414,14 @@ def _check_node_shape(node: Node, fail: Any) -> None:
         raise fail("wait_callback belongs in a wait node", node.id, "logics")
     if node.kind == "delay" and (types or not node.time_limit):
         raise fail("a delay node has only a time_limit", node.id, "time_limit")
+    for lg in node.logics:
+        if lg.type == "call_process" and (lg.index != 0 or node.kind != "logic"):
+            raise fail(
+                "call_process must be the first logic of a logic node (the task waits there "
+                "for the reply, then runs the logics after it)",
+                node.id,
+                f"logics[{lg.index}]",
+            )
     for lg in node.logics[:-1]:
         if lg.type == "go":
             raise fail("go must be the last logic of a node", node.id, f"logics[{lg.index}]")

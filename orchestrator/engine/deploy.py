@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from orchestrator.engine import schema
 from orchestrator.engine.definition import DefinitionError, ProcessDefinition, parse_definition
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.templates import TemplateError, check_syntax
@@ -38,6 +39,7 @@ def read_file(path: str | Path) -> dict[str, Any]:
 
 def validate(raw: dict[str, Any], *, file: str | None = None) -> ProcessDefinition:
     definition = parse_definition(raw, file=file)
+    schema.check(raw, file=file)
     for node in definition.nodes.values():
         if node.time_limit is not None and isinstance(node.time_limit.after, str):
             try:
@@ -61,7 +63,7 @@ def referenced_processes(definition: ProcessDefinition) -> list[tuple[str, str, 
     out = []
     for node in definition.nodes.values():
         for lg in node.logics:
-            if lg.type in ("copy_task", "modify_task"):
+            if lg.type in ("copy_task", "modify_task", "call_process"):
                 out.append((node.id, f"logics[{lg.index}].process", str(lg.get("process"))))
             cb = lg.get("status_callback")
             if isinstance(cb, dict):
@@ -76,6 +78,7 @@ class DeployResult:
     version: int
     created: bool
     changes: list[str]
+    details: list[str] = field(default_factory=list)
 
 
 def diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
@@ -91,6 +94,37 @@ def diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
         if old.get(key) != new.get(key):
             changes.append(f"~ {key}")
     return changes
+
+
+def diff_details(old: dict[str, Any] | None, new: dict[str, Any], limit: int = 40) -> list[str]:
+    """Field by field: ``nodes.check.logics[0].to: 'ok' -> 'failed'`` (at most ``limit``)."""
+    if old is None:
+        return []
+    out: list[str] = []
+    _walk(old, new, "", out)
+    return out if len(out) <= limit else [*out[:limit], f"... and {len(out) - limit} more"]
+
+
+def _walk(old: Any, new: Any, path: str, out: list[str]) -> None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(old) + [k for k in new if k not in old]:
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in new:
+                out.append(f"- {sub}")
+            elif key not in old:
+                out.append(f"+ {sub}: {_short(new[key])}")
+            else:
+                _walk(old[key], new[key], sub, out)
+    elif isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
+            _walk(a, b, f"{path}[{i}]", out)
+    elif old != new:
+        out.append(f"~ {path}: {_short(old)} -> {_short(new)}")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check_callback_targets(
@@ -151,9 +185,13 @@ def deploy_definitions(
             record, created = process_store.deploy(
                 conn, definition.slug, definition.title, raw, node_rows, source=src, now=now
             )
-            changes = diff(before.definition if before else None, raw) if created else []
+            previous = before.definition if before else None
+            changes = diff(previous, raw) if created else []
+            details = diff_details(previous, raw) if created else []
             results.append(
-                DeployResult(record.slug, record.id, record.current_version, created, changes)
+                DeployResult(
+                    record.slug, record.id, record.current_version, created, changes, details
+                )
             )
     rt.forget_processes()
     return results

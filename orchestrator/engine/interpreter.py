@@ -19,6 +19,8 @@ from orchestrator.engine.templates import TemplateError, render
 from orchestrator.store.records import Event, TaskRecord
 
 LOOP_LIMIT = 50
+# How long a call_process waits for its reply when its node has no time limit.
+DEFAULT_CALL_TIMEOUT = 86400.0
 
 
 class StepDeferred(Exception):
@@ -46,6 +48,15 @@ class NewTask:
     ref: str | None
     data: dict[str, Any]
     parent_task_id: str
+    reply_to: str | None = None  # set by call_process: "task_id:step:node_id"
+
+
+@dataclass
+class Reply:
+    """What a called task sends back to its caller (the ``reply`` logic)."""
+
+    data: dict[str, Any]
+    exception: bool = False
 
 
 @dataclass
@@ -65,6 +76,7 @@ class StepResult:
     modifications: list[Modification] = field(default_factory=list)
     effects_done: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     account_tokens: dict[str, str] = field(default_factory=dict)
+    reply: Reply | None = None
 
 
 def template_context(
@@ -84,9 +96,12 @@ def template_context(
 class Interpreter:
     """Stateless apart from the runtime it reads through."""
 
-    def __init__(self, runtime: Any, twilio_actions: Any) -> None:
+    def __init__(self, runtime: Any, twilio_actions: Any, api_calls: Any = None) -> None:
+        from orchestrator.engine.api_call import ApiCalls
+
         self.rt = runtime
         self.twilio = twilio_actions
+        self.api = api_calls or ApiCalls(runtime)
 
     async def run(
         self, task: TaskRecord, process_id: int, definition: ProcessDefinition
@@ -94,6 +109,23 @@ class Interpreter:
         node = definition.node(task.node_id)
         data = dict(task.data)
         secrets = self._secrets(task)
+        fields: dict[str, Any]
+        if task.entry == "timeout" and node.time_limit is None and node.calls:
+            fields = {
+                "error": "rpc_timeout",
+                "code": "rpc_timeout",
+                "message": f"no reply from {node.logics[0].get('process')!r} in time",
+            }
+            return self._fail(
+                StepResult(data=data),
+                definition,
+                node,
+                node.logics[0],
+                fields,
+                task,
+                secrets,
+                process_id,
+            )
         if task.entry == "timeout" and node.time_limit is not None:
             result = StepResult(data=data)
             result.events.append(Event("time_limit", node.id, node.time_limit.to))
@@ -101,8 +133,17 @@ class Interpreter:
         if node.kind in ("wait", "delay") and task.entry != "resume":
             # Entering is handled by the transition that led here; nothing to run.
             return StepResult(data=data, wake_at=task.wake_at)
-        start = 1 if node.kind == "wait" else 0  # after wait_callback once released
         result = StepResult(data=data)
+        if node.calls and task.entry not in ("resume", "rpc_error"):
+            return await self._call(task, process_id, definition, node, secrets, result)
+        if node.calls and task.entry == "rpc_error":
+            fields = {k: data.get(k) for k in ("error", "code", "message")}
+            return self._fail(
+                result, definition, node, node.logics[0], fields, task, secrets, process_id
+            )
+        # Released from a wait (after wait_callback) or answered in a call node (after
+        # call_process): continue with the next logic.
+        start = 1 if node.kind == "wait" or node.calls else 0
         for logic in node.logics[start:]:
             ctx = template_context(task, result.data, secrets, process_id)
             try:
@@ -156,6 +197,14 @@ class Interpreter:
         if kind == "twilio":
             await self.twilio.run(task, process_id, logic, ctx, result)
             return None
+        if kind == "api_call":
+            await self.api.run(task, logic, ctx, result)
+            return None
+        if kind == "reply":
+            data = render(dict(logic.get("data")), ctx) if logic.get("data") else dict(result.data)
+            plain, _hidden = split_secrets(data)
+            result.reply = Reply(plain, bool(logic.get("exception", False)))
+            return None
         if kind == "copy_task":
             await self._copy_task(task, logic, ctx, result)
             return None
@@ -200,6 +249,50 @@ class Interpreter:
         target = await self.rt.run_db(self._lookup_copy_target, logic.get("process"), ref)
         process_id, version_id, start = target
         result.copies.append(NewTask(process_id, version_id, start, ref, data, task.id))
+
+    async def _call(
+        self,
+        task: TaskRecord,
+        process_id: int,
+        definition: ProcessDefinition,
+        node: Node,
+        secrets: dict[str, Any],
+        result: StepResult,
+    ) -> StepResult:
+        """Run call_process: start the called task and wait in this node for its reply
+        (or for the node's time limit, or the logic's ``timeout``)."""
+        logic = node.logics[0]
+        ctx = template_context(task, result.data, secrets, process_id)
+        try:
+            if logic.get("data") is not None:
+                data = render(dict(logic.get("data")), ctx)
+            else:
+                data = dict(result.data)
+            data, _hidden = split_secrets(data)
+            target = await self.rt.run_db(self._lookup_copy_target, logic.get("process"), None)
+            if node.time_limit is not None:
+                wake_at = self._deadline(node, ctx, result.data)
+            else:
+                seconds = parse_duration(logic.get("timeout", DEFAULT_CALL_TIMEOUT))
+                wake_at = time.time() + float(seconds or DEFAULT_CALL_TIMEOUT)
+        except TemplateError as exc:
+            fields = exc.as_task_data()
+            return self._fail(result, definition, node, logic, fields, task, secrets, process_id)
+        except LogicFailure as exc:
+            return self._fail(
+                result, definition, node, logic, exc.fields, task, secrets, process_id
+            )
+        except ValueError as exc:
+            fields = {"error": "BAD_TIME_LIMIT", "code": "BAD_TIME_LIMIT", "message": str(exc)}
+            return self._fail(result, definition, node, logic, fields, task, secrets, process_id)
+        reply_to = f"{task.id}:{task.step}:{node.id}"
+        child = NewTask(target[0], target[1], target[2], None, data, task.id, reply_to)
+        result.copies.append(child)
+        result.wake_at = wake_at
+        result.events.append(
+            Event("call_process", node.id, None, {"process": logic.get("process")})
+        )
+        return result
 
     def _lookup_copy_target(self, process_key: str, ref: str | None) -> tuple[int, int, str]:
         from orchestrator.engine.runtime import NotFound

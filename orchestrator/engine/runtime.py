@@ -10,8 +10,10 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, TypeVar
 
+import httpx
 from sqlalchemy import Connection
 
 from orchestrator.config import Settings
@@ -48,6 +50,7 @@ class Runtime:
         self._wait_hashes: dict[int, dict[str, str]] = {}
         self._lock = threading.Lock()
         self._twilio: TwilioClient | None = None
+        self._http: httpx.AsyncClient | None = None
         self._executor: ThreadPoolExecutor | None = None
         # Callbacks from the HTTP side (same process) that wake the engine at once.
         self.wake_listeners: list[Callable[[], None]] = []
@@ -148,6 +151,19 @@ class Runtime:
             )
         return self._twilio
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The client of ``api_call`` logics: no redirects followed, no cookies kept
+        between tasks (each request's own headers only)."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                follow_redirects=False,
+                # A jar that accepts nothing: one task's cookies never reach another's call.
+                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            )
+        return self._http
+
     def account_token(self, conn: Connection, account_sid: str) -> str | None:
         """The auth token that signs callbacks for ``account_sid``, if we know it."""
         if account_sid and account_sid == self.settings.twilio_account_sid:
@@ -183,6 +199,9 @@ class Runtime:
         if self._twilio is not None:
             await self._twilio.aclose()
             self._twilio = None
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
         if self._executor is not None:
             self._executor.shutdown(wait=False)
             self._executor = None

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from orchestrator.crypto import redact, split_secrets
 from orchestrator.engine.runtime import NotFound, Runtime, new_task_id
-from orchestrator.engine.transitions import deliver
+from orchestrator.engine.transitions import awaits_reply, deliver
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import processes as process_store
 from orchestrator.store import tasks as task_store
@@ -256,6 +256,12 @@ class Service:
                     409,
                     "TASK_NOT_WAITING",
                     f"task {task.id} is in node {task.node_id!r}, not waiting",
+                )
+            if awaits_reply(conn, self.rt, task):
+                raise ApiError(
+                    409,
+                    "TASK_NOT_WAITING",
+                    f"task {task.id} waits in node {task.node_id!r} for a called process",
                 )
             cb_id = inbox.insert_callback(
                 conn,

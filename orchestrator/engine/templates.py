@@ -18,8 +18,38 @@ from jinja2.exceptions import SecurityError
 from jinja2.exceptions import TemplateError as JinjaError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from orchestrator.engine.functions import FILTERS, FUNCTIONS, FunctionError
+
 _SINGLE = re.compile(r"^\{\{\s*((?:(?!\}\}).)+?)\s*\}\}\Z", re.S)
-_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+# Bounds on what one operator may build: a template must not eat the engine's memory or CPU.
+MAX_REPEAT = 200_000
+MAX_POWER_BITS = 4096
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja2's immutable sandbox, plus limits on ``*`` (repeating text or lists) and
+    ``**`` (huge integers), which the stock sandbox lets through."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(times, int):
+                    if len(seq) * times > MAX_REPEAT:
+                        raise SecurityError(f"a result longer than {MAX_REPEAT} is refused")
+            return left * right
+        if operator == "**":
+            if isinstance(left, int) and isinstance(right, int) and right > 0:
+                if abs(left) > 1 and right * max(abs(left).bit_length(), 1) > MAX_POWER_BITS:
+                    raise SecurityError("the number would be too large")
+            return left**right
+        return super().call_binop(context, operator, left, right)
+
+
+_env = _Sandbox(undefined=StrictUndefined, autoescape=False)
+_env.globals.update(FUNCTIONS)
+_env.filters.update(FILTERS)
 
 
 class TemplateError(Exception):
@@ -54,7 +84,9 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
         except UndefinedError as exc:
             raise TemplateError("TEMPLATE_METADATA_ERROR", f"{value!r}: {exc.message}") from exc
         except SecurityError as exc:
-            raise TemplateError("TEMPLATE_SYNTAX_ERROR", f"{value!r}: not allowed") from exc
+            raise TemplateError("TEMPLATE_SYNTAX_ERROR", f"{value!r}: not allowed ({exc})") from exc
+        except FunctionError as exc:
+            raise TemplateError("TEMPLATE_FUNCTION_ERROR", f"{value!r}: {exc}") from exc
         except (
             JinjaError,
             TypeError,

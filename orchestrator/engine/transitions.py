@@ -13,8 +13,9 @@ from typing import Any
 from sqlalchemy import Connection
 
 from orchestrator.crypto import split_secrets
+from orchestrator.engine.calls import CallerChanged, send_reply
 from orchestrator.engine.definition import ProcessDefinition
-from orchestrator.engine.interpreter import LOOP_LIMIT, StepResult
+from orchestrator.engine.interpreter import LOOP_LIMIT, Reply, StepResult
 from orchestrator.engine.runtime import Runtime, new_task_id
 from orchestrator.engine.statuses import supersedes
 from orchestrator.store import callbacks as inbox
@@ -61,12 +62,14 @@ def commit_step(
             parent_task_id=copy.parent_task_id,
             lease_owner=owner,
             lease_until=now + rt.settings.lease_seconds,
+            reply_to=copy.reply_to,
         )
         task_store.insert_task(conn, child)
+        by = "call_process" if copy.reply_to else "copy_task"
         task_store.add_events(
             conn,
             child.id,
-            [Event("created", None, child.node_id, {"by": "copy_task", "parent_task_id": task.id})],
+            [Event("created", None, child.node_id, {"by": by, "parent_task_id": task.id})],
             now,
         )
         runnable.append(child)
@@ -126,6 +129,9 @@ def commit_step(
         task.step += 1
         task.entry = "enter"
         node = definition.node(target)
+        if node.is_final and task.reply_to and result.reply is None:
+            # A called task that ends without replying answers with how it ended.
+            result.reply = Reply(dict(task.data), exception=node.kind != "success")
         if node.is_final:
             task.state = "done"
             task.outcome = "success" if node.kind == "success" else "escalation"
@@ -136,6 +142,17 @@ def commit_step(
             _enter_waiting(task, result.wake_at)
         else:
             task.state = "active"
+    if result.reply is not None:
+        if task.reply_to:
+            try:
+                callers, sent = send_reply(conn, rt, task, result.reply, owner, now)
+            except CallerChanged as exc:
+                raise Conflict(task.id) from exc
+            runnable.extend(callers)
+            events.append(sent)
+        else:
+            reason = "not started by call_process, or already replied"
+            events.append(Event("reply_ignored", task.node_id, None, {"reason": reason}))
     task_store.add_events(conn, task.id, events, now)
     if not task_store.save_task(conn, task, expected):
         raise Conflict(task.id)
@@ -200,11 +217,23 @@ def deliver(
             late = Event("callback_late", task.node_id, None, _cb_detail(cb))
             task_store.add_events(conn, task.id, [late], now)
         return []
-    if task.state != "waiting" or cb.node_id not in ("*", task.node_id):
+    if (
+        task.state != "waiting"
+        or cb.node_id not in ("*", task.node_id)
+        or awaits_reply(conn, rt, task)
+    ):
         inbox.set_status(conn, cb.id, "pending", now=now, task_id=task.id)
         return []
     released = _release(conn, rt, task, cb, owner, now)
     return [released] if released is not None else []
+
+
+def awaits_reply(conn: Connection, rt: Runtime, task: TaskRecord) -> bool:
+    """A task waiting in a call node is released by its reply (or time limit) only: a
+    modification stays pending until it next enters a wait node."""
+    return (
+        task.state == "waiting" and rt.definition(task.version_id, conn)[2].node(task.node_id).calls
+    )
 
 
 def _release(

@@ -136,6 +136,7 @@ async def deploy_process(request: Request) -> JSONResponse:
                     "version": r.version,
                     "created": r.created,
                     "changes": r.changes,
+                    "details": r.details,
                 }
                 for r in results
             ]

@@ -38,6 +38,9 @@ class TaskRecord:
     lease_owner: str | None = None
     lease_until: float | None = None
     finished_at: float | None = None
+    # Set on a task started by call_process: "caller_task_id:caller_step:caller_node"
+    # until it replies (see engine/calls.py).
+    reply_to: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> TaskRecord:
@@ -64,6 +67,7 @@ class TaskRecord:
             lease_owner=m["lease_owner"],
             lease_until=m["lease_until"],
             finished_at=m["finished_at"],
+            reply_to=m["reply_to"],
         )
 
     def columns(self) -> dict[str, Any]:
@@ -90,6 +94,7 @@ class TaskRecord:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "finished_at": self.finished_at,
+            "reply_to": self.reply_to,
         }
 
 

@@ -103,6 +103,8 @@ tasks = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("finished_at", Float, nullable=True),
+    # A task started by call_process: where its reply goes, "task_id:step:node_id".
+    Column("reply_to", String(140), nullable=True),
     UniqueConstraint("process_id", "active_ref"),
     Index("ix_tasks_process_node_state", "process_id", "node_id", "state"),
     Index("ix_tasks_process_ref", "process_id", "ref"),
