@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -10,6 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from stack import ACCOUNT, TOKEN, running_stack
+
+from orchestrator.twilio.simulator import SimulatorConfig
 
 
 def _worker(db_url: str, log: Path) -> subprocess.Popen[bytes]:
@@ -57,3 +61,27 @@ def test_serve_refuses_to_start_a_second_engine(sqlite_url: str) -> None:
     assert second._lock is not None
     second._lock.release()
     rt.db.dispose()
+
+
+def test_a_step_slower_than_its_lease_keeps_it(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The heartbeat renews the lease of a step still running (here: Twilio answering in
+    2.5 s against a 0.9 s lease), so the step is neither taken over nor run twice."""
+    sim = SimulatorConfig(
+        account_sid=ACCOUNT, auth_token=TOKEN, callback_delay=0.02, response_delay=2.5
+    )
+    with (
+        running_stack(db_url, sim, lease_seconds=0.9, twilio_timeout=6.0) as stack,
+        caplog.at_level(logging.WARNING, logger="orchestrator.engine"),
+    ):
+        done = stack.wait(stack.sms("+15551230001")["task_id"], timeout=30)
+        assert done["node"]["id"] == "delivered"
+        assert stack.sim_stats()["messages_created"] == 1
+        left = [
+            e
+            for e in stack.history(done["task_id"])
+            if e["node_id"] == "calling_api" and e["kind"] == "transition"
+        ]
+        assert len(left) == 1, left
+    assert "lease lost" not in caplog.text
