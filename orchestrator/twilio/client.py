@@ -210,11 +210,13 @@ class TwilioClient:
         to: str | None = None,
         from_: str | None = None,
         date_sent: str | None = None,
+        date_sent_after: str | None = None,
         page_size: int = 50,
         max_pages: int = 10,
     ) -> list[dict[str, Any]]:
-        """Messages filtered by ``To``/``From``/``DateSent`` (YYYY-MM-DD), newest first."""
-        query = {"To": to, "From": from_, "DateSent": date_sent}
+        """Messages filtered by ``To``/``From``/``DateSent`` (YYYY-MM-DD) or ``DateSent>``
+        (on or after that day, as twilio-python's ``date_sent_after``), newest first."""
+        query = {"To": to, "From": from_, "DateSent": date_sent, "DateSent>": date_sent_after}
         return await self._list(
             creds, "Messages.json", "messages", query, page_size=page_size, max_pages=max_pages
         )

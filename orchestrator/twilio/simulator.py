@@ -112,6 +112,15 @@ __all__ = [
 ]
 
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
+# Texts for ``fail_next`` codes outside the magic-number tables.
+FAIL_TEXT = {
+    20003: "Authenticate",
+    20005: "Account not active",
+    20008: "Resource not accessible with Test Account Credentials",
+    21608: "The number is unverified. Trial accounts cannot send messages to unverified numbers",
+    20404: "The requested resource was not found",
+    20500: "Internal Server Error",
+}
 
 
 def _default_caller_ids() -> list[str]:
@@ -130,9 +139,12 @@ class SimulatorConfig:
     early_callbacks: bool = False  # post the first callback before answering the create
     rate_limit_429: int = 0  # the next N creates answer 429 / 20429, Retry-After: 1
     fail_503: int = 0  # the next N creates answer 503
+    # The next creates answer these [HTTP status, Twilio code] (code 0: a body without
+    # one, as a proxy or load balancer would send), one each, in order.
+    fail_next: list[list[int]] = field(default_factory=list)
     response_delay: float = 0.0  # sleep before answering creates (created anyway)
     lose_callbacks: bool = False  # never post status callbacks
-    page_size_caller_ids: int = 50
+    page_size_caller_ids: int = 50  # the default and largest OutgoingCallerIds page
     caller_ids: list[str] = field(default_factory=_default_caller_ids)
     rules: list[OutcomeRule] = field(default_factory=lambda: list(DEFAULT_RULES))
     call_rules: list[OutcomeRule] = field(default_factory=lambda: list(DEFAULT_CALL_RULES))
@@ -299,6 +311,11 @@ class _Simulator:
         if cfg.fail_503 > 0:
             cfg.fail_503 -= 1
             return _error(SimError(503, 20503, "Service Unavailable"))
+        if cfg.fail_next:
+            status, code = cfg.fail_next.pop(0)
+            if code:
+                return _error(SimError(status, code, FAIL_TEXT.get(code, f"Error {code}")))
+            return Response(f"<html>{status}</html>", status_code=status, media_type="text/html")
         return None
 
     async def create_message(self, request: Request) -> Response:
@@ -396,6 +413,7 @@ class _Simulator:
             caller_id_json(cfg.account_sid, n) for n in cfg.caller_ids if n == number or not number
         ]
         page, size = parse_paging(query, cfg.page_size_caller_ids)
+        size = min(size, cfg.page_size_caller_ids)
         payload = page_payload(
             "outgoing_caller_ids",
             items,
@@ -412,7 +430,13 @@ class _Simulator:
         return JSONResponse(self.stats)
 
     async def sim_messages(self, request: Request) -> Response:
-        return JSONResponse([m.to_json() for m in self.messages.values()])
+        # "_created" (Unix seconds, microseconds kept): when the create was accepted.
+        return JSONResponse(
+            [
+                {**m.to_json(), "_created": m.date_created.timestamp()}
+                for m in self.messages.values()
+            ]
+        )
 
     async def sim_calls(self, request: Request) -> Response:
         return JSONResponse([c.to_json() for c in self.calls.values()])

@@ -598,6 +598,15 @@ def apply_config(config: Any, changes: object) -> None:
         current = getattr(config, name)
         if name in ("rules", "call_rules"):
             value = _coerce_rules(value)
+        elif name == "fail_next":
+            if not (
+                isinstance(value, list)
+                and all(
+                    isinstance(v, list) and len(v) == 2 and all(isinstance(i, int) for i in v)
+                    for v in value
+                )
+            ):
+                raise ValueError("fail_next must be a list of [status, code] pairs")
         elif name == "caller_ids":
             if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
                 raise ValueError("caller_ids must be a list of strings")
