@@ -35,6 +35,7 @@ def test_mms_through_messaging_service_with_validity_period(stack: Stack) -> Non
             "MessagingServiceSid": SERVICE,
             "Body": "look",
             "MediaUrl": MEDIA,
+            "ValidityPeriod": 600,
         }
     )
     done = stack.wait(task["task_id"])
@@ -43,6 +44,7 @@ def test_mms_through_messaging_service_with_validity_period(stack: Stack) -> Non
     [message] = _sim(stack, "messages")
     assert message["messaging_service_sid"] == SERVICE
     assert message["num_media"] == "3"
+    assert message["_validity_period"] == "600"
     assert message["from"] == "+15005550006"  # picked from the service's pool
 
 

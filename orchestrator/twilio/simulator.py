@@ -337,6 +337,7 @@ class _Simulator:
             messaging_service_sid=first(form, "MessagingServiceSid") or None,
             media_urls=media,
             status_callback=first(form, "StatusCallback") or None,
+            validity_period=first(form, "ValidityPeriod") or None,
         )
         steps = message_steps(match_rule(self.config.rules, message.to, "delivered"))
         self.messages[message.sid] = message
@@ -430,10 +431,15 @@ class _Simulator:
         return JSONResponse(self.stats)
 
     async def sim_messages(self, request: Request) -> Response:
-        # "_created" (Unix seconds, microseconds kept): when the create was accepted.
+        # "_created" (Unix seconds, microseconds kept): when the create was accepted;
+        # "_validity_period": the ValidityPeriod sent (Twilio's JSON does not show it).
         return JSONResponse(
             [
-                {**m.to_json(), "_created": m.date_created.timestamp()}
+                {
+                    **m.to_json(),
+                    "_created": m.date_created.timestamp(),
+                    "_validity_period": m.validity_period,
+                }
                 for m in self.messages.values()
             ]
         )

@@ -367,6 +367,7 @@ class MessageRecord:
     status_callback: str | None
     status: str = "queued"
     error_code: int | None = None
+    validity_period: str | None = None  # not in Twilio's Message JSON; /_sim/messages shows it
     date_created: datetime = field(default_factory=_now)
     date_updated: datetime = field(default_factory=_now)
     date_sent: datetime | None = None
