@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from stack import ACCOUNT, FROM, Stack, running_stack
+from stack import ACCOUNT, FROM, running_stack
 
 from orchestrator.servers import free_port
 from orchestrator.twilio.errors import HTTP_STATUS_NAMES

@@ -156,22 +156,21 @@ class TwilioActions:
         rate = self._rates.get(sender, self.rt.settings.twilio_default_rate)
         return (sender, rate) if sender and rate > 0 else None
 
-    async def pace(self, form: Mapping[str, Any], *, horizon: float | None) -> None:
-        """Wait for the sender's next slot; with a ``horizon``, a slot further away defers
-        the step until then (``horizon=None``: always wait in place)."""
+    async def pace(self, form: Mapping[str, Any], *, horizon: float | None) -> float:
+        """Take the sender's next slot and return it (0: unlimited); with a ``horizon``, a
+        slot further away defers the step until then (``horizon=None``: any slot). The
+        caller sleeps until the slot right before sending, so the database work between
+        here and the request does not make sends bunch up."""
         limit = self.rate_for(form)
         if limit is None:
-            return
+            return 0.0
         sender, rate = limit
-        while True:
-            now = time.time()
-            reach = float("inf") if horizon is None else horizon
-            slot: float = await self.rt.run_db(self._reserve, sender, 1.0 / rate, now, reach)
-            if slot - now <= reach:
-                if slot > now:
-                    await asyncio.sleep(slot - now)
-                return
+        now = time.time()
+        reach = float("inf") if horizon is None else horizon
+        slot: float = await self.rt.run_db(self._reserve, sender, 1.0 / rate, now, reach)
+        if slot - now > reach:
             raise StepDeferred(slot, f"sender {sender} paced at {rate:g}/s")
+        return slot
 
     def _reserve(self, sender: str, interval: float, now: float, horizon: float) -> float:
         with self.rt.db.write() as conn:
@@ -187,21 +186,21 @@ class TwilioActions:
         result: StepResult,
         *,
         kind: str = "message",
-        paced: bool = False,
+        slot: float | None = None,
         raise_error: bool = True,
     ) -> dict[str, Any]:
         """Create a message or call exactly once for (task, step, index). Returns the
         Twilio record; on an error, raises LogicFailure (or returns {"error": …} when
         ``raise_error`` is False)."""
-        if kind == "message" and not paced:
-            await self.pace(form, horizon=PACING_HORIZON)
+        if kind == "message" and slot is None:
+            slot = await self.pace(form, horizon=PACING_HORIZON)
         summary = {k: v for k, v in form.items() if k != "Body"}
         summary["account_sid"] = creds.account_sid
         summary["body_sha256"] = hashlib.sha256(str(form.get("Body", "")).encode()).hexdigest()
         # The send slot is taken before the attempt is recorded: a worker killed while
         # queueing for Twilio leaves no "started" record, so nothing is in doubt.
         async with self._send_slots:
-            outcome = await self._record_and_send(task, index, creds, form, summary, kind)
+            outcome = await self._record_and_send(task, index, creds, form, summary, kind, slot)
         result.effects_done.append((index, outcome))
         if "error" in outcome:
             if raise_error:
@@ -217,6 +216,7 @@ class TwilioActions:
         form: dict[str, Any],
         summary: dict[str, Any],
         kind: str,
+        slot: float | None,
     ) -> dict[str, Any]:
         prior = await self.rt.run_db(self._begin, task, index, summary, creds, kind)
         if prior is not None and prior["status"] == "done":
@@ -229,6 +229,10 @@ class TwilioActions:
                 raise StepDeferred(settled, "an earlier attempt of this send may still finish")
             return await self._resolve_unknown(creds, form, prior["created_at"], kind)
         create = self.rt.twilio.create_call if kind == "call" else self.rt.twilio.create_message
+        # The sender's slot is at most PACING_HORIZON away (a worker dying meanwhile leaves
+        # a started record: the retry looks the message up and never sends blindly).
+        if slot and slot > time.time():
+            await asyncio.sleep(slot - time.time())
         try:
             return {"message": await create(creds, form)}
         except TwilioError as exc:

@@ -11,6 +11,8 @@ which follows the message to its own final status.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +20,7 @@ from orchestrator.engine import twilio_input as check
 from orchestrator.engine.definition import Logic
 from orchestrator.engine.interpreter import LogicFailure, StepResult
 from orchestrator.engine.templates import render
+from orchestrator.engine.twilio_actions import PACING_HORIZON
 from orchestrator.store.records import TaskRecord
 from orchestrator.twilio.client import Credentials
 
@@ -55,10 +58,12 @@ async def send_to_many(
     details: dict[str, Any] = {}
     for position, number in enumerate(numbers):
         form = {**base, "To": number}
-        await actions.pace(form, horizon=None)
+        slot = await actions.pace(form, horizon=None)
+        # Most of a long wait is spent before the effect is recorded (see create_once).
+        await asyncio.sleep(max(0.0, slot - time.time() - PACING_HORIZON))
         index = BULK_INDEX_BASE * (logic.index + 1) + position
         found = await actions.create_once(
-            task, index, creds, form, result, paced=True, raise_error=False
+            task, index, creds, form, result, slot=slot, raise_error=False
         )
         if "error" in found:
             error = found["error"]
