@@ -233,8 +233,11 @@ class TwilioActions:
         # a started record: the retry looks the message up and never sends blindly).
         if slot and slot > time.time():
             await asyncio.sleep(slot - time.time())
+        # Kept with the effect: when the sender's slot was and when the request left.
+        paced = {"slot": slot, "sent_at": time.time()} if slot else None
         try:
-            return {"message": await create(creds, form)}
+            message = await create(creds, form)
+            return {"message": message, "paced": paced} if paced else {"message": message}
         except TwilioError as exc:
             if exc.outcome_unknown:
                 return await self._resolve_unknown(creds, form, time.time() - 1, kind)
