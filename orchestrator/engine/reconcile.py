@@ -81,7 +81,9 @@ def _apply(rt: Any, message: OpenMessage, found: dict[str, Any], status: str, no
             status not in FINAL_STATUSES
             and now - message_store.created_at(conn, message.sid) > GIVE_UP_AFTER
         )
-        if status and status != current.status:
+        # Stored whatever the last known status: the dedupe key makes it a no-op when
+        # the same status already came (by callback or an earlier sweep).
+        if status:
             payload: dict[str, Any] = {
                 "AccountSid": message.account_sid,
                 "MessageSid": message.sid,

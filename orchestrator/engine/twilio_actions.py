@@ -284,7 +284,7 @@ class TwilioActions:
             day = dt.datetime.fromtimestamp(since, dt.UTC).strftime("%Y-%m-%d")
             try:
                 found = await self.rt.twilio.list_messages(
-                    creds, to=form["To"], from_=form.get("From"), date_sent_after=day
+                    creds, to=form["To"], from_=form.get("From"), date_sent_after=f"{day}T00:00:00Z"
                 )
             except TwilioError:
                 found = None

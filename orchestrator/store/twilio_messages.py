@@ -40,7 +40,9 @@ def track(
         "process_id": process_id,
         "node_id": node_id,
         "status": status,
-        "final": int(status in FINAL_STATUSES),
+        # Open even when the create answer (or an adopted message) is already final: only
+        # a callback reaching the wait node, or the sweep, closes it.
+        "final": 0,
         "created_at": now,
         "check_at": check_at,
     }

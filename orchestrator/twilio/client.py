@@ -214,8 +214,9 @@ class TwilioClient:
         page_size: int = 50,
         max_pages: int = 10,
     ) -> list[dict[str, Any]]:
-        """Messages filtered by ``To``/``From``/``DateSent`` (YYYY-MM-DD) or ``DateSent>``
-        (on or after that day, as twilio-python's ``date_sent_after``), newest first."""
+        """Messages filtered by ``To``/``From``/``DateSent`` or ``DateSent>`` (on or after,
+        twilio-python's ``date_sent_after``), newest first. Dates are ISO 8601 date-times
+        (``2026-11-24T00:00:00Z``), the format Twilio's OpenAPI file gives them."""
         query = {"To": to, "From": from_, "DateSent": date_sent, "DateSent>": date_sent_after}
         return await self._list(
             creds, "Messages.json", "messages", query, page_size=page_size, max_pages=max_pages

@@ -3,8 +3,8 @@
 Serves, in memory, the slice of Twilio's 2010 REST API the orchestrator uses (paths under
 ``/2010-04-01/Accounts/{AccountSid}``, HTTP Basic auth ``AccountSid:AuthToken`` or
 ``SK…:AuthToken``): ``POST/GET Messages.json``, ``GET Messages/{Sid}.json``,
-``POST Calls.json``, ``GET Calls/{Sid}.json``, ``GET OutgoingCallerIds.json``. Answers and
-errors have Twilio's JSON shapes (``{"code","message","more_info","status"}``), so the
+``POST/GET Calls.json``, ``GET Calls/{Sid}.json``, ``GET OutgoingCallerIds.json``.
+Answers and errors have Twilio's JSON shapes (``{"code","message","more_info","status"}``), so the
 official ``twilio`` client works against it (``client.api.base_url = "http://host:port"``).
 Validation, error codes and the test-credential magic numbers live in
 ``simulator_rules.py``.
@@ -399,6 +399,25 @@ class _Simulator:
         self.stats["calls_created"] += 1
         return await self._start(call, steps)
 
+    async def list_calls(self, request: Request) -> Response:
+        if denied := self._authorize(request):
+            return denied
+        query = request.query_params
+        to, from_, status = query.get("To"), query.get("From"), query.get("Status")
+        items = [
+            c.to_json()
+            for c in reversed(self.calls.values())  # newest first, like Twilio
+            if (not to or c.to == to)
+            and (not from_ or c.from_ == from_)
+            and (not status or c.status == status)
+        ]
+        page, size = parse_paging(query, 50)
+        filters = {n: query[n] for n in ("To", "From", "Status") if query.get(n)}
+        payload = page_payload(
+            "calls", items, path=request.url.path, filters=filters, page=page, page_size=size
+        )
+        return JSONResponse(payload)
+
     async def fetch_call(self, request: Request) -> Response:
         if denied := self._authorize(request):
             return denied
@@ -489,6 +508,7 @@ def create_app(config: SimulatorConfig) -> Starlette:
         Route(f"{base}/Messages.json", sim.list_messages, methods=["GET"]),
         Route(f"{base}/Messages/{{sid}}.json", sim.fetch_message, methods=["GET"]),
         Route(f"{base}/Calls.json", sim.create_call, methods=["POST"]),
+        Route(f"{base}/Calls.json", sim.list_calls, methods=["GET"]),
         Route(f"{base}/Calls/{{sid}}.json", sim.fetch_call, methods=["GET"]),
         Route(f"{base}/OutgoingCallerIds.json", sim.list_caller_ids, methods=["GET"]),
         Route("/_sim/stats", sim.sim_stats, methods=["GET"]),
