@@ -20,6 +20,11 @@ def test_429_with_retry_after_is_retried_then_sent_once(db_url: str) -> None:
         stats = stack.sim_stats()
         assert stats["messages_created"] == 1
         assert stats["requests"] >= 3
+        # The waits were visible in the task's history while they happened.
+        retries = [e for e in stack.history(done["task_id"]) if e["kind"] == "twilio_retry"]
+        assert [r["detail"]["attempt"] for r in retries] == [1, 2]
+        assert all(r["detail"]["retry_in"] == 1.0 for r in retries)  # Retry-After: 1
+        assert "429" in retries[0]["detail"]["reason"]
 
 
 def test_call_without_an_answer_is_never_placed_twice(db_url: str) -> None:

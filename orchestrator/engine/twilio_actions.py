@@ -19,6 +19,7 @@ import asyncio
 import datetime as dt
 import email.utils
 import hashlib
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -29,10 +30,13 @@ from orchestrator.engine.definition import Logic
 from orchestrator.engine.interpreter import LogicFailure, NewTask, StepDeferred, StepResult
 from orchestrator.store import effects as effect_store
 from orchestrator.store import kv, senders
+from orchestrator.store import tasks as task_store
 from orchestrator.store import twilio_messages as message_store
-from orchestrator.store.records import TaskRecord
-from orchestrator.twilio.client import Credentials
+from orchestrator.store.records import Event, TaskRecord
+from orchestrator.twilio.client import Credentials, RetryHook
 from orchestrator.twilio.errors import TwilioError
+
+log = logging.getLogger(__name__)
 
 TWILIO_SEND_SLOTS = 16
 # A sender slot at most this far ahead is waited for in place; a later one defers the step.
@@ -236,12 +240,31 @@ class TwilioActions:
         # Kept with the effect: when the sender's slot was and when the request left.
         paced = {"slot": slot, "sent_at": time.time()} if slot else None
         try:
-            message = await create(creds, form)
+            message = await create(creds, form, on_retry=self._retry_hook(task))
             return {"message": message, "paced": paced} if paced else {"message": message}
         except TwilioError as exc:
             if exc.outcome_unknown:
                 return await self._resolve_unknown(creds, form, time.time() - 1, kind)
             return {"error": exc.as_task_data()}
+
+    def _retry_hook(self, task: TaskRecord) -> RetryHook:
+        """While the client backs off (429/20429, 503, no connection), the wait is written
+        to the task's history at once, so the task is visibly waiting, and why."""
+
+        async def hook(attempt: int, delay: float, reason: str) -> None:
+            detail = {"attempt": attempt, "retry_in": round(delay, 3), "reason": reason}
+            event = Event("twilio_retry", task.node_id, None, detail)
+
+            def write() -> None:
+                with self.rt.db.write() as conn:
+                    task_store.add_events(conn, task.id, [event], time.time())
+
+            try:
+                await self.rt.run_db(write)
+            except Exception:  # visibility only: never fail the send over it
+                log.exception("recording a Twilio retry of task %s failed", task.id)
+
+        return hook
 
     def _answer_deadline(self) -> float:
         """How long after an attempt began its answer could still arrive (all retries)."""

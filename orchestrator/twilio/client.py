@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 API_VERSION = "2010-04-01"
 USER_AGENT = "orchestrator-twilio/0.1"
 FormParams = Mapping[str, str | Sequence[str]]
+# Told before each wait for a retry: (failed attempt number, seconds to wait, reason).
+RetryHook = Callable[[int, float, str], Awaitable[None]]
 
 # Failures before the request left this process: always safe to send again.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
@@ -193,9 +195,12 @@ class TwilioClient:
 
     # -- public API ---------------------------------------------------------------------
 
-    async def create_message(self, creds: Credentials, params: FormParams) -> dict[str, Any]:
+    async def create_message(
+        self, creds: Credentials, params: FormParams, *, on_retry: RetryHook | None = None
+    ) -> dict[str, Any]:
         """``POST …/Messages.json``; Twilio answers 201 with the Message."""
-        return await self._send("POST", self._path(creds, "Messages.json"), creds, form=params)
+        path = self._path(creds, "Messages.json")
+        return await self._send("POST", path, creds, form=params, on_retry=on_retry)
 
     async def fetch_message(self, creds: Credentials, sid: str) -> dict[str, Any]:
         if not sid:
@@ -222,9 +227,12 @@ class TwilioClient:
             creds, "Messages.json", "messages", query, page_size=page_size, max_pages=max_pages
         )
 
-    async def create_call(self, creds: Credentials, params: FormParams) -> dict[str, Any]:
+    async def create_call(
+        self, creds: Credentials, params: FormParams, *, on_retry: RetryHook | None = None
+    ) -> dict[str, Any]:
         """``POST …/Calls.json``; Twilio answers 201 with the Call."""
-        return await self._send("POST", self._path(creds, "Calls.json"), creds, form=params)
+        path = self._path(creds, "Calls.json")
+        return await self._send("POST", path, creds, form=params, on_retry=on_retry)
 
     async def list_outgoing_caller_ids(
         self, creds: Credentials, *, page_size: int = 50, max_pages: int = 100
@@ -285,7 +293,13 @@ class TwilioClient:
         return uri
 
     async def _send(
-        self, method: str, url: str, creds: Credentials, *, form: FormParams | None = None
+        self,
+        method: str,
+        url: str,
+        creds: Credentials,
+        *,
+        form: FormParams | None = None,
+        on_retry: RetryHook | None = None,
     ) -> dict[str, Any]:
         idempotent = method == "GET"
         content = None if form is None else _encode_form(form)
@@ -320,6 +334,8 @@ class TwilioClient:
                 log.warning(
                     "Twilio %s %s: %s; retry %d in %.2fs", method, path, reason, attempt, delay
                 )
+                if on_retry is not None:
+                    await on_retry(attempt, delay, reason)
                 await self._sleep(delay)
                 continue
 
@@ -338,6 +354,9 @@ class TwilioClient:
                         attempt,
                         delay,
                     )
+                    if on_retry is not None:
+                        reason = f"HTTP {response.status_code} {error.error} ({error.code})"
+                        await on_retry(attempt, delay, reason)
                     await self._sleep(delay)
                     continue
             log.info("Twilio %s %s: %s (code %s)", method, path, error.error, error.code)
