@@ -90,6 +90,20 @@ def test_make_call_busy_or_no_answer_escalates(stack: Stack, to: str, status: st
     assert done["data"]["code"] == status
 
 
+def test_make_call_from_a_client_identity_to_a_sip_address(stack: Stack) -> None:
+    task = stack.create(
+        {
+            "Number_to": "sip:alice@example.com",
+            "Number_from": "client:support",
+            "Url": "https://example.com/t",
+        },
+        process="voice-call",
+    )
+    assert stack.wait(task["task_id"])["node"]["id"] == "completed"
+    [call] = _sim(stack, "calls")
+    assert (call["from"], call["to"]) == ("client:support", "sip:alice@example.com")
+
+
 def test_make_call_input_and_api_errors(stack: Stack) -> None:
     no_url = stack.create({"Number_to": "+15551230001", "Number_from": FROM}, process="voice-call")
     done = stack.wait(no_url["task_id"])

@@ -187,8 +187,9 @@ def call_form(raw: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, An
     form["To"] = text
     if blank(number):
         raise missing(raw, "From")
-    if not is_phone(str(number)):
-        raise invalid(raw, "From", "must be an E.164 number with '+' and country code")
+    # A Twilio number, a verified caller ID, or a client identity (seed 003).
+    if not (is_phone(str(number)) or str(number).startswith("client:")):
+        raise invalid(raw, "From", "must be an E.164 number or a client: identity")
     form["From"] = str(number)
     url, app, twiml = params.get("Url"), params.get("ApplicationSid"), params.get("Twiml")
     given = [

@@ -216,7 +216,7 @@ def validate_call(form: Form) -> None:
         if number in table:
             status, code = table[number]
             raise _fail(status, code, to, from_)
-    if not E164.match(from_):
+    if not (E164.match(from_) or from_.startswith("client:")):
         raise _fail(400, 21212, to, from_)
     # Voice also dials SIP URIs and Twilio Client identities, not only numbers.
     if not (E164.match(to) or to.startswith(("sip:", "client:"))):
