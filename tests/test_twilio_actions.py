@@ -90,6 +90,24 @@ def test_make_call_busy_or_no_answer_escalates(stack: Stack, to: str, status: st
     assert done["data"]["code"] == status
 
 
+def test_lost_call_callbacks_are_reconciled_by_fetching_the_call(db_url: str) -> None:
+    sim = SimulatorConfig(account_sid=ACCOUNT, auth_token=TOKEN, lose_callbacks=True)
+    with running_stack(db_url, sim=sim) as stack:
+        task = stack.create(
+            {
+                "Number_to": "+15551230001",
+                "Number_from": FROM,
+                "Url": "https://example.com/t",
+                "call_timeout": 1,
+            },
+            process="voice-call",
+        )
+        done = stack.wait(task["task_id"])
+        assert done["node"]["id"] == "completed", done
+        assert done["data"]["CallDuration"] == "4"
+        assert "reconcile" in [e["to_node_id"] for e in stack.history(task["task_id"])]
+
+
 def test_make_call_from_a_client_identity_to_a_sip_address(stack: Stack) -> None:
     task = stack.create(
         {

@@ -94,6 +94,7 @@ def test_every_connector_request_matches_the_openapi_file(db_url: str) -> None:
                     "Number_from": FROM,
                     "Url": "https://example.com/twiml",
                     "StatusCallbackEvent": "initiated ringing answered completed",
+                    "call_timeout": 1,  # callbacks are lost: the call is fetched
                 },
                 process="voice-call",
             )["task_id"],
@@ -104,6 +105,7 @@ def test_every_connector_request_matches_the_openapi_file(db_url: str) -> None:
         ]
         for task_id in ids[:2]:  # callbacks are lost: the sweep fetches each message
             assert stack.wait(task_id, timeout=30)["outcome"] == "success"
+        assert stack.wait(ids[2], timeout=30)["node"]["id"] == "completed"
         stack.wait(ids[3])
         # An answer that never came: the connector lists Messages to find it.
         stack.sim_config(response_delay=2.5)
@@ -117,6 +119,7 @@ def test_every_connector_request_matches_the_openapi_file(db_url: str) -> None:
     assert {"Messages.json", "Calls.json", "OutgoingCallerIds.json"} <= seen
     assert any(e.startswith("GET") and e.endswith("Messages.json") for e in checker.checked)
     assert any(e.startswith("GET") and "/Messages/" in e for e in checker.checked)
+    assert any(e.startswith("GET") and "/Calls/" in e for e in checker.checked)
     assert checker.errors == []
 
 

@@ -32,6 +32,7 @@ TWILIO_ACTIONS = (
     "send_mms",
     "make_call",
     "fetch_message",
+    "fetch_call",
     "list_caller_ids",
     "send_to_many",
 )

@@ -1,7 +1,8 @@
 """The ``twilio`` logic: validate input, call Twilio once, and write the result.
 
-Actions: ``send_sms``, ``send_mms``, ``make_call``, ``fetch_message``, ``list_caller_ids``
-and ``send_to_many`` (in ``twilio_bulk``). Input checks live in ``twilio_input``.
+Actions: ``send_sms``, ``send_mms``, ``make_call``, ``fetch_message``, ``fetch_call``,
+``list_caller_ids`` and ``send_to_many`` (in ``twilio_bulk``). Input checks live in
+``twilio_input``.
 
 Exactly-once: before a create is sent, an effect row is committed for (task, step,
 logic). If the step runs again (the worker died after the call, before its commit), the
@@ -70,6 +71,9 @@ class TwilioActions:
         creds = check.credentials(self.rt.settings, raw, params)
         if action == "fetch_message":
             await self._fetch(creds, raw, params, result)
+            return
+        if action == "fetch_call":
+            await self._fetch_call(creds, raw, params, result)
             return
         if action == "list_caller_ids":
             await self._caller_ids(creds, result)
@@ -342,6 +346,26 @@ class TwilioActions:
         result.data["status"] = message.get("status")
         if message.get("error_code"):
             result.data["ErrorCode"] = message["error_code"]
+
+    async def _fetch_call(
+        self,
+        creds: Credentials,
+        raw: Mapping[str, Any],
+        params: Mapping[str, Any],
+        result: StepResult,
+    ) -> None:
+        sid = params.get("Sid")
+        if check.blank(sid):
+            raise check.missing(raw, "Sid")
+        if not check.SID["CallSid"].match(str(sid)):
+            raise check.invalid(raw, "Sid", "must be CA followed by 32 hex digits")
+        try:
+            call = await self.rt.twilio.fetch_call(creds, str(sid))
+        except TwilioError as exc:
+            raise LogicFailure(exc.as_task_data()) from exc
+        result.data["status"] = call.get("status")
+        if call.get("duration") is not None:
+            result.data["CallDuration"] = call["duration"]
 
     async def _caller_ids(self, creds: Credentials, result: StepResult) -> None:
         """ "Retrieve recipients" (seed 002): every verified caller ID, all pages."""

@@ -27,6 +27,7 @@ SID = {
     "MessagingServiceSid": re.compile(r"^MG[0-9a-fA-F]{32}$"),
     "ApplicationSid": re.compile(r"^AP[0-9a-fA-F]{32}$"),
     "Sid": re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$"),
+    "CallSid": re.compile(r"^CA[0-9a-fA-F]{32}$"),
 }
 MAX_BODY = 1600
 MAX_MEDIA = 10

@@ -139,7 +139,7 @@ def _api_error(response: httpx.Response, creds: Credentials, *, idempotent: bool
 
 
 class TwilioClient:
-    """Messages create/fetch/list, Calls create, OutgoingCallerIds list."""
+    """Messages create/fetch/list, Calls create/fetch, OutgoingCallerIds list."""
 
     def __init__(
         self,
@@ -233,6 +233,13 @@ class TwilioClient:
         """``POST …/Calls.json``; Twilio answers 201 with the Call."""
         path = self._path(creds, "Calls.json")
         return await self._send("POST", path, creds, form=params, on_retry=on_retry)
+
+    async def fetch_call(self, creds: Credentials, sid: str) -> dict[str, Any]:
+        if not sid:
+            raise ValueError("sid must not be empty")
+        return await self._send(
+            "GET", self._path(creds, f"Calls/{quote(sid, safe='')}.json"), creds
+        )
 
     async def list_outgoing_caller_ids(
         self, creds: Credentials, *, page_size: int = 50, max_pages: int = 100
