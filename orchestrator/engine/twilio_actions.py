@@ -32,7 +32,6 @@ from orchestrator.engine.interpreter import LogicFailure, NewTask, StepDeferred,
 from orchestrator.store import effects as effect_store
 from orchestrator.store import kv, senders
 from orchestrator.store import tasks as task_store
-from orchestrator.store import twilio_messages as message_store
 from orchestrator.store.records import Event, TaskRecord
 from orchestrator.twilio.client import Credentials, RetryHook
 from orchestrator.twilio.errors import TwilioError
@@ -93,11 +92,11 @@ class TwilioActions:
         if callback:
             form["StatusCallback"] = callback
         kind = "call" if action == "make_call" else "message"
-        found = await self.create_once(task, logic.index, creds, form, result, kind=kind)
+        found = await self.create_once(
+            task, logic.index, creds, form, result, kind=kind, target=target
+        )
         result.data["sid"] = found.get("sid")
         result.data["status"] = found.get("status")
-        if kind == "message":
-            await self.track(found, creds, target)
 
     # -- helpers shared with twilio_bulk ----------------------------------------------
     def status_callback(self, spec: Any, ctx: dict[str, Any]) -> tuple[str | None, CallbackTarget]:
@@ -116,28 +115,24 @@ class TwilioActions:
         url = urls[form].replace("{{root.task_id}}", ctx["root"]["task_id"])
         return url, ((proc.id, str(spec["node"])) if form == "twilio" else None)
 
-    async def track(
+    def tracking(
         self, message: Mapping[str, Any], creds: Credentials, target: CallbackTarget
-    ) -> None:
+    ) -> dict[str, Any] | None:
+        """What opens a sent message for the reconciliation sweep; it rides with the
+        effect's outcome and is written in the step's own commit (``effects.finish``)."""
         after = self.rt.settings.reconcile_after
         if target is None or after <= 0 or not message.get("sid"):
-            return
+            return None
         now = time.time()
-
-        def write() -> None:
-            with self.rt.db.write() as conn:
-                message_store.track(
-                    conn,
-                    sid=str(message["sid"]),
-                    account_sid=creds.account_sid,
-                    process_id=target[0],
-                    node_id=target[1],
-                    status=str(message.get("status") or "queued"),
-                    now=now,
-                    check_at=now + after,
-                )
-
-        await self.rt.run_db(write)
+        return {
+            "sid": str(message["sid"]),
+            "account_sid": creds.account_sid,
+            "process_id": target[0],
+            "node_id": target[1],
+            "status": str(message.get("status") or "queued"),
+            "now": now,
+            "check_at": now + after,
+        }
 
     def follower(self, spec: Any) -> tuple[int, int, str] | None:
         """(process id, version id, start node) of the process that follows each sent
@@ -196,10 +191,12 @@ class TwilioActions:
         kind: str = "message",
         slot: float | None = None,
         raise_error: bool = True,
+        target: CallbackTarget = None,
     ) -> dict[str, Any]:
         """Create a message or call exactly once for (task, step, index). Returns the
         Twilio record; on an error, raises LogicFailure (or returns {"error": …} when
-        ``raise_error`` is False)."""
+        ``raise_error`` is False). A message whose callbacks go to ``target`` (a wait
+        node) is tracked for the reconciliation sweep."""
         if kind == "message" and slot is None:
             slot = await self.pace(form, horizon=PACING_HORIZON)
         summary = {k: v for k, v in form.items() if k != "Body"}
@@ -209,6 +206,9 @@ class TwilioActions:
         # queueing for Twilio leaves no "started" record, so nothing is in doubt.
         async with self._send_slots:
             outcome = await self._record_and_send(task, index, creds, form, summary, kind, slot)
+        if kind == "message" and "message" in outcome and "track" not in outcome:
+            track = self.tracking(outcome["message"], creds, target)
+            outcome = {**outcome, "track": track} if track else outcome
         result.effects_done.append((index, outcome))
         if "error" in outcome:
             if raise_error:

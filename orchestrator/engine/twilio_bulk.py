@@ -63,7 +63,7 @@ async def send_to_many(
         await asyncio.sleep(max(0.0, slot - time.time() - PACING_HORIZON))
         index = BULK_INDEX_BASE * (logic.index + 1) + position
         found = await actions.create_once(
-            task, index, creds, form, result, slot=slot, raise_error=False
+            task, index, creds, form, result, slot=slot, raise_error=False, target=target
         )
         if "error" in found:
             error = found["error"]
@@ -75,7 +75,6 @@ async def send_to_many(
             continue
         sid = str(found.get("sid"))
         sent[sid] = number
-        await actions.track(found, creds, target)
         if follow is not None:
             data = {"sid": sid, "Number_to": number, "status": found.get("status")}
             result.copies.append(actions.follow_task(follow, task, data))
