@@ -20,16 +20,19 @@ from orchestrator.store.db import Database
 from orchestrator.store.tables import effects
 
 
-def test_reserve_hands_out_successive_slots_and_never_books_far_ahead(db_url: str) -> None:
+def test_reserve_hands_out_slots_then_spread_turns(db_url: str) -> None:
     db = Database(db_url)
     try:
         with db.write() as conn:
             slots = [senders.reserve(conn, "+1", 0.5, 100.0, 1.0) for _ in range(3)]
-            assert slots == [100.0, 100.5, 101.0]
-            # 101.5 is beyond the horizon: returned, not taken.
-            assert senders.reserve(conn, "+1", 0.5, 100.0, 1.0) == 101.5
-            assert senders.reserve(conn, "+1", 0.5, 100.0, 1.0) == 101.5
-            assert senders.reserve(conn, "MG1", 0.5, 100.0, 1.0) == 100.0  # its own bucket
+            assert slots == [(100.0, True), (100.5, True), (101.0, True)]
+            # 101.5 is beyond the horizon: not booked; each deferred send gets its own
+            # turn, one interval apart, so they do not all come back at once.
+            turns = [senders.reserve(conn, "+1", 0.5, 100.0, 1.0) for _ in range(3)]
+            assert turns == [(101.5, False), (102.0, False), (102.5, False)]
+            # Back at its turn (less half the horizon), the first takes the next slot.
+            assert senders.reserve(conn, "+1", 0.5, 101.0, 1.0) == (101.5, True)
+            assert senders.reserve(conn, "MG1", 0.5, 100.0, 1.0) == (100.0, True)  # own row
     finally:
         db.dispose()
 
@@ -57,9 +60,9 @@ def _paced(db_url: str) -> list[dict[str, float]]:
 
 
 def test_a_burst_queues_at_the_senders_rate(db_url: str) -> None:
-    # 10 messages at 4/s: the last slots are more than PACING_HORIZON (2 s) away, so
+    # 16 messages at 4/s: the last slots are more than PACING_HORIZON (2 s) away, so
     # those steps are deferred and come back for a slot later.
-    n = 10
+    n = 16
     with running_stack(db_url, twilio_rate_limits=f"{FROM}=4") as stack:
         ids = [stack.sms(f"+155512{i:03d}01")["task_id"] for i in range(n)]
         for task_id in ids:
@@ -73,6 +76,10 @@ def test_a_burst_queues_at_the_senders_rate(db_url: str) -> None:
         # second.
         assert sum(gaps) >= (n - 1) * 0.25 * 0.6, gaps
         assert stack.sim_stats()["requests"] == n  # nothing failed with 20429
+        # The deferred ones said why they waited, once each.
+        paced = [[e for e in stack.history(i) if e["kind"] == "twilio_paced"] for i in ids]
+        assert any(paced) and all(len(p) <= 1 for p in paced), paced
+        assert paced[-1][0]["detail"]["sender"] == FROM
 
 
 @pytest.fixture

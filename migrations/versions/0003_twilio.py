@@ -25,6 +25,7 @@ def upgrade() -> None:
         "sender_slots",
         sa.Column("sender", sa.String(length=64), nullable=False),
         sa.Column("next_at", sa.Float(), nullable=False),
+        sa.Column("queued_until", sa.Float(), server_default=sa.text("0"), nullable=False),
         sa.PrimaryKeyConstraint("sender", name=op.f("pk_sender_slots")),
     )
     op.create_table(

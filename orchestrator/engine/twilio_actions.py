@@ -159,7 +159,9 @@ class TwilioActions:
         rate = self._rates.get(sender, self.rt.settings.twilio_default_rate)
         return (sender, rate) if sender and rate > 0 else None
 
-    async def pace(self, form: Mapping[str, Any], *, horizon: float | None) -> float:
+    async def pace(
+        self, form: Mapping[str, Any], *, horizon: float | None, task: TaskRecord | None = None
+    ) -> float:
         """Take the sender's next slot and return it (0: unlimited); with a ``horizon``, a
         slot further away defers the step until then (``horizon=None``: any slot). The
         caller sleeps until the slot right before sending, so the database work between
@@ -170,12 +172,19 @@ class TwilioActions:
         sender, rate = limit
         now = time.time()
         reach = float("inf") if horizon is None else horizon
-        slot: float = await self.rt.run_db(self._reserve, sender, 1.0 / rate, now, reach)
-        if slot - now > reach:
-            raise StepDeferred(slot, f"sender {sender} paced at {rate:g}/s")
-        return slot
+        slot, taken = await self.rt.run_db(self._reserve, sender, 1.0 / rate, now, reach)
+        if not taken:
+            # Back half a horizon before the turn: its slot is then within reach.
+            until = slot - reach / 2
+            if task is not None:
+                detail = {"sender": sender, "rate": rate, "until": round(until, 3)}
+                await self._note(task, Event("twilio_paced", task.node_id, None, detail))
+            raise StepDeferred(until, f"sender {sender} paced at {rate:g}/s")
+        return float(slot)
 
-    def _reserve(self, sender: str, interval: float, now: float, horizon: float) -> float:
+    def _reserve(
+        self, sender: str, interval: float, now: float, horizon: float
+    ) -> tuple[float, bool]:
         with self.rt.db.write() as conn:
             return senders.reserve(conn, sender, interval, now, horizon)
 
@@ -198,7 +207,7 @@ class TwilioActions:
         ``raise_error`` is False). A message whose callbacks go to ``target`` (a wait
         node) is tracked for the reconciliation sweep."""
         if kind == "message" and slot is None:
-            slot = await self.pace(form, horizon=PACING_HORIZON)
+            slot = await self.pace(form, horizon=PACING_HORIZON, task=task)
         summary = {k: v for k, v in form.items() if k != "Body"}
         summary["account_sid"] = creds.account_sid
         summary["body_sha256"] = hashlib.sha256(str(form.get("Body", "")).encode()).hexdigest()
@@ -253,22 +262,28 @@ class TwilioActions:
 
     def _retry_hook(self, task: TaskRecord) -> RetryHook:
         """While the client backs off (429/20429, 503, no connection), the wait is written
-        to the task's history at once, so the task is visibly waiting, and why."""
+        to the task's history at once (``twilio_retry``), so the task is visibly waiting,
+        and why. A paced send deferred for its sender's turn says so too
+        (``twilio_paced``)."""
 
         async def hook(attempt: int, delay: float, reason: str) -> None:
             detail = {"attempt": attempt, "retry_in": round(delay, 3), "reason": reason}
-            event = Event("twilio_retry", task.node_id, None, detail)
-
-            def write() -> None:
-                with self.rt.db.write() as conn:
-                    task_store.add_events(conn, task.id, [event], time.time())
-
-            try:
-                await self.rt.run_db(write)
-            except Exception:  # visibility only: never fail the send over it
-                log.exception("recording a Twilio retry of task %s failed", task.id)
+            await self._note(task, Event("twilio_retry", task.node_id, None, detail))
 
         return hook
+
+    async def _note(self, task: TaskRecord, event: Event) -> None:
+        """Write a history event now (not with the step), so a wait is visible while it
+        lasts; visibility only, so a failure here never fails the send."""
+
+        def write() -> None:
+            with self.rt.db.write() as conn:
+                task_store.add_events(conn, task.id, [event], time.time())
+
+        try:
+            await self.rt.run_db(write)
+        except Exception:
+            log.exception("recording %s of task %s failed", event.kind, task.id)
 
     def _answer_deadline(self) -> float:
         """How long after an attempt began its answer could still arrive (all retries)."""

@@ -182,6 +182,8 @@ sender_slots = Table(
     metadata,
     Column("sender", String(64), primary_key=True),
     Column("next_at", Float, nullable=False),
+    # The last turn handed to a send deferred because its slot was too far away.
+    Column("queued_until", Float, nullable=False, server_default=text("0")),
 )
 
 # Messages sent with a status callback into a wait node, until a final status is known;
