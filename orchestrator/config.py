@@ -24,12 +24,25 @@ class Settings:
     twilio_api_url: str = "https://api.twilio.com"
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = field(default=None, repr=False)
+    twilio_api_key: str | None = None
+    twilio_api_secret: str | None = field(default=None, repr=False)
     api_keys: str | None = field(default=None, repr=False)
+    # Outbound messages per second per sender: "+15005550006=1,MG…=10"; others get the
+    # default (0: unlimited). Held across every worker (a slot row per sender).
+    twilio_rate_limits: str | None = None
+    twilio_default_rate: float = 0.0
+    # A message with no final status this long after it was sent is fetched from Twilio
+    # (0: never); the sweep looks every reconcile_interval seconds, reconcile_batch at a time.
+    reconcile_after: float = 3600.0
+    reconcile_interval: float = 60.0
+    reconcile_batch: int = 100
     # Request bodies above this are refused with 413 before they are parsed.
     max_request_bytes: int = 256 * 1024
     max_task_bytes: int = 128 * 1024
     # How long the Twilio client waits for an answer before the outcome counts as unknown.
     twilio_timeout: float = 10.0
+    # Requests per Twilio call when answers are 429/20429, 503 or connects fail.
+    twilio_max_attempts: int = 4
     # A lease on a claimed task; a worker that dies mid-step loses it after this long.
     lease_seconds: float = 30.0
     # Upper bound on an idle worker's sleep when nothing wakes it.
@@ -48,9 +61,17 @@ class Settings:
             "twilio_api_url": os.environ.get("ORCH_TWILIO_API_URL") or cls.twilio_api_url,
             "twilio_account_sid": os.environ.get("TWILIO_ACCOUNT_SID") or None,
             "twilio_auth_token": os.environ.get("TWILIO_AUTH_TOKEN") or None,
+            "twilio_api_key": os.environ.get("TWILIO_API_KEY") or None,
+            "twilio_api_secret": os.environ.get("TWILIO_API_SECRET") or None,
             "api_keys": os.environ.get("ORCH_API_KEYS") or None,
+            "twilio_rate_limits": os.environ.get("ORCH_TWILIO_RATE_LIMITS") or None,
+            "twilio_default_rate": _float("ORCH_TWILIO_DEFAULT_RATE", cls.twilio_default_rate),
+            "reconcile_after": _float("ORCH_RECONCILE_AFTER", cls.reconcile_after),
+            "reconcile_interval": _float("ORCH_RECONCILE_INTERVAL", cls.reconcile_interval),
+            "reconcile_batch": _int("ORCH_RECONCILE_BATCH", cls.reconcile_batch),
             "max_request_bytes": _int("ORCH_MAX_REQUEST_BYTES", cls.max_request_bytes),
             "twilio_timeout": _float("ORCH_TWILIO_TIMEOUT", cls.twilio_timeout),
+            "twilio_max_attempts": _int("ORCH_TWILIO_MAX_ATTEMPTS", cls.twilio_max_attempts),
             "lease_seconds": _float("ORCH_LEASE_SECONDS", cls.lease_seconds),
             "poll_interval": _float("ORCH_POLL_INTERVAL", cls.poll_interval),
             "engine_concurrency": _int("ORCH_ENGINE_CONCURRENCY", cls.engine_concurrency),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,10 +119,16 @@ class Stack:
 
 @contextmanager
 def running_stack(
-    db_url: str, sim: SimulatorConfig | None = None, **overrides: Any
+    db_url: str,
+    sim: SimulatorConfig | None = None,
+    *,
+    sim_wrap: Callable[[Any], Any] | None = None,
+    **overrides: Any,
 ) -> Iterator[Stack]:
+    """``sim_wrap`` wraps the simulator's ASGI app (e.g. to check every request)."""
     sim_config = sim or SimulatorConfig(account_sid=ACCOUNT, auth_token=TOKEN, callback_delay=0.02)
-    with run_app(create_simulator(sim_config)) as sim_url:
+    sim_app = create_simulator(sim_config)
+    with run_app(sim_wrap(sim_app) if sim_wrap else sim_app) as sim_url:
         port = free_port()
         values: dict[str, Any] = {
             "database_url": db_url,

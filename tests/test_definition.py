@@ -318,7 +318,7 @@ def twilio(**spec: Any) -> dict[str, Any]:
     return {"type": "twilio", "action": "send_sms", "on_error": "oops", **spec}
 
 
-@pytest.mark.parametrize("action", ["send_fax", "make_call", None, ""])
+@pytest.mark.parametrize("action", ["send_fax", "send_telegram", None, ""])
 def test_twilio_bad_action(action: Any) -> None:
     check(with_work(twilio(action=action), go()), "work", "logics[0].action", "send_sms")
 

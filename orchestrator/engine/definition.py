@@ -35,7 +35,15 @@ HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 BODY_FORMATS = ("json", "form", "raw")
 CONDITION_FUNS = ("eq", "not_eq", "more", "less", "more_eq", "less_eq", "regexp")
 CASTS = ("string", "number", "boolean")
-TWILIO_ACTIONS = ("send_sms", "send_mms", "fetch_message")
+TWILIO_ACTIONS = (
+    "send_sms",
+    "send_mms",
+    "make_call",
+    "fetch_message",
+    "fetch_call",
+    "list_caller_ids",
+    "send_to_many",
+)
 CALLBACK_FORMS = ("json", "twilio", "nvp")
 
 _ID = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,99}$")

@@ -24,6 +24,7 @@ from orchestrator.store import processes as process_store
 from orchestrator.store.db import Database
 from orchestrator.store.records import ProcessRecord
 from orchestrator.twilio.client import TwilioClient
+from orchestrator.twilio.retry import RetryPolicy
 
 T = TypeVar("T")
 
@@ -147,7 +148,9 @@ class Runtime:
     def twilio(self) -> TwilioClient:
         if self._twilio is None:
             self._twilio = TwilioClient(
-                self.settings.twilio_api_url, timeout=self.settings.twilio_timeout
+                self.settings.twilio_api_url,
+                timeout=self.settings.twilio_timeout,
+                retry=RetryPolicy(max_attempts=self.settings.twilio_max_attempts),
             )
         return self._twilio
 

@@ -21,6 +21,7 @@ from orchestrator.engine.transitions import awaits_reply, deliver
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import processes as process_store
 from orchestrator.store import tasks as task_store
+from orchestrator.store import twilio_messages as message_store
 from orchestrator.store.notify import notify
 from orchestrator.store.records import CallbackRecord, Event, ProcessRecord, TaskRecord, dumps
 from orchestrator.twilio.errors import describe_error_code
@@ -338,6 +339,9 @@ class Service:
                     raise ApiError(422, "MISSING_SID", "the callback has no MessageSid or CallSid")
                 status = payload.get("MessageStatus") or payload.get("CallStatus") or ""
                 dedupe = f"{ref}:{status}:{payload.get('SequenceNumber', '')}"
+                if payload.get("MessageStatus"):
+                    # A final status closes the message for the reconciliation sweep.
+                    message_store.note_status(conn, str(ref), str(status))
                 code = payload.get("ErrorCode")
                 if code and "ErrorMessage" not in payload:
                     payload["ErrorMessage"] = describe_error_code(code)

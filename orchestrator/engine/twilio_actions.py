@@ -1,9 +1,17 @@
 """The ``twilio`` logic: validate input, call Twilio once, and write the result.
 
+Actions: ``send_sms``, ``send_mms``, ``make_call``, ``fetch_message``, ``fetch_call``,
+``list_caller_ids`` and ``send_to_many`` (in ``twilio_bulk``). Input checks live in
+``twilio_input``.
+
 Exactly-once: before a create is sent, an effect row is committed for (task, step,
 logic). If the step runs again (the worker died after the call, before its commit), the
 row is there: a finished call's stored result is reused, and an unfinished one is
 resolved by looking the message up in Twilio, never by sending again.
+
+Pacing: a message waits for its sender's next slot (``store/senders``) before its effect
+row is written; a slot far ahead defers the step (its lease is kept until then) instead
+of holding a connection, so a burst queues rather than failing with 20429.
 """
 
 from __future__ import annotations
@@ -12,43 +20,30 @@ import asyncio
 import datetime as dt
 import email.utils
 import hashlib
-import re
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
-import phonenumbers
-
+from orchestrator.config import Settings
+from orchestrator.engine import twilio_input as check
 from orchestrator.engine.definition import Logic
-from orchestrator.engine.interpreter import LogicFailure, StepDeferred, StepResult
+from orchestrator.engine.interpreter import LogicFailure, NewTask, StepDeferred, StepResult
 from orchestrator.store import effects as effect_store
-from orchestrator.store import kv
-from orchestrator.store.records import TaskRecord
-from orchestrator.twilio.client import Credentials
+from orchestrator.store import kv, senders
+from orchestrator.store import tasks as task_store
+from orchestrator.store.records import Event, TaskRecord
+from orchestrator.twilio.client import Credentials, RetryHook
 from orchestrator.twilio.errors import TwilioError
 
-_E164 = re.compile(r"^\+[1-9]\d{1,14}$")
-_ALPHA_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
-_SHORT_CODE = re.compile(r"^\d{5,6}$")
-_SOURCE = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)")
-_SID = {
-    "AccountSid": re.compile(r"^AC[0-9a-fA-F]{32}$"),
-    "MessagingServiceSid": re.compile(r"^MG[0-9a-fA-F]{32}$"),
-    "Sid": re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$"),
-}
-MAX_BODY = 1600
+log = logging.getLogger(__name__)
+
 TWILIO_SEND_SLOTS = 16
-MAX_MEDIA = 10
-
-
-def _source_name(raw: Any, fallback: str) -> str:
-    """The task parameter a logic parameter comes from, to name it in errors."""
-    match = _SOURCE.match(raw) if isinstance(raw, str) else None
-    return match.group(1) if match else fallback
-
-
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip()) or value == []
+# A sender slot at most this far ahead is waited for in place; a later one defers the step.
+PACING_HORIZON = 2.0
+# Caller IDs are listed this many pages deep at most (1000 each).
+CALLER_ID_PAGES = 100
+CallbackTarget = tuple[int, str] | None
 
 
 class TwilioActions:
@@ -57,6 +52,7 @@ class TwilioActions:
         self._saved_tokens: dict[str, str] = {}
         # As many sends at once as the Twilio client has connections (see client.py).
         self._send_slots = asyncio.Semaphore(TWILIO_SEND_SLOTS)
+        self._rates = parse_rates(runtime.settings.twilio_rate_limits)
 
     async def run(
         self,
@@ -71,162 +67,235 @@ class TwilioActions:
         raw = dict(logic.get("params") or {})
         params = render(raw, ctx)
         action = logic.get("action")
+        creds = check.credentials(self.rt.settings, raw, params)
         if action == "fetch_message":
-            await self._fetch(raw, params, result)
+            await self._fetch(creds, raw, params, result)
             return
-        creds = self._credentials(raw, params)
-        form = self._message_form(raw, params, mms=action == "send_mms")
-        callback = await self.rt.run_db(self._status_callback, logic.get("status_callback"), ctx)
+        if action == "fetch_call":
+            await self._fetch_call(creds, raw, params, result)
+            return
+        if action == "list_caller_ids":
+            await self._caller_ids(creds, result)
+            return
+        if action == "send_to_many":
+            from orchestrator.engine.twilio_bulk import send_to_many
+
+            await send_to_many(self, task, logic, creds, raw, params, result)
+            return
+        if action == "make_call":
+            form = check.call_form(raw, params)
+        else:
+            form = check.message_form(raw, params, mms=action == "send_mms")
+        callback, target = await self.rt.run_db(
+            self.status_callback, logic.get("status_callback"), ctx
+        )
         if callback:
             form["StatusCallback"] = callback
-        message = await self._create_once(task, logic, creds, form, result)
-        result.data["sid"] = message.get("sid")
-        result.data["status"] = message.get("status")
+        kind = "call" if action == "make_call" else "message"
+        found = await self.create_once(
+            task, logic.index, creds, form, result, kind=kind, target=target
+        )
+        result.data["sid"] = found.get("sid")
+        result.data["status"] = found.get("status")
 
-    # -- input ---------------------------------------------------------------------
-    def _credentials(self, raw: Mapping[str, Any], params: Mapping[str, Any]) -> Credentials:
-        s = self.rt.settings
-        account = params.get("AccountSid")
-        if _blank(account):
-            account = s.twilio_account_sid
-        if _blank(account):
-            raise _missing(raw, "AccountSid")
-        account = str(account)
-        if not _SID["AccountSid"].match(account):
-            raise _invalid(raw, "AccountSid", "must be AC followed by 32 hex digits")
-        key_sid, key_secret = params.get("ApiKeySid"), params.get("ApiKeySecret")
-        if not _blank(key_sid) and not _blank(key_secret):
-            return Credentials(account, str(key_sid), str(key_secret))
-        token = params.get("AuthToken")
-        if _blank(token) and account == s.twilio_account_sid:
-            token = s.twilio_auth_token
-        if _blank(token):
-            raise _missing(raw, "AuthToken")
-        return Credentials(account, account, str(token))
-
-    def _message_form(
-        self, raw: Mapping[str, Any], params: Mapping[str, Any], *, mms: bool
-    ) -> dict[str, Any]:
-        form: dict[str, Any] = {}
-        to = params.get("To")
-        if _blank(to):
-            raise _missing(raw, "To")
-        if not _is_phone(str(to)):
-            raise _invalid(raw, "To", "must be an E.164 number with '+' and country code")
-        form["To"] = str(to)
-        sender, service = params.get("From"), params.get("MessagingServiceSid")
-        if _blank(sender) and _blank(service):
-            raise _missing(raw, "From")
-        if not _blank(sender):
-            text = str(sender)
-            if not (_is_phone(text) or _ALPHA_SENDER.match(text) or _SHORT_CODE.match(text)):
-                raise _invalid(raw, "From", "must be an E.164 number, short code or sender ID")
-            form["From"] = text
-        if not _blank(service):
-            if not _SID["MessagingServiceSid"].match(str(service)):
-                raise _invalid(raw, "MessagingServiceSid", "must be MG followed by 32 hex digits")
-            form["MessagingServiceSid"] = str(service)
-        body = params.get("Body")
-        media = params.get("MediaUrl")
-        media_list = [] if _blank(media) else (media if isinstance(media, list) else [media])
-        if len(media_list) > MAX_MEDIA:
-            raise _invalid(raw, "MediaUrl", f"at most {MAX_MEDIA} media URLs")
-        for url in media_list:
-            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-                raise _invalid(raw, "MediaUrl", "each media URL must be http(s)")
-        if mms and not media_list:
-            raise _missing(raw, "MediaUrl")
-        if _blank(body) and not media_list:
-            raise _missing(raw, "Body")
-        if not _blank(body):
-            text = str(body)
-            if len(text) > MAX_BODY:
-                raise _invalid(raw, "Body", f"must be 1-{MAX_BODY} characters, got {len(text)}")
-            form["Body"] = text
-        if media_list:
-            form["MediaUrl"] = [str(u) for u in media_list]
-        validity = params.get("ValidityPeriod")
-        if not _blank(validity):
-            try:
-                seconds = int(str(validity))
-            except ValueError:
-                seconds = 0
-            if not 1 <= seconds <= 36000:
-                raise _invalid(raw, "ValidityPeriod", "must be 1-36000 seconds")
-            form["ValidityPeriod"] = str(seconds)
-        return form
-
-    def _status_callback(self, spec: Any, ctx: dict[str, Any]) -> str | None:
+    # -- helpers shared with twilio_bulk ----------------------------------------------
+    def status_callback(self, spec: Any, ctx: dict[str, Any]) -> tuple[str | None, CallbackTarget]:
+        """The StatusCallback URL, and (process id, wait node) when it is a plugin URL
+        of one of our wait nodes (so the reconciliation sweep can stand in for it)."""
         from orchestrator.engine.templates import render
 
         if spec is None:
-            return None
+            return None, None
         if isinstance(spec, str):
-            return str(render(spec, ctx))
+            return str(render(spec, ctx)), None
         with self.rt.db.read() as conn:
             proc = self.rt.process(conn, spec["process"])
+        form = spec.get("form", "twilio")
         urls: dict[str, str] = self.rt.callback_urls(proc.id, spec["node"])
-        return urls[spec.get("form", "twilio")].replace("{{root.task_id}}", ctx["root"]["task_id"])
+        url = urls[form].replace("{{root.task_id}}", ctx["root"]["task_id"])
+        return url, ((proc.id, str(spec["node"])) if form == "twilio" else None)
+
+    def tracking(
+        self, message: Mapping[str, Any], creds: Credentials, target: CallbackTarget
+    ) -> dict[str, Any] | None:
+        """What opens a sent message for the reconciliation sweep; it rides with the
+        effect's outcome and is written in the step's own commit (``effects.finish``)."""
+        after = self.rt.settings.reconcile_after
+        if target is None or after <= 0 or not message.get("sid"):
+            return None
+        now = time.time()
+        return {
+            "sid": str(message["sid"]),
+            "account_sid": creds.account_sid,
+            "process_id": target[0],
+            "node_id": target[1],
+            "status": str(message.get("status") or "queued"),
+            "now": now,
+            "check_at": now + after,
+        }
+
+    def follower(self, spec: Any) -> tuple[int, int, str] | None:
+        """(process id, version id, start node) of the process that follows each sent
+        message (``follow: {process: …}``), or None."""
+        if not spec:
+            return None
+        name = spec.get("process") if isinstance(spec, Mapping) else spec
+        with self.rt.db.read() as conn:
+            proc = self.rt.process(conn, str(name))
+        _pid, _v, definition = self.rt.definition(proc.version_id)
+        return proc.id, proc.version_id, definition.start
+
+    @staticmethod
+    def follow_task(
+        target: tuple[int, int, str], task: TaskRecord, data: dict[str, Any]
+    ) -> NewTask:
+        pid, version, start = target
+        return NewTask(pid, version, start, str(data["sid"]), data, task.id)
+
+    # -- pacing --------------------------------------------------------------------
+    def rate_for(self, form: Mapping[str, Any]) -> tuple[str, float] | None:
+        """(sender, messages per second) for a message form, None when unlimited."""
+        sender = str(form.get("MessagingServiceSid") or form.get("From") or "")
+        rate = self._rates.get(sender, self.rt.settings.twilio_default_rate)
+        return (sender, rate) if sender and rate > 0 else None
+
+    async def pace(
+        self, form: Mapping[str, Any], *, horizon: float | None, task: TaskRecord | None = None
+    ) -> float:
+        """Take the sender's next slot and return it (0: unlimited); with a ``horizon``, a
+        slot further away defers the step until then (``horizon=None``: any slot). The
+        caller sleeps until the slot right before sending, so the database work between
+        here and the request does not make sends bunch up."""
+        limit = self.rate_for(form)
+        if limit is None:
+            return 0.0
+        sender, rate = limit
+        now = time.time()
+        reach = float("inf") if horizon is None else horizon
+        slot, taken = await self.rt.run_db(self._reserve, sender, 1.0 / rate, now, reach)
+        if not taken:
+            # Back half a horizon before the turn: its slot is then within reach.
+            until = slot - reach / 2
+            if task is not None:
+                detail = {"sender": sender, "rate": rate, "until": round(until, 3)}
+                await self._note(task, Event("twilio_paced", task.node_id, None, detail))
+            raise StepDeferred(until, f"sender {sender} paced at {rate:g}/s")
+        return float(slot)
+
+    def _reserve(
+        self, sender: str, interval: float, now: float, horizon: float
+    ) -> tuple[float, bool]:
+        with self.rt.db.write() as conn:
+            return senders.reserve(conn, sender, interval, now, horizon)
 
     # -- the call --------------------------------------------------------------------
-    async def _create_once(
+    async def create_once(
         self,
         task: TaskRecord,
-        logic: Logic,
+        index: int,
         creds: Credentials,
         form: dict[str, Any],
         result: StepResult,
+        *,
+        kind: str = "message",
+        slot: float | None = None,
+        raise_error: bool = True,
+        target: CallbackTarget = None,
     ) -> dict[str, Any]:
+        """Create a message or call exactly once for (task, step, index). Returns the
+        Twilio record; on an error, raises LogicFailure (or returns {"error": …} when
+        ``raise_error`` is False). A message whose callbacks go to ``target`` (a wait
+        node) is tracked for the reconciliation sweep."""
+        if kind == "message" and slot is None:
+            slot = await self.pace(form, horizon=PACING_HORIZON, task=task)
         summary = {k: v for k, v in form.items() if k != "Body"}
         summary["account_sid"] = creds.account_sid
         summary["body_sha256"] = hashlib.sha256(str(form.get("Body", "")).encode()).hexdigest()
         # The send slot is taken before the attempt is recorded: a worker killed while
         # queueing for Twilio leaves no "started" record, so nothing is in doubt.
         async with self._send_slots:
-            return await self._record_and_send(task, logic, creds, form, summary, result)
+            outcome = await self._record_and_send(task, index, creds, form, summary, kind, slot)
+        if kind == "message" and "message" in outcome and "track" not in outcome:
+            track = self.tracking(outcome["message"], creds, target)
+            outcome = {**outcome, "track": track} if track else outcome
+        result.effects_done.append((index, outcome))
+        if "error" in outcome:
+            if raise_error:
+                raise LogicFailure(dict(outcome["error"]))
+            return {"error": dict(outcome["error"])}
+        return dict(outcome["message"])
 
     async def _record_and_send(
         self,
         task: TaskRecord,
-        logic: Logic,
+        index: int,
         creds: Credentials,
         form: dict[str, Any],
         summary: dict[str, Any],
-        result: StepResult,
+        kind: str,
+        slot: float | None,
     ) -> dict[str, Any]:
-        prior = await self.rt.run_db(self._begin, task, logic.index, summary, creds)
+        prior = await self.rt.run_db(self._begin, task, index, summary, creds, kind)
         if prior is not None and prior["status"] == "done":
-            outcome = prior["result"] or {}
-        elif prior is not None:
+            return dict(prior["result"] or {})
+        if prior is not None:
             # Begun by a worker that lost its lease: it may still be waiting for Twilio's
             # answer. Only once that answer can no longer come is the message looked up.
             settled = prior["created_at"] + self._answer_deadline()
             if time.time() < settled:
                 raise StepDeferred(settled, "an earlier attempt of this send may still finish")
-            outcome = await self._resolve_unknown(creds, form, prior["created_at"])
-        else:
-            try:
-                outcome = {"message": await self.rt.twilio.create_message(creds, form)}
-            except TwilioError as exc:
-                if exc.outcome_unknown:
-                    outcome = await self._resolve_unknown(creds, form, time.time() - 1)
-                else:
-                    outcome = {"error": exc.as_task_data()}
-        result.effects_done.append((logic.index, outcome))
-        if "error" in outcome:
-            raise LogicFailure(dict(outcome["error"]))
-        return dict(outcome["message"])
+            return await self._resolve_unknown(creds, form, prior["created_at"], kind)
+        create = self.rt.twilio.create_call if kind == "call" else self.rt.twilio.create_message
+        # The sender's slot is at most PACING_HORIZON away (a worker dying meanwhile leaves
+        # a started record: the retry looks the message up and never sends blindly).
+        if slot and slot > time.time():
+            await asyncio.sleep(slot - time.time())
+        # Kept with the effect: when the sender's slot was and when the request left.
+        paced = {"slot": slot, "sent_at": time.time()} if slot else None
+        try:
+            message = await create(creds, form, on_retry=self._retry_hook(task))
+            return {"message": message, "paced": paced} if paced else {"message": message}
+        except TwilioError as exc:
+            if exc.outcome_unknown:
+                return await self._resolve_unknown(creds, form, time.time() - 1, kind)
+            return {"error": exc.as_task_data()}
+
+    def _retry_hook(self, task: TaskRecord) -> RetryHook:
+        """While the client backs off (429/20429, 503, no connection), the wait is written
+        to the task's history at once (``twilio_retry``), so the task is visibly waiting,
+        and why. A paced send deferred for its sender's turn says so too
+        (``twilio_paced``)."""
+
+        async def hook(attempt: int, delay: float, reason: str) -> None:
+            detail = {"attempt": attempt, "retry_in": round(delay, 3), "reason": reason}
+            await self._note(task, Event("twilio_retry", task.node_id, None, detail))
+
+        return hook
+
+    async def _note(self, task: TaskRecord, event: Event) -> None:
+        """Write a history event now (not with the step), so a wait is visible while it
+        lasts; visibility only, so a failure here never fails the send."""
+
+        def write() -> None:
+            with self.rt.db.write() as conn:
+                task_store.add_events(conn, task.id, [event], time.time())
+
+        try:
+            await self.rt.run_db(write)
+        except Exception:
+            log.exception("recording %s of task %s failed", event.kind, task.id)
 
     def _answer_deadline(self) -> float:
         """How long after an attempt began its answer could still arrive (all retries)."""
-        return float(self.rt.settings.twilio_timeout + 5.0) * 4 + 10.0
+        s: Settings = self.rt.settings
+        return (s.twilio_timeout + 5.0) * max(s.twilio_max_attempts, 4) + 10.0
 
     def _begin(
-        self, task: TaskRecord, index: int, summary: dict[str, Any], creds: Credentials
+        self, task: TaskRecord, index: int, summary: dict[str, Any], creds: Credentials, kind: str
     ) -> dict[str, Any] | None:
         with self.rt.db.write() as conn:
             prior = effect_store.begin(
-                conn, task.id, task.step, index, "twilio.create_message", summary, time.time()
+                conn, task.id, task.step, index, f"twilio.create_{kind}", summary, time.time()
             )
             self._remember_token(conn, creds)
         return prior
@@ -246,21 +315,21 @@ class TwilioActions:
         self._saved_tokens[creds.account_sid] = digest
 
     async def _resolve_unknown(
-        self, creds: Credentials, form: dict[str, Any], since: float
+        self, creds: Credentials, form: dict[str, Any], since: float, kind: str
     ) -> dict[str, Any]:
         """Find the message a lost answer would have described; adopt it if exactly one
-        matches, else give up with TWILIO_OUTCOME_UNKNOWN (never send again)."""
-        day = dt.datetime.fromtimestamp(since, dt.UTC).strftime("%Y-%m-%d")
-        try:
-            found = await self.rt.twilio.list_messages(
-                # On or after: a send that began before midnight UTC may be dated the next day.
-                creds,
-                to=form["To"],
-                from_=form.get("From"),
-                sent_on_or_after=day,
-            )
-        except TwilioError:
-            found = None
+        matches, else give up with TWILIO_OUTCOME_UNKNOWN (never send again). Calls are
+        not looked up: a second call to a person is worse than an escalation."""
+        found = None
+        if kind == "message":
+            # On or after the attempt's day: it may have begun before midnight (UTC).
+            day = dt.datetime.fromtimestamp(since, dt.UTC).strftime("%Y-%m-%d")
+            try:
+                found = await self.rt.twilio.list_messages(
+                    creds, to=form["To"], from_=form.get("From"), date_sent_after=f"{day}T00:00:00Z"
+                )
+            except TwilioError:
+                found = None
         if found is not None:
             matches = [m for m in found if _same_message(m, form, since)]
             if len(matches) == 1:
@@ -269,18 +338,22 @@ class TwilioActions:
             "error": {
                 "error": "TWILIO_OUTCOME_UNKNOWN",
                 "code": "TWILIO_OUTCOME_UNKNOWN",
-                "message": "Twilio did not answer after the request was sent and no matching "
-                "message was found; it was not re-sent",
+                "message": f"Twilio did not answer after the request was sent and no matching "
+                f"{kind} was found; it was not re-sent",
             }
         }
 
+    # -- reads -----------------------------------------------------------------------
     async def _fetch(
-        self, raw: Mapping[str, Any], params: Mapping[str, Any], result: StepResult
+        self,
+        creds: Credentials,
+        raw: Mapping[str, Any],
+        params: Mapping[str, Any],
+        result: StepResult,
     ) -> None:
-        creds = self._credentials(raw, params)
         sid = params.get("Sid")
-        if _blank(sid):
-            raise _missing(raw, "Sid")
+        if check.blank(sid):
+            raise check.missing(raw, "Sid")
         try:
             message = await self.rt.twilio.fetch_message(creds, str(sid))
         except TwilioError as exc:
@@ -288,6 +361,55 @@ class TwilioActions:
         result.data["status"] = message.get("status")
         if message.get("error_code"):
             result.data["ErrorCode"] = message["error_code"]
+
+    async def _fetch_call(
+        self,
+        creds: Credentials,
+        raw: Mapping[str, Any],
+        params: Mapping[str, Any],
+        result: StepResult,
+    ) -> None:
+        sid = params.get("Sid")
+        if check.blank(sid):
+            raise check.missing(raw, "Sid")
+        if not check.SID["CallSid"].match(str(sid)):
+            raise check.invalid(raw, "Sid", "must be CA followed by 32 hex digits")
+        try:
+            call = await self.rt.twilio.fetch_call(creds, str(sid))
+        except TwilioError as exc:
+            raise LogicFailure(exc.as_task_data()) from exc
+        result.data["status"] = call.get("status")
+        if call.get("duration") is not None:
+            result.data["CallDuration"] = call["duration"]
+
+    async def _caller_ids(self, creds: Credentials, result: StepResult) -> None:
+        """ "Retrieve recipients" (seed 002): every verified caller ID, all pages."""
+        try:
+            records = await self.rt.twilio.list_outgoing_caller_ids(
+                creds, page_size=1000, max_pages=CALLER_ID_PAGES
+            )
+        except TwilioError as exc:
+            raise LogicFailure(exc.as_task_data()) from exc
+        numbers = [str(r["phone_number"]) for r in records if r.get("phone_number")]
+        result.data["recipient_list"] = numbers
+        result.data["recipients"] = ",".join(numbers)
+
+
+def parse_rates(spec: str | None) -> dict[str, float]:
+    """``"+15005550006=1, MG…=10"`` → {sender: messages per second}."""
+    rates: dict[str, float] = {}
+    for item in (spec or "").split(","):
+        if not item.strip():
+            continue
+        sender, sep, value = item.partition("=")
+        try:
+            rate = float(value)
+        except ValueError:
+            rate = -1.0
+        if not sep or not sender.strip() or rate < 0:
+            raise ValueError(f"ORCH_TWILIO_RATE_LIMITS: {item.strip()!r} is not sender=rate")
+        rates[sender.strip()] = rate
+    return rates
 
 
 def _same_message(message: Mapping[str, Any], form: Mapping[str, Any], since: float) -> bool:
@@ -305,36 +427,3 @@ def _same_message(message: Mapping[str, Any], form: Mapping[str, Any], since: fl
             return True
         return when >= since - 60
     return True
-
-
-def _is_phone(value: str) -> bool:
-    if not _E164.match(value):
-        return False
-    try:
-        return phonenumbers.is_possible_number(phonenumbers.parse(value, None))
-    except phonenumbers.NumberParseException:
-        return False
-
-
-def _missing(raw: Mapping[str, Any], name: str) -> LogicFailure:
-    field = _source_name(raw.get(name), name)
-    return LogicFailure(
-        {
-            "error": "MISSING_INPUT",
-            "code": "MISSING_INPUT",
-            "field": field,
-            "message": f"{field} is required",
-        }
-    )
-
-
-def _invalid(raw: Mapping[str, Any], name: str, why: str) -> LogicFailure:
-    field = _source_name(raw.get(name), name)
-    return LogicFailure(
-        {
-            "error": "INVALID_INPUT",
-            "code": "INVALID_INPUT",
-            "field": field,
-            "message": f"{field} {why}",
-        }
-    )

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import OperationalError
 
 from orchestrator.engine.interpreter import Interpreter, StepDeferred
+from orchestrator.engine.reconcile import sweep_once
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.transitions import Conflict, commit_step, deliver
 from orchestrator.engine.twilio_actions import TwilioActions
@@ -112,6 +113,7 @@ class Worker:
         if listener is not None:
             listener.start()
         housekeeping = asyncio.create_task(self._housekeeping())
+        sweeping = asyncio.create_task(self._reconcile())
         heartbeat = asyncio.create_task(self._heartbeat())
         log.info("engine %s started (concurrency %d)", self.owner, self.concurrency)
         try:
@@ -135,6 +137,7 @@ class Worker:
         finally:
             # Nothing here awaits: a cancel arriving now must not skip any of it.
             housekeeping.cancel()
+            sweeping.cancel()
             heartbeat.cancel()
             if listener is not None:
                 listener.stop(wait=False)
@@ -156,6 +159,19 @@ class Worker:
             except Exception:
                 log.exception("retention purge failed; retrying later")
             await asyncio.sleep(RETENTION_INTERVAL)
+
+    async def _reconcile(self) -> None:
+        """Fetch messages whose final status never came (see engine/reconcile.py)."""
+        s = self.rt.settings
+        if s.reconcile_after <= 0:
+            return
+        while not self._stopping:
+            try:
+                while await sweep_once(self.rt) and not self._stopping:
+                    await asyncio.sleep(0)
+            except Exception:
+                log.exception("reconciliation sweep failed; retrying later")
+            await asyncio.sleep(s.reconcile_interval)
 
     def _purge_batch(self, cutoff: float) -> bool:
         with self.rt.db.write() as conn:

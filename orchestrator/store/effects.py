@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 
+from orchestrator.store import twilio_messages
 from orchestrator.store.records import dumps, loads
 from orchestrator.store.tables import effects
 
@@ -57,6 +58,11 @@ def begin(
 def finish(
     conn: Connection, task_id: str, step: int, logic_index: int, result: dict[str, Any], now: float
 ) -> None:
+    """Store what the effect did. A sent message that names where its callbacks go
+    (``result["track"]``) is opened for the reconciliation sweep in the same transaction,
+    so tracking costs no transaction of its own."""
+    if result.get("track"):
+        twilio_messages.track(conn, **result["track"])
     conn.execute(
         update(effects)
         .where(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, delete, select
 
-from orchestrator.store.tables import callbacks, effects, task_events, tasks
+from orchestrator.store.tables import callbacks, effects, task_events, tasks, twilio_messages
 
 
 def purge_batch(conn: Connection, finished_before: float, batch: int) -> int:
@@ -37,4 +37,15 @@ def purge_batch(conn: Connection, finished_before: float, batch: int) -> int:
     ]
     if stray:
         conn.execute(delete(callbacks).where(callbacks.c.id.in_(stray)))
+    # Sent messages the reconciliation sweep no longer needs (closed, or given up on).
+    closed = [
+        r[0]
+        for r in conn.execute(
+            select(twilio_messages.c.sid)
+            .where(twilio_messages.c.final == 1, twilio_messages.c.created_at < finished_before)
+            .limit(batch)
+        )
+    ]
+    if closed:
+        conn.execute(delete(twilio_messages).where(twilio_messages.c.sid.in_(closed)))
     return len(ids)

@@ -180,3 +180,30 @@ twilio_accounts = Table(
     Column("token_encrypted", Text, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+# Outbound pacing: the earliest time the next message from a sender (a number or a
+# messaging service) may go out. Shared by every worker process through the database.
+sender_slots = Table(
+    "sender_slots",
+    metadata,
+    Column("sender", String(64), primary_key=True),
+    Column("next_at", Float, nullable=False),
+    # The last turn handed to a send deferred because its slot was too far away.
+    Column("queued_until", Float, nullable=False, server_default=text("0")),
+)
+
+# Messages sent with a status callback into a wait node, until a final status is known;
+# the reconciliation sweep fetches those still open at ``check_at``.
+twilio_messages = Table(
+    "twilio_messages",
+    metadata,
+    Column("sid", String(64), primary_key=True),
+    Column("account_sid", String(64), nullable=False),
+    Column("process_id", Integer, nullable=False),
+    Column("node_id", String(100), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("final", Integer, nullable=False, server_default=text("0")),
+    Column("created_at", Float, nullable=False),
+    Column("check_at", Float, nullable=False),
+    Index("ix_twilio_messages_final_check_at", "final", "check_at"),
+)

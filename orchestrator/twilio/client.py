@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 API_VERSION = "2010-04-01"
 USER_AGENT = "orchestrator-twilio/0.1"
 FormParams = Mapping[str, str | Sequence[str]]
+# Told before each wait for a retry: (failed attempt number, seconds to wait, reason).
+RetryHook = Callable[[int, float, str], Awaitable[None]]
 
 # Failures before the request left this process: always safe to send again.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
@@ -137,7 +139,7 @@ def _api_error(response: httpx.Response, creds: Credentials, *, idempotent: bool
 
 
 class TwilioClient:
-    """Messages create/fetch/list, Calls create, OutgoingCallerIds list."""
+    """Messages create/fetch/list, Calls create/fetch, OutgoingCallerIds list."""
 
     def __init__(
         self,
@@ -193,9 +195,12 @@ class TwilioClient:
 
     # -- public API ---------------------------------------------------------------------
 
-    async def create_message(self, creds: Credentials, params: FormParams) -> dict[str, Any]:
+    async def create_message(
+        self, creds: Credentials, params: FormParams, *, on_retry: RetryHook | None = None
+    ) -> dict[str, Any]:
         """``POST …/Messages.json``; Twilio answers 201 with the Message."""
-        return await self._send("POST", self._path(creds, "Messages.json"), creds, form=params)
+        path = self._path(creds, "Messages.json")
+        return await self._send("POST", path, creds, form=params, on_retry=on_retry)
 
     async def fetch_message(self, creds: Credentials, sid: str) -> dict[str, Any]:
         if not sid:
@@ -210,20 +215,31 @@ class TwilioClient:
         to: str | None = None,
         from_: str | None = None,
         date_sent: str | None = None,
-        sent_on_or_after: str | None = None,
+        date_sent_after: str | None = None,
         page_size: int = 50,
         max_pages: int = 10,
     ) -> list[dict[str, Any]]:
-        """Messages filtered by ``To``/``From``/``DateSent`` (YYYY-MM-DD) or sent on or after
-        a day (Twilio's ``DateSent>=``), newest first."""
-        query = {"To": to, "From": from_, "DateSent": date_sent, "DateSent>": sent_on_or_after}
+        """Messages filtered by ``To``/``From``/``DateSent`` or ``DateSent>`` (on or after,
+        twilio-python's ``date_sent_after``), newest first. Dates are ISO 8601 date-times
+        (``2026-11-24T00:00:00Z``), the format Twilio's OpenAPI file gives them."""
+        query = {"To": to, "From": from_, "DateSent": date_sent, "DateSent>": date_sent_after}
         return await self._list(
             creds, "Messages.json", "messages", query, page_size=page_size, max_pages=max_pages
         )
 
-    async def create_call(self, creds: Credentials, params: FormParams) -> dict[str, Any]:
+    async def create_call(
+        self, creds: Credentials, params: FormParams, *, on_retry: RetryHook | None = None
+    ) -> dict[str, Any]:
         """``POST …/Calls.json``; Twilio answers 201 with the Call."""
-        return await self._send("POST", self._path(creds, "Calls.json"), creds, form=params)
+        path = self._path(creds, "Calls.json")
+        return await self._send("POST", path, creds, form=params, on_retry=on_retry)
+
+    async def fetch_call(self, creds: Credentials, sid: str) -> dict[str, Any]:
+        if not sid:
+            raise ValueError("sid must not be empty")
+        return await self._send(
+            "GET", self._path(creds, f"Calls/{quote(sid, safe='')}.json"), creds
+        )
 
     async def list_outgoing_caller_ids(
         self, creds: Credentials, *, page_size: int = 50, max_pages: int = 100
@@ -284,7 +300,13 @@ class TwilioClient:
         return uri
 
     async def _send(
-        self, method: str, url: str, creds: Credentials, *, form: FormParams | None = None
+        self,
+        method: str,
+        url: str,
+        creds: Credentials,
+        *,
+        form: FormParams | None = None,
+        on_retry: RetryHook | None = None,
     ) -> dict[str, Any]:
         idempotent = method == "GET"
         content = None if form is None else _encode_form(form)
@@ -319,6 +341,8 @@ class TwilioClient:
                 log.warning(
                     "Twilio %s %s: %s; retry %d in %.2fs", method, path, reason, attempt, delay
                 )
+                if on_retry is not None:
+                    await on_retry(attempt, delay, reason)
                 await self._sleep(delay)
                 continue
 
@@ -337,6 +361,9 @@ class TwilioClient:
                         attempt,
                         delay,
                     )
+                    if on_retry is not None:
+                        reason = f"HTTP {response.status_code} {error.error} ({error.code})"
+                        await on_retry(attempt, delay, reason)
                     await self._sleep(delay)
                     continue
             log.info("Twilio %s %s: %s (code %s)", method, path, error.error, error.code)

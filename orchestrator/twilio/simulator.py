@@ -3,8 +3,8 @@
 Serves, in memory, the slice of Twilio's 2010 REST API the orchestrator uses (paths under
 ``/2010-04-01/Accounts/{AccountSid}``, HTTP Basic auth ``AccountSid:AuthToken`` or
 ``SK…:AuthToken``): ``POST/GET Messages.json``, ``GET Messages/{Sid}.json``,
-``POST Calls.json``, ``GET Calls/{Sid}.json``, ``GET OutgoingCallerIds.json``. Answers and
-errors have Twilio's JSON shapes (``{"code","message","more_info","status"}``), so the
+``POST/GET Calls.json``, ``GET Calls/{Sid}.json``, ``GET OutgoingCallerIds.json``.
+Answers and errors have Twilio's JSON shapes (``{"code","message","more_info","status"}``), so the
 official ``twilio`` client works against it (``client.api.base_url = "http://host:port"``).
 Validation, error codes and the test-credential magic numbers live in
 ``simulator_rules.py``.
@@ -112,6 +112,15 @@ __all__ = [
 ]
 
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
+# Texts for ``fail_next`` codes outside the magic-number tables.
+FAIL_TEXT = {
+    20003: "Authenticate",
+    20005: "Account not active",
+    20008: "Resource not accessible with Test Account Credentials",
+    21608: "The number is unverified. Trial accounts cannot send messages to unverified numbers",
+    20404: "The requested resource was not found",
+    20500: "Internal Server Error",
+}
 
 
 def _default_caller_ids() -> list[str]:
@@ -130,9 +139,12 @@ class SimulatorConfig:
     early_callbacks: bool = False  # post the first callback before answering the create
     rate_limit_429: int = 0  # the next N creates answer 429 / 20429, Retry-After: 1
     fail_503: int = 0  # the next N creates answer 503
+    # The next creates answer these [HTTP status, Twilio code] (code 0: a body without
+    # one, as a proxy or load balancer would send), one each, in order.
+    fail_next: list[list[int]] = field(default_factory=list)
     response_delay: float = 0.0  # sleep before answering creates (created anyway)
     lose_callbacks: bool = False  # never post status callbacks
-    page_size_caller_ids: int = 50
+    page_size_caller_ids: int = 50  # the default and largest OutgoingCallerIds page
     caller_ids: list[str] = field(default_factory=_default_caller_ids)
     rules: list[OutcomeRule] = field(default_factory=lambda: list(DEFAULT_RULES))
     call_rules: list[OutcomeRule] = field(default_factory=lambda: list(DEFAULT_CALL_RULES))
@@ -299,6 +311,11 @@ class _Simulator:
         if cfg.fail_503 > 0:
             cfg.fail_503 -= 1
             return _error(SimError(503, 20503, "Service Unavailable"))
+        if cfg.fail_next:
+            status, code = cfg.fail_next.pop(0)
+            if code:
+                return _error(SimError(status, code, FAIL_TEXT.get(code, f"Error {code}")))
+            return Response(f"<html>{status}</html>", status_code=status, media_type="text/html")
         return None
 
     async def create_message(self, request: Request) -> Response:
@@ -320,6 +337,7 @@ class _Simulator:
             messaging_service_sid=first(form, "MessagingServiceSid") or None,
             media_urls=media,
             status_callback=first(form, "StatusCallback") or None,
+            validity_period=first(form, "ValidityPeriod") or None,
         )
         steps = message_steps(match_rule(self.config.rules, message.to, "delivered"))
         self.messages[message.sid] = message
@@ -381,6 +399,25 @@ class _Simulator:
         self.stats["calls_created"] += 1
         return await self._start(call, steps)
 
+    async def list_calls(self, request: Request) -> Response:
+        if denied := self._authorize(request):
+            return denied
+        query = request.query_params
+        to, from_, status = query.get("To"), query.get("From"), query.get("Status")
+        items = [
+            c.to_json()
+            for c in reversed(self.calls.values())  # newest first, like Twilio
+            if (not to or c.to == to)
+            and (not from_ or c.from_ == from_)
+            and (not status or c.status == status)
+        ]
+        page, size = parse_paging(query, 50)
+        filters = {n: query[n] for n in ("To", "From", "Status") if query.get(n)}
+        payload = page_payload(
+            "calls", items, path=request.url.path, filters=filters, page=page, page_size=size
+        )
+        return JSONResponse(payload)
+
     async def fetch_call(self, request: Request) -> Response:
         if denied := self._authorize(request):
             return denied
@@ -396,6 +433,7 @@ class _Simulator:
             caller_id_json(cfg.account_sid, n) for n in cfg.caller_ids if n == number or not number
         ]
         page, size = parse_paging(query, cfg.page_size_caller_ids)
+        size = min(size, cfg.page_size_caller_ids)
         payload = page_payload(
             "outgoing_caller_ids",
             items,
@@ -412,7 +450,18 @@ class _Simulator:
         return JSONResponse(self.stats)
 
     async def sim_messages(self, request: Request) -> Response:
-        return JSONResponse([m.to_json() for m in self.messages.values()])
+        # "_created" (Unix seconds, microseconds kept): when the create was accepted;
+        # "_validity_period": the ValidityPeriod sent (Twilio's JSON does not show it).
+        return JSONResponse(
+            [
+                {
+                    **m.to_json(),
+                    "_created": m.date_created.timestamp(),
+                    "_validity_period": m.validity_period,
+                }
+                for m in self.messages.values()
+            ]
+        )
 
     async def sim_calls(self, request: Request) -> Response:
         return JSONResponse([c.to_json() for c in self.calls.values()])
@@ -459,6 +508,7 @@ def create_app(config: SimulatorConfig) -> Starlette:
         Route(f"{base}/Messages.json", sim.list_messages, methods=["GET"]),
         Route(f"{base}/Messages/{{sid}}.json", sim.fetch_message, methods=["GET"]),
         Route(f"{base}/Calls.json", sim.create_call, methods=["POST"]),
+        Route(f"{base}/Calls.json", sim.list_calls, methods=["GET"]),
         Route(f"{base}/Calls/{{sid}}.json", sim.fetch_call, methods=["GET"]),
         Route(f"{base}/OutgoingCallerIds.json", sim.list_caller_ids, methods=["GET"]),
         Route("/_sim/stats", sim.sim_stats, methods=["GET"]),

@@ -216,7 +216,7 @@ def validate_call(form: Form) -> None:
         if number in table:
             status, code = table[number]
             raise _fail(status, code, to, from_)
-    if not E164.match(from_):
+    if not (E164.match(from_) or from_.startswith("client:")):
         raise _fail(400, 21212, to, from_)
     # Voice also dials SIP URIs and Twilio Client identities, not only numbers.
     if not (E164.match(to) or to.startswith(("sip:", "client:"))):
@@ -367,6 +367,7 @@ class MessageRecord:
     status_callback: str | None
     status: str = "queued"
     error_code: int | None = None
+    validity_period: str | None = None  # not in Twilio's Message JSON; /_sim/messages shows it
     date_created: datetime = field(default_factory=_now)
     date_updated: datetime = field(default_factory=_now)
     date_sent: datetime | None = None
@@ -598,6 +599,15 @@ def apply_config(config: Any, changes: object) -> None:
         current = getattr(config, name)
         if name in ("rules", "call_rules"):
             value = _coerce_rules(value)
+        elif name == "fail_next":
+            if not (
+                isinstance(value, list)
+                and all(
+                    isinstance(v, list) and len(v) == 2 and all(isinstance(i, int) for i in v)
+                    for v in value
+                )
+            ):
+                raise ValueError("fail_next must be a list of [status, code] pairs")
         elif name == "caller_ids":
             if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
                 raise ValueError("caller_ids must be a list of strings")

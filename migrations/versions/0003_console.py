@@ -1,7 +1,7 @@
 """Console indexes: a node's tasks newest first, per-process state counts.
 
-Revision ID: 0005_console
-Revises: 0001
+Revision ID: 0003_console
+Revises: 0002_engine
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0005_console"
+revision: str = "0003_console"
 down_revision: str | None = "0002_engine"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -1,0 +1,117 @@
+"""The reconciliation sweep: messages with no final status after a while are fetched.
+
+A message sent with a status callback into one of our wait nodes is tracked
+(``store/twilio_messages``). Callbacks get lost (a network split, an outage here longer
+than Twilio's retries, a carrier without DLRs), so once ``reconcile_after`` seconds have
+passed without a final status, the sweep fetches the message
+(``GET …/Messages/{Sid}.json``) and, when its status is new, stores a callback exactly as
+if Twilio had posted it (same dedupe key: a real callback arriving later is a duplicate).
+A message still not final is looked at again after another ``reconcile_after``, and
+given up after ``GIVE_UP_AFTER``. Any number of workers may sweep: each batch is claimed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from orchestrator.store import callbacks as inbox
+from orchestrator.store import twilio_messages as message_store
+from orchestrator.store.notify import notify
+from orchestrator.store.twilio_messages import FINAL_STATUSES, OpenMessage
+from orchestrator.twilio.client import Credentials
+from orchestrator.twilio.errors import TwilioError, describe_error_code
+
+log = logging.getLogger(__name__)
+
+# Twilio keeps trying a message for at most its validity period (max 10 h); after three
+# days without a final status there is nothing left to learn.
+GIVE_UP_AFTER = 3 * 86400.0
+
+
+async def sweep_once(rt: Any) -> int:
+    """One batch; returns how many messages were looked at (a full batch: call again)."""
+    s = rt.settings
+    now = time.time()
+    due: list[OpenMessage] = await rt.run_db(_claim, rt, now)
+    for message in due:
+        try:
+            await _reconcile(rt, message, now)
+        except Exception:
+            log.exception("reconciling %s failed; it is looked at again later", message.sid)
+    return len(due) if len(due) >= s.reconcile_batch else 0
+
+
+def _claim(rt: Any, now: float) -> list[OpenMessage]:
+    s = rt.settings
+    with rt.db.write() as conn:
+        return message_store.claim_due(conn, now, s.reconcile_batch, now + s.reconcile_after)
+
+
+async def _reconcile(rt: Any, message: OpenMessage, now: float) -> None:
+    token = await rt.run_db(_token, rt, message.account_sid)
+    if token is None:
+        log.warning(
+            "no auth token for %s: %s cannot be reconciled", message.account_sid, message.sid
+        )
+        return
+    creds = Credentials(message.account_sid, message.account_sid, token)
+    try:
+        found = await rt.twilio.fetch_message(creds, message.sid)
+    except TwilioError as exc:
+        log.warning("reconciling %s: %s", message.sid, exc)
+        return
+    status = str(found.get("status") or "")
+    await rt.run_db(_apply, rt, message, found, status, now)
+
+
+def _token(rt: Any, account_sid: str) -> str | None:
+    with rt.db.read() as conn:
+        token: str | None = rt.account_token(conn, account_sid)
+        return token
+
+
+def _apply(rt: Any, message: OpenMessage, found: dict[str, Any], status: str, now: float) -> None:
+    with rt.db.write() as conn:
+        current = message_store.get(conn, message.sid)
+        if current is None:
+            return
+        gave_up = (
+            status not in FINAL_STATUSES
+            and now - message_store.created_at(conn, message.sid) > GIVE_UP_AFTER
+        )
+        # Stored whatever the last known status: the dedupe key makes it a no-op when
+        # the same status already came (by callback or an earlier sweep).
+        if status:
+            payload: dict[str, Any] = {
+                "AccountSid": message.account_sid,
+                "MessageSid": message.sid,
+                "SmsSid": message.sid,
+                "MessageStatus": status,
+                "SmsStatus": status,
+                "To": found.get("to"),
+                "From": found.get("from"),
+                "Reconciled": "fetched",
+            }
+            if found.get("error_code"):
+                payload["ErrorCode"] = str(found["error_code"])
+                payload["ErrorMessage"] = found.get("error_message") or describe_error_code(
+                    found["error_code"]
+                )
+            cb_id = inbox.insert_callback(
+                conn,
+                process_id=message.process_id,
+                node_id=message.node_id,
+                form="twilio",
+                payload=payload,
+                received_at=now,
+                ref=message.sid,
+                dedupe_key=f"{message.sid}:{status}:",
+                source_ip="reconcile",
+            )
+            if cb_id is not None:
+                notify(conn)
+                log.info("reconciled %s: %s (no callback had brought it)", message.sid, status)
+        message_store.set_status(conn, message.sid, status or current.status, final=gave_up)
+    rt.wake()

@@ -1,0 +1,83 @@
+"""``send_to_many`` (seed 004): one body, a template over ``metadata``, to many numbers.
+
+Every number is checked before anything is sent. Each message is its own effect (index
+``BULK_INDEX_BASE * (logic index + 1) + position``), so a step that runs again after a
+crash reuses what was sent and resends nothing. Messages go out one after another at
+the sender's pace. Results: ``smsResult`` (message sid → number), ``failedNumbers``
+(comma-separated, with ``failedDetails`` giving each one's error), and, with
+``follow: {process: …}``, one task per sent message (ref = the sid) in that process,
+which follows the message to its own final status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from orchestrator.engine import twilio_input as check
+from orchestrator.engine.definition import Logic
+from orchestrator.engine.interpreter import LogicFailure, StepResult
+from orchestrator.engine.templates import render
+from orchestrator.engine.twilio_actions import PACING_HORIZON
+from orchestrator.store.records import TaskRecord
+from orchestrator.twilio.client import Credentials
+
+BULK_INDEX_BASE = 100_000  # > MAX_RECIPIENTS: positions never collide across logics
+
+
+async def send_to_many(
+    actions: Any,
+    task: TaskRecord,
+    logic: Logic,
+    creds: Credentials,
+    raw: Mapping[str, Any],
+    params: Mapping[str, Any],
+    result: StepResult,
+) -> None:
+    numbers = check.recipients(raw, params)
+    base: dict[str, Any] = {}
+    check.sender(raw, params, base)
+    metadata = params.get("metadata") or {}
+    if not isinstance(metadata, Mapping):
+        raise check.invalid(raw, "metadata", "must be a JSON object")
+    # Body is rendered once more over metadata: the task holds the template itself.
+    body = render(params.get("Body"), {**metadata, "metadata": metadata})
+    check.body_and_media(raw, {**params, "Body": body}, base, mms=False)
+    ctx = {"root": {"task_id": task.id}}
+    callback, target = await actions.rt.run_db(
+        actions.status_callback, logic.get("status_callback"), ctx
+    )
+    if callback:
+        base["StatusCallback"] = callback
+    follow = await actions.rt.run_db(actions.follower, logic.get("follow"))
+
+    sent: dict[str, str] = {}
+    failed: list[str] = []
+    details: dict[str, Any] = {}
+    for position, number in enumerate(numbers):
+        form = {**base, "To": number}
+        slot = await actions.pace(form, horizon=None)
+        # Most of a long wait is spent before the effect is recorded (see create_once).
+        await asyncio.sleep(max(0.0, slot - time.time() - PACING_HORIZON))
+        index = BULK_INDEX_BASE * (logic.index + 1) + position
+        found = await actions.create_once(
+            task, index, creds, form, result, slot=slot, raise_error=False, target=target
+        )
+        if "error" in found:
+            error = found["error"]
+            if error.get("error") in ("AUTHENTICATION_CONNECTION_ERROR", "TWILIO_CONNECTION_ERROR"):
+                # Nothing else can get through either: the whole logic fails.
+                raise LogicFailure({**error, "smsResult": sent, "failedNumbers": ",".join(failed)})
+            failed.append(number)
+            details[number] = {k: error.get(k) for k in ("error", "code", "message")}
+            continue
+        sid = str(found.get("sid"))
+        sent[sid] = number
+        if follow is not None:
+            data = {"sid": sid, "Number_to": number, "status": found.get("status")}
+            result.copies.append(actions.follow_task(follow, task, data))
+    result.data["smsResult"] = sent
+    result.data["failedNumbers"] = ",".join(failed)
+    result.data["failedDetails"] = details
