@@ -48,9 +48,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         overrides["engine_concurrency"] = args.concurrency
     if args.db_pool_size:
         overrides["db_pool_size"] = args.db_pool_size
+    from orchestrator.engine.apikeys import ApiKeyError
+
     settings = _settings(args, **overrides)
     db_upgrade(settings.database_url)
-    app = create_app(settings, run_engine=not args.no_engine)
+    try:
+        app = create_app(settings, run_engine=not args.no_engine)
+    except ApiKeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     uvicorn.run(
         app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log
     )
@@ -246,6 +252,52 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
+def cmd_apikey(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from orchestrator.engine import apikeys
+
+    rt = _runtime(args)
+    try:
+        if args.apikey_cmd == "create":
+            login, secret = apikeys.create_key(rt, args.login)
+            print(f"login:  {login}")
+            print(f"secret: {secret}")
+            print(
+                "The secret is shown only now (the server keeps a hash). Send it as "
+                "'Authorization: Bearer <secret>' to /api/v1; Corezoid clients sign with "
+                "login and secret.",
+                file=sys.stderr,
+            )
+        elif args.apikey_cmd == "list":
+
+            def when(ts: float | None) -> str:
+                return (
+                    dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
+                    if ts
+                    else ""
+                )
+
+            rows = [
+                (
+                    k.login,
+                    k.source,
+                    "active" if k.active else "revoked",
+                    when(k.created_at),
+                    when(k.revoked_at),
+                )
+                for k in apikeys.list_keys(rt)
+            ]
+            _table(("login", "source", "status", "created_at", "revoked_at"), rows)
+        else:
+            apikeys.revoke_key(rt, args.login)
+            print(f"revoked {args.login}")
+    except apikeys.ApiKeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from orchestrator.twilio.simulator import SimulatorConfig, serve_simulator
 
@@ -334,6 +386,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr_sub.add_parser("list")
     pr_sub.add_parser("show").add_argument("process")
     pr.set_defaults(func=cmd_process)
+
+    ak = sub.add_parser("apikey", help="API keys for /api/v1 and the Corezoid API")
+    ak_sub = ak.add_subparsers(dest="apikey_cmd", required=True)
+    ak_sub.add_parser("create", help="a new key; its secret is printed once").add_argument(
+        "--login", help="the key's login id (default: generated)"
+    )
+    ak_sub.add_parser("list", help="keys (never their secrets)")
+    ak_sub.add_parser("revoke", help="refuse this key from now on").add_argument("login")
+    ak.set_defaults(func=cmd_apikey)
 
     sim = sub.add_parser("simulate-twilio", help="a Twilio-compatible server on loopback")
     sim.add_argument("--host", default="127.0.0.1")

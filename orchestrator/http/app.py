@@ -13,11 +13,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from orchestrator.config import Settings
+from orchestrator.engine.apikeys import parse_env_keys
 from orchestrator.engine.deploy import ensure_shipped
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.service import ApiError, Service
 from orchestrator.engine.worker import Worker
-from orchestrator.http import api, ops, webhooks
+from orchestrator.http import api, corezoid, ops, webhooks
+from orchestrator.http.auth import ApiAuthMiddleware, warn_if_open
+from orchestrator.http.headers import SecurityHeadersMiddleware
 from orchestrator.http.limits import BodyLimitMiddleware
 from orchestrator.http.responses import error_response
 
@@ -54,6 +57,7 @@ def create_app(
     settings: Settings | None = None, *, runtime: Runtime | None = None, run_engine: bool = True
 ) -> Starlette:
     settings = settings or Settings.from_env()
+    parse_env_keys(settings.api_keys)  # a malformed ORCH_API_KEYS stops the start (ApiKeyError)
     rt = runtime or Runtime(settings)
     service = Service(rt)
 
@@ -61,6 +65,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await asyncio.to_thread(ensure_shipped, rt)
         await asyncio.to_thread(rt.prepare)
+        await asyncio.to_thread(warn_if_open, rt)
         worker = Worker(rt) if run_engine else None
         if worker is not None:
             worker.acquire_lock()  # a refused engine stops the server from starting
@@ -77,7 +82,9 @@ def create_app(
             await rt.aclose()
 
     app = Starlette(
-        routes=[*api.routes, *webhooks.routes, *ops.routes],
+        # Webhooks before the Corezoid API: /api/1/json/callback/{conv_id}/{hash} has the
+        # shape of /api/1/json/{login}/{time}/{signature} ("callback" is a reserved login).
+        routes=[*api.routes, *webhooks.routes, *corezoid.routes, *ops.routes],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
@@ -87,5 +94,10 @@ def create_app(
     )
     app.state.service = service
     app.state.worker = None
+    # The last added runs first: headers on every answer, then the size limit, then auth.
+    app.add_middleware(ApiAuthMiddleware, runtime=rt)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        SecurityHeadersMiddleware, https=settings.public_url.lower().startswith("https://")
+    )
     return app
