@@ -89,7 +89,5 @@ def first_sighting(conn: Connection, key: str, now: float, forget_before: float)
     as stale anyway."""
     conn.execute(delete(seen_requests).where(seen_requests.c.seen_at < forget_before))
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    result = conn.execute(
-        insert(seen_requests).values(key=key, seen_at=now).on_conflict_do_nothing()
-    )
-    return result.rowcount == 1
+    stmt = insert(seen_requests).values(key=key, seen_at=now).on_conflict_do_nothing()
+    return conn.execute(stmt.returning(seen_requests.c.key)).first() is not None
