@@ -298,6 +298,25 @@ def cmd_apikey(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_secrets(args: argparse.Namespace) -> int:
+    from orchestrator.engine.rotation import rotate
+
+    report = rotate(_runtime(args))
+    done = ", ".join(f"{n} in {table}" for table, n in sorted(report.reencrypted.items()))
+    print(f"re-encrypted under the current ORCH_SECRET: {done or 'nothing'}")
+    print(f"already current: {report.current}")
+    if report.changed_meanwhile:
+        print(f"changed during the run (run again): {report.changed_meanwhile}")
+    if report.unreadable:
+        print(
+            f"error: {len(report.unreadable)} value(s) open with no configured secret "
+            "(add the old one to ORCH_PREVIOUS_SECRETS): " + ", ".join(report.unreadable[:20]),
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from orchestrator.twilio.simulator import SimulatorConfig, serve_simulator
 
@@ -395,6 +414,14 @@ def build_parser() -> argparse.ArgumentParser:
     ak_sub.add_parser("list", help="keys (never their secrets)")
     ak_sub.add_parser("revoke", help="refuse this key from now on").add_argument("login")
     ak.set_defaults(func=cmd_apikey)
+
+    sec = sub.add_parser("secrets", help="stored secrets (see docs/security.md)")
+    sec_sub = sec.add_subparsers(dest="secrets_cmd", required=True)
+    sec_sub.add_parser(
+        "rotate",
+        help="re-encrypt stored tokens under ORCH_SECRET (old ones from ORCH_PREVIOUS_SECRETS)",
+    )
+    sec.set_defaults(func=cmd_secrets)
 
     sim = sub.add_parser("simulate-twilio", help="a Twilio-compatible server on loopback")
     sim.add_argument("--host", default="127.0.0.1")

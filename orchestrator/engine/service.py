@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from orchestrator.crypto import redact, split_secrets
+from orchestrator.crypto import redact, seal, split_secrets
 from orchestrator.engine.runtime import NotFound, Runtime, new_task_id
 from orchestrator.engine.transitions import deliver
 from orchestrator.store import callbacks as inbox
@@ -298,19 +298,20 @@ class Service:
                     "TASK_NOT_WAITING",
                     f"task {task.id} is in node {task.node_id!r}, not waiting",
                 )
+            sealed = seal(self.rt.vault, data)
             cb_id = inbox.insert_callback(
                 conn,
                 process_id=proc.id,
                 node_id="*",
                 form="modify",
-                payload=data,
+                payload=sealed,
                 received_at=now,
                 task_id=task.id,
                 source_ip=source,
             )
             assert cb_id is not None
             cb = CallbackRecord(
-                cb_id, proc.id, "*", "modify", data, now, "new", task_id=task.id, source_ip=source
+                cb_id, proc.id, "*", "modify", sealed, now, "new", task_id=task.id, source_ip=source
             )
             # No owner: the released task is left for whichever engine claims it first.
             for released in deliver(conn, self.rt, cb, owner=None, now=now):
@@ -394,7 +395,7 @@ class Service:
                 process_id=proc.id,
                 node_id=node_id,
                 form=form,
-                payload=payload,
+                payload=seal(self.rt.vault, payload),
                 received_at=now,
                 ref=ref,
                 task_id=task_id,
