@@ -169,8 +169,13 @@ def test_history_names_who_changed_a_task(stack: Stack) -> None:
 
 def test_out_of_range_ids_are_not_found(stack: Stack) -> None:
     """PostgreSQL refuses integers over 2^31-1 in a query: such an id is simply unknown."""
-    for path in ("/api/v1/processes/99999999999", "/api/v1/processes/99999999999/tasks"):
+    for path in (
+        "/api/v1/processes/99999999999",
+        "/api/v1/processes/99999999999/tasks",
+        "/api/v1/processes/%C2%B2",  # "²": str.isdigit() says yes, int() says no
+    ):
         r = stack.client.get(path)
         assert r.status_code == 404 and r.json()["error"]["code"] == "PROCESS_NOT_FOUND"
-    r = httpx.post(f"{stack.api}/api/1/json/callback/99999999999/{'0' * 40}", json={"ref": "x"})
-    assert r.status_code == 404
+    for conv_id in ("99999999999", "%C2%B2"):
+        r = httpx.post(f"{stack.api}/api/1/json/callback/{conv_id}/{'0' * 40}", json={"ref": "x"})
+        assert r.status_code == 404

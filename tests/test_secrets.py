@@ -195,3 +195,21 @@ def _task_secrets(rt: Runtime, task_id: str) -> str:
     with rt.db.read() as conn:
         value: str = conn.execute(select(tasks.c.secrets).where(tasks.c.id == task_id)).scalar_one()
     return value
+
+
+def test_secrets_rotate_command(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.cli import main
+
+    old = _runtime(sqlite_url, OLD)
+    with old.db.write() as conn:
+        kv.save_account_token(conn, ACCOUNT, old.vault.encrypt("tok-c"), time.time())
+    monkeypatch.setenv("ORCH_SECRET", NEW)
+    assert main(["--database-url", sqlite_url, "secrets", "rotate"]) == 1
+    assert "ORCH_PREVIOUS_SECRETS" in capsys.readouterr().err
+    monkeypatch.setenv("ORCH_PREVIOUS_SECRETS", f"unused,{OLD}")
+    assert main(["--database-url", sqlite_url, "secrets", "rotate"]) == 0
+    assert "1 in twilio_accounts" in capsys.readouterr().out
+    monkeypatch.delenv("ORCH_PREVIOUS_SECRETS")
+    assert _token(_runtime(sqlite_url, NEW)) == "tok-c"

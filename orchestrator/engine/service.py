@@ -325,7 +325,7 @@ class Service:
     def _wait_node_for_hash(
         self, conn: Connection, conv_id: str, given: str
     ) -> tuple[ProcessRecord, str]:
-        if not conv_id.isdigit():
+        if not (conv_id.isascii() and conv_id.isdigit()):
             raise ApiError(404, "NOT_FOUND", "unknown callback URL")
         try:
             proc = self.rt.process(conn, int(conv_id))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -25,6 +26,7 @@ from orchestrator.http.limits import BodyLimitMiddleware
 from orchestrator.http.responses import error_response
 
 log = logging.getLogger("orchestrator.http")
+_HASH = re.compile(r"[0-9a-f]{40}")
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -41,7 +43,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    # Callback URL hashes are credentials: kept out of the log.
+    path = _HASH.sub("<hash>", request.url.path)
+    log.exception("unhandled error on %s %s", request.method, path)
     return JSONResponse(
         {
             "error": {
