@@ -220,3 +220,36 @@ def test_time_window_is_configurable(db_url: str) -> None:
         body = {"ops": [{"type": "create", "obj": "task", "conv_id": "waiter", "data": {"a": 1}}]}
         r = signed_post(s.api, body, at=str(int(time.time()) - 3600))
         assert op_of(r)["proc"] == "ok"
+
+
+def test_modify_of_a_task_not_waiting(sqlite_url: str) -> None:
+    """Without an engine, a new task stays in its start node: it cannot be modified."""
+    import asyncio
+
+    from orchestrator.config import Settings
+    from orchestrator.engine.deploy import ensure_shipped
+    from orchestrator.engine.runtime import Runtime
+    from orchestrator.http.app import create_app
+
+    settings = Settings(database_url=sqlite_url, api_keys=f"{LOGIN}:{SECRET}")
+    rt = Runtime(settings)
+    ensure_shipped(rt)
+    app = create_app(settings, runtime=rt, run_engine=False)
+    op = {"obj": "task", "conv_id": "getting-callback", "ref": "still", "data": {"a": 1}}
+
+    async def send(ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        raw = json.dumps({"ops": ops}).encode()
+        at = str(int(time.time()))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://orch") as c:
+            r = await c.post(f"/api/1/json/{LOGIN}/{at}/{sign(at, SECRET, raw)}", content=raw)
+        result: list[dict[str, Any]] = r.json()["ops"]
+        return result
+
+    created, modified = asyncio.run(
+        send([{**op, "type": "create"}, {**op, "type": "modify", "data": {"b": 2}}])
+    )
+    assert created["proc"] == "ok"
+    assert modified["proc"] == "no_api_callback_in_node_with_task"
+    assert modified["code"] == "TASK_NOT_WAITING"
+    rt.db.dispose()

@@ -8,6 +8,7 @@ import asyncio
 import copy
 import hashlib
 import json
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -37,10 +38,14 @@ from orchestrator.http.app import create_app
 from orchestrator.http.webhooks import _flatten
 from orchestrator.twilio.signature import compute_signature, validate_signature
 
-FUZZ = settings(max_examples=150, deadline=None)
+# ORCH_FUZZ_SCALE=20 (say) runs a deeper search by hand; the suite stays bounded.
+SCALE = float(os.environ.get("ORCH_FUZZ_SCALE", "1"))
+FUZZ = settings(max_examples=int(150 * SCALE), deadline=None)
 # Requests through the whole app cost more: fewer examples, still bounded.
 FUZZ_APP = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=int(60 * SCALE),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
