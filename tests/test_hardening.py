@@ -4,7 +4,9 @@ traces in errors, replayed Twilio callbacks, and who-did-it in the task history.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from orchestrator.config import Settings
 from orchestrator.http.app import create_app
 from orchestrator.twilio.signature import compute_signature
 
-LIMIT = 4096
+LIMIT = 8192
 KEY = "hardening-secret-0123456789"
 
 
@@ -179,3 +181,21 @@ def test_out_of_range_ids_are_not_found(stack: Stack) -> None:
     for conv_id in ("99999999999", "%C2%B2"):
         r = httpx.post(f"{stack.api}/api/1/json/callback/{conv_id}/{'0' * 40}", json={"ref": "x"})
         assert r.status_code == 404
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"9" * 5000])
+def test_numbers_json_cannot_carry_are_refused(stack: Stack, number: bytes) -> None:
+    """Python reads these, JSON has no such numbers: stored, they would break every later
+    answer about the task."""
+    before = stack.counts()
+    body = b'{"ref": "n", "data": {"a": ' + number + b"}}"
+    r = stack.client.post("/api/v1/processes/waiter/tasks", content=body)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "MALFORMED_JSON"
+    r = httpx.post(_urls(stack)["json"], content=b'{"ref": "n", "a": ' + number + b"}")
+    assert r.status_code == 400
+    ops = b'{"ops": [{"type": "create", "conv_id": "waiter", "data": {"a": ' + number + b"}}]}"
+    at = str(int(time.time()))
+    sig = hashlib.sha1(f"{at}{KEY}".encode() + ops + KEY.encode()).hexdigest()
+    r = httpx.post(f"{stack.api}/api/2/json/auditor/{at}/{sig}", content=ops)
+    assert r.status_code == 200 and r.json()["request_proc"] == "format_error"
+    assert stack.counts() == before

@@ -8,10 +8,10 @@ only needs an authenticated caller's ops.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from typing import Any
 
+from orchestrator import jsontext
 from orchestrator.engine.service import ApiError, Service
 
 MAX_OPS = 100
@@ -33,8 +33,8 @@ class FormatError(ValueError):
 def parse_package(raw: bytes) -> list[Any]:
     """The ops of a raw body, whatever its Content-Type said."""
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        body = jsontext.loads(raw)
+    except ValueError as exc:
         raise FormatError("the body is not valid JSON") from exc
     if not isinstance(body, dict) or not isinstance(body.get("ops"), list):
         raise FormatError('the body must be {"ops": [...]}')

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from orchestrator import jsontext
 from orchestrator.engine.service import ApiError
 
 
@@ -40,8 +40,8 @@ async def json_body(request: Request) -> Any:
     if not raw.strip():
         raise ApiError(400, "MALFORMED_JSON", "the request body is empty; send a JSON object")
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return jsontext.loads(raw)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ApiError(400, "MALFORMED_JSON", f"the body is not valid JSON: {exc}") from exc
 
 
