@@ -127,6 +127,28 @@ def test_server_errors_carry_no_internals(tmp_path: Path) -> None:
     }
     for leak in ("Traceback", "sqlite", "SELECT", "no such table", str(tmp_path)):
         assert leak not in r.text
+    assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_unknown_hashes_change_nothing(stack: Stack) -> None:
+    r = stack.client.post("/api/v1/processes/waiter/tasks", json={"ref": "u", "data": {"a": 1}})
+    task_id = r.json()["task_id"]
+    stack.wait(task_id, state="waiting")
+    before = stack.counts()
+    fields = {"ref": "u", "MessageSid": "SM1", "answer": "yes"}
+    for form, url in _urls(stack).items():
+        url = url.replace("{{root.task_id}}", task_id)
+        real = next(part for part in url.split("/") if len(part) == 40)
+        forged = url.replace(real, "0" * 40)
+        for bad in (forged, url.replace(real, real[:-1]), url.replace(real, real.upper())):
+            if form == "json":
+                r = httpx.post(bad, json=fields)
+            else:
+                r = httpx.post(bad, data=fields)
+            assert r.status_code == 404, (bad, r.text)
+            assert r.json()["error"]["code"] == "NOT_FOUND"
+    assert stack.counts() == before
+    assert stack.task(task_id)["state"] == "waiting"
 
 
 def test_replayed_twilio_callback_is_applied_once(db_url: str) -> None:

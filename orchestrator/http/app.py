@@ -21,7 +21,7 @@ from orchestrator.engine.service import ApiError, Service
 from orchestrator.engine.worker import Worker
 from orchestrator.http import api, corezoid, ops, webhooks
 from orchestrator.http.auth import ApiAuthMiddleware, warn_if_open
-from orchestrator.http.headers import SecurityHeadersMiddleware
+from orchestrator.http.headers import BASE_HEADERS, SecurityHeadersMiddleware
 from orchestrator.http.limits import BodyLimitMiddleware
 from orchestrator.http.responses import error_response
 
@@ -54,6 +54,8 @@ async def _server_error(request: Request, exc: Exception) -> Response:
             }
         },
         status_code=500,
+        # Starlette answers this outside every middleware: the headers are added here.
+        headers=BASE_HEADERS,
     )
 
 
