@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator.store.tables import api_keys, seen_requests
+
+# Built once: these run on every API request (see store/tasks.py for why it matters).
+_BY_LOGIN = select(api_keys).where(api_keys.c.login == bindparam("login"))
+_BY_HASH = select(api_keys).where(api_keys.c.secret_hash == bindparam("secret_hash"))
+_ANY_ACTIVE = select(api_keys.c.login).where(api_keys.c.revoked_at.is_(None)).limit(1)
 
 
 @dataclass(frozen=True)
@@ -53,18 +58,17 @@ def list_keys(conn: Connection) -> list[ApiKeyRecord]:
 
 
 def get_key(conn: Connection, login: str) -> ApiKeyRecord | None:
-    row = conn.execute(select(api_keys).where(api_keys.c.login == login)).first()
+    row = conn.execute(_BY_LOGIN, {"login": login}).first()
     return _record(row) if row else None
 
 
 def find_by_hash(conn: Connection, secret_hash: str) -> ApiKeyRecord | None:
-    row = conn.execute(select(api_keys).where(api_keys.c.secret_hash == secret_hash)).first()
+    row = conn.execute(_BY_HASH, {"secret_hash": secret_hash}).first()
     return _record(row) if row else None
 
 
 def any_active(conn: Connection) -> bool:
-    stmt = select(api_keys.c.login).where(api_keys.c.revoked_at.is_(None)).limit(1)
-    return conn.execute(stmt).first() is not None
+    return conn.execute(_ANY_ACTIVE).first() is not None
 
 
 def revoke(conn: Connection, login: str, now: float) -> bool:
