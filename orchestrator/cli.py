@@ -48,11 +48,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         overrides["engine_concurrency"] = args.concurrency
     if args.db_pool_size:
         overrides["db_pool_size"] = args.db_pool_size
+    from orchestrator.engine.apikeys import ApiKeyError
+
     settings = _settings(args, **overrides)
     db_upgrade(settings.database_url)
-    app = create_app(settings, run_engine=not args.no_engine)
+    try:
+        app = create_app(settings, run_engine=not args.no_engine)
+    except ApiKeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     uvicorn.run(
-        app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        server_header=False,  # no need to tell the internet what serves it
     )
     return 0
 
@@ -293,6 +304,71 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
+def cmd_apikey(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from orchestrator.engine import apikeys
+
+    rt = _runtime(args)
+    try:
+        if args.apikey_cmd == "create":
+            login, secret = apikeys.create_key(rt, args.login)
+            print(f"login:  {login}")
+            print(f"secret: {secret}")
+            print(
+                "The secret is shown only now (the server keeps a hash). Send it as "
+                "'Authorization: Bearer <secret>' to /api/v1; Corezoid clients sign with "
+                "login and secret.",
+                file=sys.stderr,
+            )
+        elif args.apikey_cmd == "list":
+
+            def when(ts: float | None) -> str:
+                return (
+                    dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
+                    if ts
+                    else ""
+                )
+
+            rows = [
+                (
+                    k.login,
+                    k.source,
+                    "active" if k.active else "revoked",
+                    when(k.created_at),
+                    when(k.revoked_at),
+                )
+                for k in apikeys.list_keys(rt)
+            ]
+            _table(("login", "source", "status", "created_at", "revoked_at"), rows)
+        else:
+            apikeys.revoke_key(rt, args.login)
+            print(f"revoked {args.login}")
+    except apikeys.ApiKeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_secrets(args: argparse.Namespace) -> int:
+    from orchestrator.engine.rotation import rotate
+
+    report = rotate(_runtime(args))
+    done = ", ".join(f"{n} in {table}" for table, n in sorted(report.reencrypted.items()))
+    print(f"re-encrypted under the current ORCH_SECRET: {done or 'nothing'}")
+    print(f"already current: {report.current}")
+    if report.changed_meanwhile:
+        print(f"changed during the run (run again): {report.changed_meanwhile}")
+    if report.unreadable:
+        print(
+            f"error: {len(report.unreadable)} value(s) open with no configured secret "
+            "(add the old one to ORCH_PREVIOUS_SECRETS): " + ", ".join(report.unreadable[:20]),
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from orchestrator.twilio.simulator import SimulatorConfig, serve_simulator
 
@@ -390,6 +466,23 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--version", type=int, help="a kept version (default: the current one)")
     pr_sub.add_parser("versions", help="every deployed version").add_argument("process")
     pr.set_defaults(func=cmd_process)
+
+    ak = sub.add_parser("apikey", help="API keys for /api/v1 and the Corezoid API")
+    ak_sub = ak.add_subparsers(dest="apikey_cmd", required=True)
+    ak_sub.add_parser("create", help="a new key; its secret is printed once").add_argument(
+        "--login", help="the key's login id (default: generated)"
+    )
+    ak_sub.add_parser("list", help="keys (never their secrets)")
+    ak_sub.add_parser("revoke", help="refuse this key from now on").add_argument("login")
+    ak.set_defaults(func=cmd_apikey)
+
+    sec = sub.add_parser("secrets", help="stored secrets (see docs/security.md)")
+    sec_sub = sec.add_subparsers(dest="secrets_cmd", required=True)
+    sec_sub.add_parser(
+        "rotate",
+        help="re-encrypt stored tokens under ORCH_SECRET (old ones from ORCH_PREVIOUS_SECRETS)",
+    )
+    sec.set_defaults(func=cmd_secrets)
 
     sim = sub.add_parser("simulate-twilio", help="a Twilio-compatible server on loopback")
     sim.add_argument("--host", default="127.0.0.1")

@@ -51,6 +51,12 @@ class Settings:
     db_pool_size: int = 10
     # Finished tasks (and their history) are purged after this many days; 0 keeps them.
     retention_days: float = 30.0
+    # A Corezoid API request whose signed time is further than this from ours is refused
+    # (and one seen before within it is a replay).
+    corezoid_time_window: float = 300.0
+    # Earlier server secrets, still accepted to decrypt stored tokens and match callback
+    # hashes while ORCH_SECRET is rotated (see docs/security.md).
+    previous_secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -77,6 +83,10 @@ class Settings:
             "engine_concurrency": _int("ORCH_ENGINE_CONCURRENCY", cls.engine_concurrency),
             "db_pool_size": _int("ORCH_DB_POOL_SIZE", cls.db_pool_size),
             "retention_days": _float("ORCH_RETENTION_DAYS", cls.retention_days),
+            "corezoid_time_window": _float("ORCH_COREZOID_TIME_WINDOW", cls.corezoid_time_window),
+            "previous_secrets": tuple(
+                s for s in (os.environ.get("ORCH_PREVIOUS_SECRETS") or "").split(",") if s
+            ),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

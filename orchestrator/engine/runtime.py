@@ -45,6 +45,7 @@ class Runtime:
         self.settings = settings
         self.db = db or Database(settings.database_url, pool_size=settings.db_pool_size)
         self._secret: str | None = None
+        self._previous: tuple[str, ...] = ()
         self._vault: Vault | None = None
         self._definitions: dict[int, tuple[int, int, ProcessDefinition]] = {}
         self._processes: dict[str, tuple[float, ProcessRecord]] = {}
@@ -61,16 +62,35 @@ class Runtime:
     def secret(self) -> str:
         if self._secret is None:
             if self.settings.secret:
+                # A secret generated before ORCH_SECRET was set still opens what it sealed.
+                with self.db.read() as conn:
+                    generated = kv.get_setting(conn, "server_secret")
+                self._previous = tuple(
+                    dict.fromkeys(
+                        s
+                        for s in (*self.settings.previous_secrets, generated)
+                        if s and s != self.settings.secret
+                    )
+                )
                 self._secret = self.settings.secret
             else:
                 with self.db.write() as conn:
                     self._secret = kv.set_setting_if_absent(conn, "server_secret", new_secret())
+                self._previous = tuple(
+                    s for s in self.settings.previous_secrets if s != self._secret
+                )
         return self._secret
+
+    @property
+    def previous_secrets(self) -> tuple[str, ...]:
+        """Earlier server secrets: they decrypt and match callback hashes, nothing more."""
+        _ = self.secret
+        return self._previous
 
     @property
     def vault(self) -> Vault:
         if self._vault is None:
-            self._vault = Vault(self.secret)
+            self._vault = Vault(self.secret, self.previous_secrets)
         return self._vault
 
     # -- processes -----------------------------------------------------------------
@@ -118,8 +138,11 @@ class Runtime:
         """The wait node whose callback hash is ``given`` (any version of the process)."""
         table = self._wait_hashes.get(conv_id)
         if table is None or given not in table:
+            # URLs handed out under a previous secret keep working while it is configured.
             table = {
-                self.node_hash(conv_id, n): n for n in process_store.wait_node_ids(conn, conv_id)
+                node_hash(secret, conv_id, n): n
+                for secret in (*reversed(self.previous_secrets), self.secret)
+                for n in process_store.wait_node_ids(conn, conv_id)
             }
             with self._lock:
                 self._wait_hashes[conv_id] = table

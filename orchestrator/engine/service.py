@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from orchestrator.crypto import redact, split_secrets
+from orchestrator.crypto import redact, seal, split_secrets
 from orchestrator.engine.runtime import NotFound, Runtime, new_task_id
 from orchestrator.engine.transitions import awaits_reply, deliver
 from orchestrator.store import callbacks as inbox
@@ -240,18 +240,59 @@ class Service:
         next_cursor = f"{rows[-1].created_at!r}:{rows[-1].id}" if len(rows) == limit else None
         return {"tasks": items, "next_cursor": next_cursor}
 
+    def find_task(
+        self, process_key: str | int, *, ref: str | None = None, task_id: str | None = None
+    ) -> dict[str, Any]:
+        """The task of this process with this id, or with this ref (the unfinished one,
+        else the latest)."""
+        with self.rt.db.read() as conn:
+            proc = self._process(conn, process_key)
+            task = self._find(conn, proc.id, ref, task_id)
+            if task is None:
+                raise ApiError(404, "TASK_NOT_FOUND", "no such task in this process")
+            return self.task_view(conn, task)
+
+    @staticmethod
+    def _find(
+        conn: Connection,
+        process_id: int,
+        ref: str | None,
+        task_id: str | None,
+        *,
+        for_update: bool = False,
+    ) -> TaskRecord | None:
+        if task_id is not None:
+            task = task_store.get_task(conn, task_id, for_update=for_update)
+            return task if task is not None and task.process_id == process_id else None
+        if ref is None:
+            return None
+        return task_store.find_by_ref(conn, process_id, ref, for_update=for_update)
+
     def modify_by_ref(
-        self, process_key: str, ref: str, data: Any, *, source: str = "api"
+        self, process_key: str | int, ref: str, data: Any, *, source: str = "api"
     ) -> dict[str, Any]:
         """Corezoid's modify: merge data into the waiting task with this ref and release it."""
+        return self.modify(process_key, data, ref=ref, source=source)
+
+    def modify(
+        self,
+        process_key: str | int,
+        data: Any,
+        *,
+        ref: str | None = None,
+        task_id: str | None = None,
+        source: str = "api",
+    ) -> dict[str, Any]:
+        """Merge data into the waiting task named by ``task_id`` or ``ref`` and release it."""
         if not isinstance(data, dict) or not data:
             raise ApiError(422, "INVALID_DATA", "data must be a non-empty JSON object")
         now = time.time()
         with self.rt.db.write() as conn:
             proc = self._process(conn, process_key)
-            task = task_store.find_by_ref(conn, proc.id, ref, for_update=True)
+            task = self._find(conn, proc.id, ref, task_id, for_update=True)
             if task is None or task.state == "done":
-                raise ApiError(404, "TASK_NOT_FOUND", f"no unfinished task with ref {ref!r}")
+                name = f"id {task_id!r}" if task_id is not None else f"ref {ref!r}"
+                raise ApiError(404, "TASK_NOT_FOUND", f"no unfinished task with {name}")
             if task.state != "waiting":
                 raise ApiError(
                     409,
@@ -264,19 +305,20 @@ class Service:
                     "TASK_NOT_WAITING",
                     f"task {task.id} waits in node {task.node_id!r} for a called process",
                 )
+            sealed = seal(self.rt.vault, data)
             cb_id = inbox.insert_callback(
                 conn,
                 process_id=proc.id,
                 node_id="*",
                 form="modify",
-                payload=data,
+                payload=sealed,
                 received_at=now,
                 task_id=task.id,
                 source_ip=source,
             )
             assert cb_id is not None
             cb = CallbackRecord(
-                cb_id, proc.id, "*", "modify", data, now, "new", task_id=task.id, source_ip=source
+                cb_id, proc.id, "*", "modify", sealed, now, "new", task_id=task.id, source_ip=source
             )
             # No owner: the released task is left for whichever engine claims it first.
             for released in deliver(conn, self.rt, cb, owner=None, now=now):
@@ -290,7 +332,7 @@ class Service:
     def _wait_node_for_hash(
         self, conn: Connection, conv_id: str, given: str
     ) -> tuple[ProcessRecord, str]:
-        if not conv_id.isdigit():
+        if not (conv_id.isascii() and conv_id.isdigit()):
             raise ApiError(404, "NOT_FOUND", "unknown callback URL")
         try:
             proc = self.rt.process(conn, int(conv_id))
@@ -363,7 +405,7 @@ class Service:
                 process_id=proc.id,
                 node_id=node_id,
                 form=form,
-                payload=payload,
+                payload=seal(self.rt.vault, payload),
                 received_at=now,
                 ref=ref,
                 task_id=task_id,

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from orchestrator.crypto import split_secrets
+from orchestrator.crypto import SEALED, split_secrets, unseal
 from orchestrator.engine.calls import CallerChanged, send_reply
 from orchestrator.engine.definition import ProcessDefinition
 from orchestrator.engine.interpreter import LOOP_LIMIT, Reply, StepResult
@@ -266,7 +266,7 @@ def _release(
     if not inbox.set_status(conn, cb.id, "applied", now=now, task_id=task.id):
         return None  # another worker applied it
     expected = task.rev
-    plain, hidden = split_secrets(dict(cb.payload))
+    plain, hidden = split_secrets(unseal(rt.vault, cb.payload))
     task.data.update(plain)
     if hidden:
         current = json.loads(rt.vault.decrypt(task.secrets) or "{}") if task.secrets else {}
@@ -296,5 +296,5 @@ def _cb_detail(cb: CallbackRecord) -> dict[str, Any]:
         "callback_id": cb.id,
         "form": cb.form,
         "source": cb.source_ip,
-        "fields": split_secrets(dict(cb.payload))[0],
+        "fields": {k: v for k, v in split_secrets(cb.payload)[0].items() if k != SEALED},
     }

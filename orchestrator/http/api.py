@@ -12,6 +12,7 @@ from starlette.routing import Route
 from orchestrator.engine.definition import DefinitionError
 from orchestrator.engine.deploy import deploy_definitions
 from orchestrator.engine.service import ApiError, Service
+from orchestrator.http.auth import audit_source
 from orchestrator.http.openapi import OPENAPI
 from orchestrator.http.responses import json_body, json_object
 
@@ -29,11 +30,6 @@ def _service(request: Request) -> Service:
     return service
 
 
-def _source(request: Request) -> str:
-    client = request.client.host if request.client else "unknown"
-    return f"api:{client}"
-
-
 async def create_task(request: Request) -> JSONResponse:
     body = await json_object(request)
     unknown = set(body) - {"ref", "data"}
@@ -47,7 +43,7 @@ async def create_task(request: Request) -> JSONResponse:
         request.path_params["process"],
         body.get("ref"),
         body["data"],
-        source=_source(request),
+        source=audit_source(request),
     )
     return JSONResponse(view, status_code=201 if created else 200)
 
@@ -99,7 +95,7 @@ async def modify_task(request: Request) -> JSONResponse:
             request.path_params["process"],
             request.path_params["ref"],
             body["data"],
-            source=_source(request),
+            source=audit_source(request),
         ),
     )
     return JSONResponse(view)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -13,15 +14,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from orchestrator.config import Settings
+from orchestrator.engine.apikeys import parse_env_keys
 from orchestrator.engine.deploy import ensure_shipped
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.service import ApiError, Service
 from orchestrator.engine.worker import Worker
-from orchestrator.http import api, console, ops, webhooks
+from orchestrator.http import api, console, corezoid, ops, webhooks
+from orchestrator.http.auth import ApiAuthMiddleware, warn_if_open
+from orchestrator.http.headers import BASE_HEADERS, SecurityHeadersMiddleware
 from orchestrator.http.limits import BodyLimitMiddleware
 from orchestrator.http.responses import error_response
 
 log = logging.getLogger("orchestrator.http")
+_HASH = re.compile(r"[0-9a-f]{40}")
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -38,7 +43,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    # Callback URL hashes are credentials: kept out of the log.
+    path = _HASH.sub("<hash>", request.url.path)
+    log.exception("unhandled error on %s %s", request.method, path)
     return JSONResponse(
         {
             "error": {
@@ -47,6 +54,8 @@ async def _server_error(request: Request, exc: Exception) -> Response:
             }
         },
         status_code=500,
+        # Starlette answers this outside every middleware: the headers are added here.
+        headers=BASE_HEADERS,
     )
 
 
@@ -54,6 +63,7 @@ def create_app(
     settings: Settings | None = None, *, runtime: Runtime | None = None, run_engine: bool = True
 ) -> Starlette:
     settings = settings or Settings.from_env()
+    parse_env_keys(settings.api_keys)  # a malformed ORCH_API_KEYS stops the start (ApiKeyError)
     rt = runtime or Runtime(settings)
     service = Service(rt)
 
@@ -61,6 +71,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await asyncio.to_thread(ensure_shipped, rt)
         await asyncio.to_thread(rt.prepare)
+        await asyncio.to_thread(warn_if_open, rt)
         worker = Worker(rt) if run_engine else None
         if worker is not None:
             worker.acquire_lock()  # a refused engine stops the server from starting
@@ -77,7 +88,9 @@ def create_app(
             await rt.aclose()
 
     app = Starlette(
-        routes=[*api.routes, *webhooks.routes, *ops.routes, *console.routes],
+        # Webhooks before the Corezoid API: /api/1/json/callback/{conv_id}/{hash} has the
+        # shape of /api/1/json/{login}/{time}/{signature} ("callback" is a reserved login).
+        routes=[*api.routes, *webhooks.routes, *corezoid.routes, *ops.routes, *console.routes],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
@@ -87,5 +100,10 @@ def create_app(
     )
     app.state.service = service
     app.state.worker = None
+    # The last added runs first: headers on every answer, then the size limit, then auth.
+    app.add_middleware(ApiAuthMiddleware, runtime=rt)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        SecurityHeadersMiddleware, https=settings.public_url.lower().startswith("https://")
+    )
     return app

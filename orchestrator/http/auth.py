@@ -1,46 +1,128 @@
-"""API keys (minimal): ORCH_API_KEYS = "login:secret,..." and the loopback rule.
+"""Who may call /api/v1: a Bearer API key when any key exists; with none, loopback only.
 
-The console depends only on these three functions; a fuller key store may replace this
-module as long as it keeps them.
+Webhooks are not covered here: their URLs carry a per-node hash and Twilio's form is
+signed. The Corezoid API signs each request with the key's secret (http/corezoid.py).
 """
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
+import logging
 
 from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from orchestrator.engine import apikeys
 from orchestrator.engine.runtime import Runtime
 
+log = logging.getLogger("orchestrator.http")
 
-def _pairs(rt: Runtime) -> list[tuple[str, str]]:
-    raw = rt.settings.api_keys or ""
-    pairs = []
-    for item in raw.split(","):
-        login, sep, secret = item.strip().partition(":")
-        if sep and login and secret:
-            pairs.append((login, secret))
-    return pairs
+PROTECTED_PREFIX = "/api/v1"
+# Set by a reverse proxy: a request carrying one came from elsewhere, whatever the peer.
+FORWARD_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+ANONYMOUS = "anonymous"
 
 
 def keys_configured(rt: Runtime) -> bool:
-    return bool(_pairs(rt))
+    """True when at least one API key is active (database or ORCH_API_KEYS)."""
+    return apikeys.any_key(rt)
 
 
 def verify_secret(rt: Runtime, secret: str) -> str | None:
-    """The login owning ``secret``, or None. Every key is compared (in constant time) so
-    the answer's timing does not tell which one nearly matched."""
-    found = None
-    for login, known in _pairs(rt):
-        if hmac.compare_digest(known.encode(), secret.encode()):
-            found = login
-    return found
+    """The login id of the active key with this secret, else None."""
+    if not secret:
+        return None
+    return apikeys.login_for_secret(rt, secret)
 
 
 def is_loopback(request: Request) -> bool:
-    host = request.client.host if request.client else ""
+    """The peer is this machine and no proxy forwarded the request."""
+    host = request.client.host if request.client else None
+    if not host:
+        return False
     try:
-        return ipaddress.ip_address(host).is_loopback
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if not ip.is_loopback:
+        return False
+    return not any(h in request.headers for h in FORWARD_HEADERS)
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def audit_source(request: Request, channel: str = "api") -> str:
+    """``channel:login@ip`` for the task history (login ``anonymous`` in loopback mode)."""
+    login = getattr(request.state, "api_key", None) or ANONYMOUS
+    return f"{channel}:{login}@{client_ip(request)}"
+
+
+def bearer_token(request: Request) -> str | None:
+    value = request.headers.get("authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _deny(status: int, code: str, message: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": 'Bearer realm="orchestrator"'} if status == 401 else None
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
+
+
+class ApiAuthMiddleware:
+    """Checks every /api/v1 request before its body is read; sets ``request.state.api_key``
+    to the caller's login (None in loopback mode)."""
+
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+        self.app = app
+        self.rt = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or not (
+            path == PROTECTED_PREFIX or path.startswith(PROTECTED_PREFIX + "/")
+        ):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        token = bearer_token(request)
+        denial = None
+        login = None
+        if token is not None:
+            login = await self.rt.run_db(verify_secret, self.rt, token)
+            if login is None:
+                denial = _deny(401, "INVALID_API_KEY", "the API key is unknown or revoked")
+        elif await self.rt.run_db(keys_configured, self.rt):
+            denial = _deny(401, "UNAUTHORIZED", "send Authorization: Bearer <API key secret>")
+        elif not is_loopback(request):
+            denial = _deny(
+                403,
+                "LOOPBACK_ONLY",
+                "no API key is configured, so only loopback clients may call the API; "
+                "create one with `orchestrator apikey create`",
+            )
+        if denial is not None:
+            await denial(scope, receive, send)
+            return
+        scope.setdefault("state", {})["api_key"] = login
+        await self.app(scope, receive, send)
+
+
+def warn_if_open(rt: Runtime) -> None:
+    """Say loudly, on start, that the API has no key."""
+    if keys_configured(rt):
+        return
+    log.warning(
+        "!!! NO API KEY IS CONFIGURED: /api/v1 accepts unauthenticated calls from loopback "
+        "clients (and refuses all others). Behind a reverse proxy on this host that does not "
+        "set X-Forwarded-For, every client would look local. Create a key with "
+        "`orchestrator apikey create` or set ORCH_API_KEYS=login:secret. !!!"
+    )

@@ -14,7 +14,7 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 
 _ERR = _json(_ref("Error"), "Error")
-_ERRORS = {str(code): _ERR for code in (400, 404, 409, 413, 422)}
+_ERRORS = {str(code): _ERR for code in (400, 404, 409, 413, 415, 422)}
 _PROCESS_PARAM = {
     "name": "process",
     "in": "path",
@@ -158,7 +158,16 @@ OPENAPI: dict[str, Any] = {
             }
         },
     },
+    # Required once any API key exists; without one, loopback clients need none.
+    "security": [{"bearer": []}, {}],
     "components": {
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "an API key's secret (`orchestrator apikey create`)",
+            }
+        },
         "schemas": {
             "Error": {
                 "type": "object",
@@ -259,6 +268,16 @@ OPENAPI: dict[str, Any] = {
                     },
                 ]
             },
-        }
+        },
     },
 }
+
+# Every operation can be refused before it runs (http/auth.py).
+for _item in OPENAPI["paths"].values():
+    for _op in _item.values():
+        _op["responses"].setdefault(
+            "401", _json(_ref("Error"), "No API key, or an unknown or revoked one")
+        )
+        _op["responses"].setdefault(
+            "403", _json(_ref("Error"), "No API key is configured and the client is not local")
+        )

@@ -42,10 +42,16 @@ def _current() -> Any:
     )
 
 
+MAX_ID = 2**31 - 1
+
+
 def get_process(conn: Connection, key: str | int) -> ProcessRecord | None:
     """By conv_id (a number) or slug."""
     text = str(key)
-    cond = processes.c.id == int(text) if text.isdigit() else processes.c.slug == text
+    numeric = text.isascii() and text.isdigit()  # not "²", which isdigit() also accepts
+    if numeric and int(text) > MAX_ID:
+        return None  # no such id, and PostgreSQL would refuse the out-of-range number
+    cond = processes.c.id == int(text) if numeric else processes.c.slug == text
     row = conn.execute(_current().where(cond)).first()
     return _record(row) if row else None
 

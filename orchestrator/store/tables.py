@@ -143,7 +143,8 @@ callbacks = Table(
     Column("dedupe_key", String(200), nullable=True),
     Column("idem_token", String(200), nullable=True),
     Column("payload", Text, nullable=False),
-    Column("source_ip", String(64), nullable=True),
+    # Who sent it: webhook form or API key, and the client address (audit trail).
+    Column("source_ip", String(200), nullable=True),
     Column("received_at", Float, nullable=False),
     # new (not yet looked at) | pending (its task is not waiting yet) | applied | ignored
     Column("status", String(10), nullable=False),
@@ -206,4 +207,27 @@ twilio_messages = Table(
     Column("created_at", Float, nullable=False),
     Column("check_at", Float, nullable=False),
     Index("ix_twilio_messages_final_check_at", "final", "check_at"),
+)
+
+# API keys (login id + secret). The secret is stored twice, for two checks: a SHA-256
+# hash finds the key behind a Bearer token; an encrypted copy (vault, from ORCH_SECRET)
+# verifies Corezoid signatures, which are keyed with the plain secret.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("login", String(64), primary_key=True),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("secret_encrypted", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+)
+
+# Signatures of Corezoid API requests seen within the clock-skew window: a request
+# replayed inside the window is refused. Rows older than the window are deleted.
+seen_requests = Table(
+    "seen_requests",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("seen_at", Float, nullable=False),
+    Index("ix_seen_requests_seen_at", "seen_at"),
 )

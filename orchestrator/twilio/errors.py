@@ -318,7 +318,7 @@ def describe_error_code(code: int | str | None) -> str:
         return "No error code"
     if isinstance(code, str):
         text = code.strip()
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):
             return ERROR_DESCRIPTIONS.get(text, f"Twilio error {text}")
         code = int(text)
     title = ASYNC_ERROR_MESSAGES.get(code) or API_ERROR_MESSAGES.get(code)

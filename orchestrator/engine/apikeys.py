@@ -1,0 +1,165 @@
+"""API keys: a login id and a secret. They come from the database (``orchestrator apikey
+create``) and from ORCH_API_KEYS (``login:secret,...``).
+
+A database key's secret is shown once, at creation, and stored as a SHA-256 hash (it is
+32 random bytes, so a plain hash cannot be brute-forced) plus an encrypted copy, which
+the Corezoid API needs: its signatures are keyed with the plain secret.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+from orchestrator.engine.runtime import Runtime
+from orchestrator.store import apikeys as key_store
+
+LOGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Path segments of the callback URLs, which share /api/1/json/{login}/... with the
+# Corezoid API: a key with such a login could never be used there.
+RESERVED_LOGINS = frozenset({"callback", "plugins", "public"})
+MIN_ENV_SECRET = 16
+
+
+class ApiKeyError(ValueError):
+    """A refused key operation; the message says why."""
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    login: str
+    source: str  # "database" | "environment"
+    created_at: float | None = None
+    revoked_at: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _check_login(login: str) -> None:
+    if not LOGIN.match(login):
+        raise ApiKeyError(
+            f"login {login!r} must be 1-64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    if login in RESERVED_LOGINS:
+        raise ApiKeyError(f"login {login!r} is reserved (it names a callback URL form)")
+
+
+@functools.lru_cache(maxsize=8)
+def parse_env_keys(raw: str | None) -> dict[str, str]:
+    """ORCH_API_KEYS as {login: secret}; ApiKeyError (never echoing a secret) if malformed."""
+    keys: dict[str, str] = {}
+    if not raw:
+        return keys
+    for n, item in enumerate(raw.split(","), start=1):
+        item = item.strip()
+        if not item:
+            continue
+        login, sep, secret = item.partition(":")
+        login = login.strip()
+        if not sep or not secret:
+            raise ApiKeyError(f"ORCH_API_KEYS entry {n} is not login:secret")
+        _check_login(login)
+        if len(secret) < MIN_ENV_SECRET:
+            raise ApiKeyError(
+                f"ORCH_API_KEYS: the secret of {login!r} is shorter than {MIN_ENV_SECRET} "
+                "characters; use a long random one"
+            )
+        if login in keys:
+            raise ApiKeyError(f"ORCH_API_KEYS names {login!r} twice")
+        keys[login] = secret
+    return keys
+
+
+def _env(rt: Runtime) -> dict[str, str]:
+    return parse_env_keys(rt.settings.api_keys)
+
+
+def create_key(rt: Runtime, login: str | None = None) -> tuple[str, str]:
+    """(login, secret) of a new key. The secret is not retrievable later."""
+    if login is None:
+        login = "k" + secrets.token_hex(6)
+    _check_login(login)
+    if login in _env(rt):
+        raise ApiKeyError(f"login {login!r} is already configured in ORCH_API_KEYS")
+    secret = secrets.token_urlsafe(32)
+    encrypted = rt.vault.encrypt(secret)
+    with rt.db.write() as conn:
+        if not key_store.insert_key(conn, login, hash_secret(secret), encrypted, time.time()):
+            raise ApiKeyError(f"login {login!r} is taken (revoked logins stay taken)")
+    return login, secret
+
+
+def list_keys(rt: Runtime) -> list[ApiKey]:
+    out = [ApiKey(login, "environment") for login in _env(rt)]
+    with rt.db.read() as conn:
+        out += [
+            ApiKey(k.login, "database", k.created_at, k.revoked_at)
+            for k in key_store.list_keys(conn)
+        ]
+    return out
+
+
+def revoke_key(rt: Runtime, login: str) -> None:
+    if login in _env(rt):
+        raise ApiKeyError(f"{login!r} comes from ORCH_API_KEYS: remove it there and restart")
+    with rt.db.write() as conn:
+        if key_store.revoke(conn, login, time.time()):
+            return
+        existing = key_store.get_key(conn, login)
+    if existing is None:
+        raise ApiKeyError(f"no API key {login!r}")
+    raise ApiKeyError(f"API key {login!r} is already revoked")
+
+
+def any_key(rt: Runtime) -> bool:
+    if _env(rt):
+        return True
+    with rt.db.read() as conn:
+        return key_store.any_active(conn)
+
+
+def login_for_secret(rt: Runtime, secret: str) -> str | None:
+    """The login of the active key with this secret."""
+    found = None
+    for login, known in _env(rt).items():
+        # Every entry is compared, so the time taken does not tell which one matched.
+        if hmac.compare_digest(known.encode(), secret.encode()):
+            found = login
+    if found is not None:
+        return found
+    digest = hash_secret(secret)
+    with rt.db.read() as conn:
+        key = key_store.find_by_hash(conn, digest)
+    if key is None or key.revoked_at is not None:
+        return None
+    return key.login if hmac.compare_digest(key.secret_hash, digest) else None
+
+
+def secret_for_login(rt: Runtime, login: str) -> str | None:
+    """The plain secret of an active key (to check a Corezoid signature)."""
+    env = _env(rt)
+    if login in env:
+        return env[login]
+    with rt.db.read() as conn:
+        key = key_store.get_key(conn, login)
+    if key is None or key.revoked_at is not None:
+        return None
+    return rt.vault.decrypt(key.secret_encrypted)
+
+
+def first_sighting(rt: Runtime, key: str, now: float, window: float) -> bool:
+    """Record a signed request; False when it was seen within the last ``2 * window``."""
+    with rt.db.write() as conn:
+        return key_store.first_sighting(conn, key, now, now - 2 * window)
