@@ -12,6 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from orchestrator.config import Settings
+from orchestrator.engine import apikeys
 from orchestrator.engine.runtime import new_task_id
 from orchestrator.engine.service import Service
 from orchestrator.http.app import create_app
@@ -22,7 +23,7 @@ from orchestrator.store.records import TaskRecord
 
 LOCAL = ("127.0.0.1", 50000)
 REMOTE = ("10.1.2.3", 50000)
-KEYS = "ops:key-one-secret,audit:key-two-secret"
+KEYS = "ops:key-one-secret-0001,audit:key-two-secret-0002"
 
 
 def _client(db_url: str, client: tuple[str, int] = LOCAL, **settings: Any) -> TestClient:
@@ -75,15 +76,15 @@ def test_with_keys_a_login_is_needed_and_the_session_is_signed(db_url: str) -> N
         csrf = _csrf(form.text)
         bad = c.post("/console/login", data={"csrf": csrf, "secret": "nope"})
         assert bad.status_code == 200 and "this API key is not known" in bad.text
-        no_csrf = c.post("/console/login", data={"secret": "key-one-secret"})
+        no_csrf = c.post("/console/login", data={"secret": "key-one-secret-0001"})
         assert no_csrf.status_code == 403
         assert c.get("/console").status_code == 303  # still not logged in
         ok = c.post(
             "/console/login",
-            data={"csrf": csrf, "secret": "key-one-secret", "next": "//evil.example/x"},
+            data={"csrf": csrf, "secret": "key-one-secret-0001", "next": "//evil.example/x"},
         )
         assert ok.status_code == 303 and ok.headers["location"] == "/console"
-        assert "key-one-secret" not in ok.headers["set-cookie"]
+        assert "key-one-secret-0001" not in ok.headers["set-cookie"]
         page = c.get("/console")
         assert page.status_code == 200 and ">ops<" in page.text
         # A tampered cookie is no session at all.
@@ -108,7 +109,7 @@ def test_session_cookies_expire_and_cannot_be_forged() -> None:
 def test_logout_needs_the_csrf_token_and_clears_the_cookie(db_url: str) -> None:
     with _client(db_url, api_keys=KEYS) as c:
         csrf = _csrf(c.get("/console/login").text)
-        c.post("/console/login", data={"csrf": csrf, "secret": "key-two-secret"})
+        c.post("/console/login", data={"csrf": csrf, "secret": "key-two-secret-0002"})
         page = c.get("/console")
         assert ">audit<" in page.text
         assert c.post("/console/logout", data={"csrf": "wrong"}).status_code == 403
@@ -116,6 +117,20 @@ def test_logout_needs_the_csrf_token_and_clears_the_cookie(db_url: str) -> None:
         out = c.post("/console/logout", data={"csrf": _csrf(page.text)})
         assert out.status_code == 303 and out.headers["location"] == "/console/login"
         assert 'orch_console=""' in out.headers["set-cookie"]
+
+
+def test_revoking_a_key_ends_its_console_sessions(db_url: str) -> None:
+    with _client(db_url) as c:
+        rt = _service(c).rt
+        login, secret = apikeys.create_key(rt, "night-shift")
+        csrf = _csrf(c.get("/console/login").text)
+        c.post("/console/login", data={"csrf": csrf, "secret": secret})
+        assert ">night-shift<" in c.get("/console").text
+        apikeys.create_key(rt, "day-shift")  # keys stay configured after the revoke
+        apikeys.revoke_key(rt, login)
+        again = c.get("/console")
+        assert again.status_code == 303
+        assert again.headers["location"].startswith("/console/login")
 
 
 def test_new_task_form_refusals_change_nothing(local: TestClient) -> None:

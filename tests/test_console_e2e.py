@@ -232,7 +232,9 @@ def test_phone_width_has_no_sideways_scroll(browser: Any, stack: Stack) -> None:
 
 def test_log_in_and_out_with_an_api_key(browser: Any, sqlite_url: str) -> None:
     expect = _expect()
-    with running_stack(sqlite_url, api_keys="ops:s3cret-key-1,audit:other-key") as stack:
+    with running_stack(
+        sqlite_url, api_keys="ops:s3cret-key-1-long-enough,audit:other-key-long-enough"
+    ) as stack:
         tab = Tab(browser, stack.api, LAPTOP)
         page = tab.page
         try:
@@ -242,7 +244,7 @@ def test_log_in_and_out_with_an_api_key(browser: Any, sqlite_url: str) -> None:
             page.get_by_role("button", name="Log in").click()
             expect(page.locator("#secret-error")).to_have_text("this API key is not known")
             tab.shot("login")
-            page.get_by_label("API key secret").fill("s3cret-key-1")
+            page.get_by_label("API key secret").fill("s3cret-key-1-long-enough")
             page.get_by_role("button", name="Log in").click()
             # Back where it was headed, logged in as the key's login.
             expect(page).to_have_url(re.compile(r"/console/processes/sending-sms$"))

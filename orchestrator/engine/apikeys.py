@@ -147,6 +147,16 @@ def login_for_secret(rt: Runtime, secret: str) -> str | None:
     return key.login if hmac.compare_digest(key.secret_hash, digest) else None
 
 
+def login_active(rt: Runtime, login: str) -> bool:
+    """Whether ``login`` names a key that still works (a console session checks this on
+    every page, so revoking a key ends its sessions at once)."""
+    if login in _env(rt):
+        return True
+    with rt.db.read() as conn:
+        key = key_store.get_key(conn, login)
+    return key is not None and key.revoked_at is None
+
+
 def secret_for_login(rt: Runtime, login: str) -> str | None:
     """The plain secret of an active key (to check a Corezoid signature)."""
     env = _env(rt)

@@ -36,6 +36,11 @@ def verify_secret(rt: Runtime, secret: str) -> str | None:
     return apikeys.login_for_secret(rt, secret)
 
 
+def login_active(rt: Runtime, login: str) -> bool:
+    """The key ``login`` exists and is not revoked."""
+    return apikeys.login_active(rt, login)
+
+
 def is_loopback(request: Request) -> bool:
     """The peer is this machine and no proxy forwarded the request."""
     host = request.client.host if request.client else None

@@ -98,6 +98,8 @@ def _visit(request: Request, *, public: bool) -> Visit:
     rt = service.rt
     s = sessions.decode(rt.secret, request.cookies.get(sessions.COOKIE))
     if auth.keys_configured(rt):
+        if s is not None and s.login is not None and not auth.login_active(rt, s.login):
+            s = None  # its key was revoked: the session ends with it
         if s is None:
             s, fresh = sessions.new_session(None), True
         else:
