@@ -1,0 +1,1 @@
+"""The ``orchestrator`` subcommands, by group; ``orchestrator.cli`` parses and dispatches."""

@@ -1,0 +1,153 @@
+"""``orchestrator task|process``: create and inspect tasks, list, show and export processes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .common import print_json, runtime, table
+
+
+def cmd_task(args: argparse.Namespace) -> int:
+    from orchestrator.engine.service import ApiError, Service
+
+    service = Service(runtime(args))
+    try:
+        if args.task_cmd == "create":
+            data = json.loads(args.data)
+            view, created = service.create_task(args.process, args.ref, data, source="cli")
+            print_json(view)
+        elif args.task_cmd == "show":
+            print_json(service.get_task(args.task_id))
+        elif args.task_cmd == "history":
+            for e in service.history(args.task_id):
+                detail = json.dumps(e["detail"], ensure_ascii=False) if e["detail"] else ""
+                arrow = (
+                    f"{e['node_id'] or ''} -> {e['to_node_id']}"
+                    if e["to_node_id"]
+                    else (e["node_id"] or "")
+                )
+                print(f"{e['at']}  {e['kind']:<16} {arrow:<40} {detail}")
+        elif args.task_cmd == "list":
+            page = service.list_tasks(
+                args.process,
+                ref=args.ref,
+                node=args.node,
+                state=args.state,
+                outcome=args.outcome,
+                limit=args.limit,
+            )
+            rows = [
+                (
+                    t["task_id"],
+                    t["ref"] or "",
+                    t["node"]["id"],
+                    t["state"],
+                    t["outcome"] or "",
+                    t["created_at"],
+                )
+                for t in page["tasks"]
+            ]
+            table(("task_id", "ref", "node", "state", "outcome", "created_at"), rows)
+    except ApiError as exc:
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    except json.JSONDecodeError as exc:
+        print(f"error: --data is not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    from orchestrator.engine.service import ApiError, Service
+
+    if args.process_cmd in ("export", "graph", "versions"):
+        return _process_files(args)
+
+    service = Service(runtime(args))
+    try:
+        if args.process_cmd == "list":
+            rows = [
+                (
+                    p["conv_id"],
+                    p["slug"],
+                    p["title"],
+                    p["version"],
+                    p["counts"]["active"],
+                    p["counts"]["waiting"],
+                    p["counts"]["success"],
+                    p["counts"]["escalation"],
+                )
+                for p in service.list_processes()
+            ]
+            table(
+                (
+                    "conv_id",
+                    "slug",
+                    "title",
+                    "version",
+                    "active",
+                    "waiting",
+                    "success",
+                    "escalation",
+                ),
+                rows,
+            )
+        else:
+            view = service.process_view(args.process)
+            print(
+                f"{view['title']} ({view['slug']}, conv_id {view['conv_id']}, "
+                f"version {view['version']})"
+            )
+            table(
+                ("node", "kind", "tasks", "title"),
+                [(n["id"], n["kind"], n["count"], n["title"]) for n in view["nodes"]],
+            )
+            for n in view["nodes"]:
+                for form, url in n.get("callback_urls", {}).items():
+                    print(f"  {n['id']} callback ({form}): {url}")
+    except ApiError as exc:
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _process_files(args: argparse.Namespace) -> int:
+    """``process export|graph|versions``: the deployed definitions themselves."""
+    from orchestrator.engine import graph
+    from orchestrator.engine.authoring import NotDeployed, deployed_definition, versions
+
+    rt = runtime(args)
+    try:
+        if args.process_cmd == "versions":
+            table(
+                ("version", "deployed", "source", "checksum"),
+                [
+                    (v["version"], v["deployed"], v["source"] or "-", v["checksum"][:12])
+                    for v in versions(rt, args.process)
+                ],
+            )
+            return 0
+        raw, definition = deployed_definition(rt, args.process, args.version)
+    except NotDeployed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.process_cmd == "graph":
+        print(graph.dot(definition) if args.format == "dot" else graph.mermaid(definition), end="")
+        return 0
+    import yaml
+
+    as_json = args.output and args.output.endswith(".json")
+    text = (
+        json.dumps(raw, indent=2, ensure_ascii=False) + "\n"
+        if as_json
+        else yaml.safe_dump(raw, sort_keys=False, allow_unicode=True, width=100)
+    )
+    if args.output and args.output != "-":
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        print(text, end="")
+    return 0

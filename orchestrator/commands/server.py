@@ -1,0 +1,164 @@
+"""``orchestrator serve|worker|purge|db|deploy|simulate-twilio|demo|bench``: running
+the servers and looking after the database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from typing import Any
+
+from orchestrator.config import Settings
+
+from .common import runtime, settings_from
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from orchestrator.http.app import create_app
+    from orchestrator.store.db import upgrade as db_upgrade
+
+    overrides: dict[str, Any] = {}
+    if args.concurrency:
+        overrides["engine_concurrency"] = args.concurrency
+    if args.db_pool_size:
+        overrides["db_pool_size"] = args.db_pool_size
+    from orchestrator.engine.apikeys import ApiKeyError
+
+    settings = settings_from(args, **overrides)
+    db_upgrade(settings.database_url)
+    try:
+        app = create_app(settings, run_engine=not args.no_engine)
+    except ApiKeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        server_header=False,  # no need to tell the internet what serves it
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from orchestrator.engine.worker import EngineLockError, Worker
+
+    rt = runtime(args, db_pool_size=args.db_pool_size)
+    worker = Worker(rt, concurrency=args.concurrency)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        runner = asyncio.create_task(worker.run())
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        done, _ = await asyncio.wait(
+            {runner, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
+        )
+        if runner in done:
+            runner.result()
+            return
+        await worker.stop()
+        runner.cancel()
+        await rt.aclose()
+
+    try:
+        asyncio.run(main())
+    except EngineLockError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    import time
+
+    from orchestrator.store.retention import purge_batch
+
+    rt = runtime(args)
+    days = args.older_than_days
+    if days is None:
+        days = rt.settings.retention_days
+    cutoff = time.time() - days * 86400
+    total = 0
+    while True:
+        with rt.db.write() as conn:
+            n = purge_batch(conn, cutoff, 500)
+        total += n
+        if n < 500:
+            break
+    print(f"purged {total} finished task(s) older than {days:g} day(s)")
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from orchestrator.store.db import upgrade as db_upgrade
+
+    db_upgrade(settings_from(args).database_url)
+    print("database is at the latest schema")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from orchestrator.engine.definition import DefinitionError
+    from orchestrator.engine.deploy import deploy_files
+
+    rt = runtime(args)
+    try:
+        results = deploy_files(rt, args.files)
+    except DefinitionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for r in results:
+        if r.created:
+            print(f"{r.slug} (conv_id {r.conv_id}): deployed version {r.version}")
+            for change in r.changes:
+                print(f"    {change}")
+            if r.details:
+                print("  in detail:")
+            for line in r.details:
+                print(f"    {line}")
+        else:
+            print(f"{r.slug} (conv_id {r.conv_id}): unchanged, still version {r.version}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from orchestrator.twilio.simulator import SimulatorConfig, serve_simulator
+
+    settings = Settings.from_env()
+    config = SimulatorConfig(
+        account_sid=args.account_sid or settings.twilio_account_sid or SimulatorConfig.account_sid,
+        auth_token=args.auth_token or settings.twilio_auth_token or SimulatorConfig.auth_token,
+        callback_delay=args.callback_delay,
+        duplicate_callbacks=args.duplicate,
+        reorder_callbacks=args.reorder,
+        early_callbacks=args.early,
+        rate_limit_429=args.burst_429,
+        lose_callbacks=args.lose_callbacks,
+    )
+    print(f"Twilio simulator on http://{args.host}:{args.port} (account {config.account_sid})")
+    try:
+        asyncio.run(serve_simulator(config, args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from orchestrator.demo import run_demo
+
+    return run_demo(settings_from(args), keep_running=args.keep_running)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from orchestrator.bench import run_bench
+
+    code: int = run_bench(args)
+    return code
