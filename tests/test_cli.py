@@ -86,3 +86,21 @@ def test_deploy_reports_changes_and_validation_errors(
     code, _, err = run(capsys, sqlite_url, "deploy", str(bad))
     assert code == 2
     assert str(bad) in err and "'start'" in err and "logics[0].to" in err and "nowhere" in err
+
+
+def test_unusable_database_is_one_line_without_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Port 1 refuses connections; a missing directory cannot hold a SQLite file.
+    pg = "postgresql+psycopg://orch:hunter2@127.0.0.1:1/x"
+    code, out, err = run(capsys, pg, "process", "list")
+    assert code == 1 and out == ""
+    assert err.startswith("error: cannot use the database postgresql+psycopg://orch:***@")
+    assert "hunter2" not in err and "Traceback" not in err and err.count("\n") == 1
+
+    missing = f"sqlite:///{tmp_path}/no/such/dir/x.db"
+    code, _, err = run(capsys, missing, "db", "upgrade")
+    assert code == 1 and "unable to open database file" in err
+
+    code, _, err = run(capsys, "nosuchdialect://x", "task", "list", "sending-sms")
+    assert code == 1 and "cannot use the database" in err
