@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -11,7 +12,6 @@ from sqlalchemy import exc
 from sqlalchemy.engine import make_url
 
 from orchestrator.commands.admin import cmd_apikey, cmd_secrets
-from orchestrator.commands.common import settings_from
 from orchestrator.commands.inspection import cmd_process, cmd_task
 from orchestrator.commands.server import (
     cmd_bench,
@@ -23,6 +23,7 @@ from orchestrator.commands.server import (
     cmd_simulate,
     cmd_worker,
 )
+from orchestrator.config import ConfigError, Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         result: int = args.func(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except (exc.OperationalError, exc.ArgumentError) as e:
         # An unreachable or misspelt database is an operator's mistake: one line, not a
         # traceback, and never the URL's password.
@@ -160,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _safe_url(args: argparse.Namespace) -> str:
-    url = args.database_url or settings_from(args).database_url
+    url = args.database_url or os.environ.get("ORCH_DATABASE_URL") or Settings.database_url
     try:
         return make_url(url).render_as_string(hide_password=True)
     except exc.ArgumentError:

@@ -139,3 +139,11 @@ def test_purge_keeps_everything_when_retention_is_off(
     code, out, _ = run(capsys, sqlite_url, "purge", "--older-than-days", "0")
     assert code == 0 and "purged 1 finished task(s)" in out
     assert run(capsys, sqlite_url, "task", "show", task_id)[0] == 1
+
+
+def test_bad_environment_value_is_named(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCH_LEASE_SECONDS", "abc")
+    code, _, err = run(capsys, sqlite_url, "process", "list")
+    assert (code, err) == (2, "error: ORCH_LEASE_SECONDS must be a number, not 'abc'\n")
