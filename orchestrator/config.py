@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 
 class ConfigError(ValueError):
@@ -28,6 +29,16 @@ def _int(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+def _base_url(name: str, default: str) -> str:
+    raw = os.environ.get(name) or default
+    # Callback URLs and signature checks are built on it: a bare host would give Twilio
+    # StatusCallbacks it refuses, far from the cause.
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an http:// or https:// URL, not {raw!r}")
+    return raw.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -76,9 +87,9 @@ class Settings:
     def from_env(cls, **overrides: object) -> Settings:
         values: dict[str, object] = {
             "database_url": os.environ.get("ORCH_DATABASE_URL") or cls.database_url,
-            "public_url": (os.environ.get("ORCH_PUBLIC_URL") or cls.public_url).rstrip("/"),
+            "public_url": _base_url("ORCH_PUBLIC_URL", cls.public_url),
             "secret": os.environ.get("ORCH_SECRET") or None,
-            "twilio_api_url": os.environ.get("ORCH_TWILIO_API_URL") or cls.twilio_api_url,
+            "twilio_api_url": _base_url("ORCH_TWILIO_API_URL", cls.twilio_api_url),
             "twilio_account_sid": os.environ.get("TWILIO_ACCOUNT_SID") or None,
             "twilio_auth_token": os.environ.get("TWILIO_AUTH_TOKEN") or None,
             "twilio_api_key": os.environ.get("TWILIO_API_KEY") or None,

@@ -22,3 +22,18 @@ def test_numbers_are_read_and_bad_ones_are_named(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("ORCH_DB_POOL_SIZE", "1.5")
     with pytest.raises(ConfigError, match="ORCH_DB_POOL_SIZE must be a whole number"):
         Settings.from_env()
+
+
+def test_base_urls_must_be_web_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCH_PUBLIC_URL", "https://sms.example.com/")
+    monkeypatch.setenv("ORCH_TWILIO_API_URL", "http://127.0.0.1:8010")
+    s = Settings.from_env()
+    assert (s.public_url, s.twilio_api_url) == ("https://sms.example.com", "http://127.0.0.1:8010")
+    for bad in ("sms.example.com", "https://", "ftp://x"):
+        monkeypatch.setenv("ORCH_PUBLIC_URL", bad)
+        with pytest.raises(ConfigError, match="ORCH_PUBLIC_URL must be an http:// or https:// URL"):
+            Settings.from_env()
+    monkeypatch.delenv("ORCH_PUBLIC_URL")
+    monkeypatch.setenv("ORCH_TWILIO_API_URL", "127.0.0.1:8010")
+    with pytest.raises(ConfigError, match="ORCH_TWILIO_API_URL"):
+        Settings.from_env()
