@@ -41,6 +41,29 @@ def _base_url(name: str, default: str) -> str:
     return raw.rstrip("/")
 
 
+def _rate_limits() -> str | None:
+    spec = os.environ.get("ORCH_TWILIO_RATE_LIMITS") or None
+    parse_rates(spec)  # refused at start, not at the first send
+    return spec
+
+
+def parse_rates(spec: str | None) -> dict[str, float]:
+    """``"+15005550006=1, MG…=10"`` → {sender: messages per second}."""
+    rates: dict[str, float] = {}
+    for item in (spec or "").split(","):
+        if not item.strip():
+            continue
+        sender, sep, value = item.partition("=")
+        try:
+            rate = float(value)
+        except ValueError:
+            rate = -1.0
+        if not sep or not sender.strip() or rate < 0:
+            raise ConfigError(f"ORCH_TWILIO_RATE_LIMITS: {item.strip()!r} is not sender=rate")
+        rates[sender.strip()] = rate
+    return rates
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///./orchestrator.db"
@@ -95,7 +118,7 @@ class Settings:
             "twilio_api_key": os.environ.get("TWILIO_API_KEY") or None,
             "twilio_api_secret": os.environ.get("TWILIO_API_SECRET") or None,
             "api_keys": os.environ.get("ORCH_API_KEYS") or None,
-            "twilio_rate_limits": os.environ.get("ORCH_TWILIO_RATE_LIMITS") or None,
+            "twilio_rate_limits": _rate_limits(),
             "twilio_default_rate": _float("ORCH_TWILIO_DEFAULT_RATE", cls.twilio_default_rate),
             "reconcile_after": _float("ORCH_RECONCILE_AFTER", cls.reconcile_after),
             "reconcile_interval": _float("ORCH_RECONCILE_INTERVAL", cls.reconcile_interval),

@@ -37,3 +37,11 @@ def test_base_urls_must_be_web_addresses(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("ORCH_TWILIO_API_URL", "127.0.0.1:8010")
     with pytest.raises(ConfigError, match="ORCH_TWILIO_API_URL"):
         Settings.from_env()
+
+
+def test_rate_limits_are_checked_when_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCH_TWILIO_RATE_LIMITS", "+15005550006=1, MG1=2.5")
+    assert Settings.from_env().twilio_rate_limits == "+15005550006=1, MG1=2.5"
+    monkeypatch.setenv("ORCH_TWILIO_RATE_LIMITS", "+15005550006=1,xyz")
+    with pytest.raises(ConfigError, match="ORCH_TWILIO_RATE_LIMITS: 'xyz' is not sender=rate"):
+        Settings.from_env()
