@@ -57,6 +57,8 @@ def test_errors_are_clear(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -
     assert code == 1 and "TASK_NOT_FOUND" in err
     code, _, err = run(capsys, sqlite_url, "task", "create", "sending-sms", "--data", "{oops")
     assert code == 2 and "not valid JSON" in err
+    code, _, err = run(capsys, sqlite_url, "task", "create", "sending-sms", "--data", '{"a": NaN}')
+    assert code == 2 and "not valid JSON: NaN is not JSON" in err
     code, _, err = run(capsys, sqlite_url, "process", "show", "missing")
     assert code == 1 and "PROCESS_NOT_FOUND" in err
 
