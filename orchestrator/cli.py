@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
+
+from sqlalchemy import exc
+from sqlalchemy.engine import make_url
 
 from orchestrator.commands.admin import cmd_apikey, cmd_secrets
 from orchestrator.commands.inspection import cmd_process, cmd_task
@@ -19,6 +23,7 @@ from orchestrator.commands.server import (
     cmd_simulate,
     cmd_worker,
 )
+from orchestrator.config import ConfigError, Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,8 +148,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (exc.OperationalError, exc.ArgumentError) as e:
+        # An unreachable or misspelt database is an operator's mistake: one line, not a
+        # traceback, and never the URL's password.
+        print(
+            f"error: cannot use the database {_safe_url(args)}: {_first_line(e)}", file=sys.stderr
+        )
+        return 1
     return result
+
+
+def _safe_url(args: argparse.Namespace) -> str:
+    url = args.database_url or os.environ.get("ORCH_DATABASE_URL") or Settings.database_url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except exc.ArgumentError:
+        return repr(url.split("@")[-1]) if "@" in url else repr(url)
+
+
+def _first_line(e: Exception) -> str:
+    cause = e.orig if isinstance(e, exc.DBAPIError) and e.orig is not None else e
+    return str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
 
 
 if __name__ == "__main__":

@@ -4,16 +4,64 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+
+class ConfigError(ValueError):
+    """An environment variable the operator set cannot be used; the message names it."""
 
 
 def _float(name: str, default: float) -> float:
     raw = os.environ.get(name)
-    return float(raw) if raw not in (None, "") else default
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
 
 
 def _int(name: str, default: int) -> int:
     raw = os.environ.get(name)
-    return int(raw) if raw not in (None, "") else default
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+def _base_url(name: str, default: str) -> str:
+    raw = os.environ.get(name) or default
+    # Callback URLs and signature checks are built on it: a bare host would give Twilio
+    # StatusCallbacks it refuses, far from the cause.
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an http:// or https:// URL, not {raw!r}")
+    return raw.rstrip("/")
+
+
+def _rate_limits() -> str | None:
+    spec = os.environ.get("ORCH_TWILIO_RATE_LIMITS") or None
+    parse_rates(spec)  # refused at start, not at the first send
+    return spec
+
+
+def parse_rates(spec: str | None) -> dict[str, float]:
+    """``"+15005550006=1, MG…=10"`` → {sender: messages per second}."""
+    rates: dict[str, float] = {}
+    for item in (spec or "").split(","):
+        if not item.strip():
+            continue
+        sender, sep, value = item.partition("=")
+        try:
+            rate = float(value)
+        except ValueError:
+            rate = -1.0
+        if not sep or not sender.strip() or rate < 0:
+            raise ConfigError(f"ORCH_TWILIO_RATE_LIMITS: {item.strip()!r} is not sender=rate")
+        rates[sender.strip()] = rate
+    return rates
 
 
 @dataclass(frozen=True)
@@ -62,15 +110,15 @@ class Settings:
     def from_env(cls, **overrides: object) -> Settings:
         values: dict[str, object] = {
             "database_url": os.environ.get("ORCH_DATABASE_URL") or cls.database_url,
-            "public_url": (os.environ.get("ORCH_PUBLIC_URL") or cls.public_url).rstrip("/"),
+            "public_url": _base_url("ORCH_PUBLIC_URL", cls.public_url),
             "secret": os.environ.get("ORCH_SECRET") or None,
-            "twilio_api_url": os.environ.get("ORCH_TWILIO_API_URL") or cls.twilio_api_url,
+            "twilio_api_url": _base_url("ORCH_TWILIO_API_URL", cls.twilio_api_url),
             "twilio_account_sid": os.environ.get("TWILIO_ACCOUNT_SID") or None,
             "twilio_auth_token": os.environ.get("TWILIO_AUTH_TOKEN") or None,
             "twilio_api_key": os.environ.get("TWILIO_API_KEY") or None,
             "twilio_api_secret": os.environ.get("TWILIO_API_SECRET") or None,
             "api_keys": os.environ.get("ORCH_API_KEYS") or None,
-            "twilio_rate_limits": os.environ.get("ORCH_TWILIO_RATE_LIMITS") or None,
+            "twilio_rate_limits": _rate_limits(),
             "twilio_default_rate": _float("ORCH_TWILIO_DEFAULT_RATE", cls.twilio_default_rate),
             "reconcile_after": _float("ORCH_RECONCILE_AFTER", cls.reconcile_after),
             "reconcile_interval": _float("ORCH_RECONCILE_INTERVAL", cls.reconcile_interval),

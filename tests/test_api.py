@@ -143,6 +143,15 @@ def test_modify_by_ref_releases_a_waiting_task(stack: Stack) -> None:
     assert r.json()["data"]["answer"] == "no"
     waiting = stack.wait(task_id, state="waiting")
     assert waiting["data"] == {"a": 1, "answer": "no"}
+    # A stray field (a misplaced ref, a typo) is named, as on create, and changes nothing.
+    _err(
+        stack.client.patch(
+            "/api/v1/processes/waiter/tasks/m1", json={"data": {"answer": "yes"}, "ref": "m2"}
+        ),
+        422,
+        "UNKNOWN_FIELDS",
+    )
+    assert stack.wait(task_id, state="waiting")["data"] == {"a": 1, "answer": "no"}
     r = stack.client.patch("/api/v1/processes/waiter/tasks/m1", json={"data": {"answer": "yes"}})
     done = stack.wait(task_id)
     assert (done["outcome"], done["node"]["id"]) == ("success", "ok")

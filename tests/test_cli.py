@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,8 @@ def test_errors_are_clear(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -
     assert code == 1 and "TASK_NOT_FOUND" in err
     code, _, err = run(capsys, sqlite_url, "task", "create", "sending-sms", "--data", "{oops")
     assert code == 2 and "not valid JSON" in err
+    code, _, err = run(capsys, sqlite_url, "task", "create", "sending-sms", "--data", '{"a": NaN}')
+    assert code == 2 and "not valid JSON: NaN is not JSON" in err
     code, _, err = run(capsys, sqlite_url, "process", "show", "missing")
     assert code == 1 and "PROCESS_NOT_FOUND" in err
 
@@ -86,3 +89,63 @@ def test_deploy_reports_changes_and_validation_errors(
     code, _, err = run(capsys, sqlite_url, "deploy", str(bad))
     assert code == 2
     assert str(bad) in err and "'start'" in err and "logics[0].to" in err and "nowhere" in err
+
+
+def test_unusable_database_is_one_line_without_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Port 1 refuses connections; a missing directory cannot hold a SQLite file.
+    pg = "postgresql+psycopg://orch:hunter2@127.0.0.1:1/x"
+    code, out, err = run(capsys, pg, "process", "list")
+    assert code == 1 and out == ""
+    assert err.startswith("error: cannot use the database postgresql+psycopg://orch:***@")
+    assert "hunter2" not in err and "Traceback" not in err and err.count("\n") == 1
+
+    missing = f"sqlite:///{tmp_path}/no/such/dir/x.db"
+    code, _, err = run(capsys, missing, "db", "upgrade")
+    assert code == 1 and "unable to open database file" in err
+
+    code, _, err = run(capsys, "nosuchdialect://x", "task", "list", "sending-sms")
+    assert code == 1 and "cannot use the database" in err
+
+
+def _finished_task(db: str, capsys: pytest.CaptureFixture[str]) -> str:
+    from orchestrator.config import Settings
+    from orchestrator.engine.runtime import Runtime
+    from orchestrator.store import tasks as task_store
+
+    code, out, _ = run(capsys, db, "task", "create", "getting-callback", "--data", '{"n": 1}')
+    assert code == 0
+    task_id: str = json.loads(out)["task_id"]
+    rt = Runtime(Settings(database_url=db))
+    with rt.db.write() as conn:
+        task = task_store.get_task(conn, task_id)
+        assert task is not None
+        task.state, task.outcome, task.finished_at = "done", "success", time.time() - 60
+        assert task_store.save_task(conn, task, task.rev)
+    return task_id
+
+
+def test_purge_keeps_everything_when_retention_is_off(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task_id = _finished_task(sqlite_url, capsys)
+    monkeypatch.setenv("ORCH_RETENTION_DAYS", "0")
+    code, out, _ = run(capsys, sqlite_url, "purge")
+    assert code == 0 and "retention is off" in out
+    code, _, err = run(capsys, sqlite_url, "purge", "--older-than-days", "-1")
+    assert code == 2 and "--older-than-days must be 0 or more" in err
+    assert run(capsys, sqlite_url, "task", "show", task_id)[0] == 0  # still there
+
+    # An explicit cutoff is the operator's choice: 0 days takes every finished task.
+    code, out, _ = run(capsys, sqlite_url, "purge", "--older-than-days", "0")
+    assert code == 0 and "purged 1 finished task(s)" in out
+    assert run(capsys, sqlite_url, "task", "show", task_id)[0] == 1
+
+
+def test_bad_environment_value_is_named(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCH_LEASE_SECONDS", "abc")
+    code, _, err = run(capsys, sqlite_url, "process", "list")
+    assert (code, err) == (2, "error: ORCH_LEASE_SECONDS must be a number, not 'abc'\n")

@@ -154,6 +154,16 @@ def test_new_task_form_refusals_change_nothing(local: TestClient) -> None:
         "/console/processes/sending-sms/new", data={"csrf": csrf, "data": "[1]"}
     )
     assert 'id="data-error">must be a JSON object' in not_object.text
+    # Python reads NaN; stored, it made every later answer about the process a 500.
+    nan = local.post(
+        "/console/processes/sending-sms/new", data={"csrf": csrf, "data": '{"Body": NaN}'}
+    )
+    assert 'id="data-error">not valid JSON: NaN is not JSON' in nan.text
+    deep = local.post(
+        "/console/processes/sending-sms/new",
+        data={"csrf": csrf, "data": '{"a": ' + "[" * 900 + "]" * 900 + "}"},
+    )
+    assert "nested deeper than 100 levels" in deep.text
     long_ref = local.post(
         "/console/processes/sending-sms/new",
         data={"csrf": csrf, "ref": "r" * 300, "data": '{"Body": "x"}'},

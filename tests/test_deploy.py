@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -55,3 +56,20 @@ def test_an_error_path_cannot_end_in_success(rt: Runtime) -> None:
     with pytest.raises(DefinitionError) as err:
         deploy_definitions(rt, [(raw, "bad.yaml")])
     assert err.value.field == "on_error"
+
+
+@pytest.mark.parametrize("number", [".nan", ".inf", "-.Inf"])
+def test_a_file_with_nan_or_infinity_is_refused(tmp_path: Path, number: str) -> None:
+    """YAML reads these as floats; set into a task, no answer about it could be written."""
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "slug: p\ntitle: P\nnodes:\n  start:\n    kind: start\n    logics:\n"
+        f"      - {{type: set_param, set: {{x: [1, {number}]}}}}\n"
+        "      - {type: go, to: done}\n  done: {kind: success}\n  bad: {kind: escalation}\n"
+    )
+    with pytest.raises(DefinitionError) as err:
+        read_file(path)
+    assert (err.value.file, err.value.node) == (str(path), "start")
+    assert err.value.field == "logics[0].set.x[1]"
+    path.write_text(path.read_text().replace(number, "1.5"))
+    assert read_file(path)["nodes"]["start"]["logics"][0]["set"]["x"] == [1, 1.5]

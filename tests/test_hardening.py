@@ -205,6 +205,28 @@ def test_out_of_range_ids_are_not_found(stack: Stack) -> None:
         assert r.status_code == 404
 
 
+def test_deeply_nested_json_is_refused_not_a_500(stack: Stack) -> None:
+    """900 levels pass Python's parser but not the recursive walks of task data; 3000
+    exhaust the parser itself. Both were 500s."""
+    before = stack.counts()
+    for depth in (900, 3000):
+        nested = b"[" * depth + b"]" * depth
+        r = stack.client.post(
+            "/api/v1/processes/waiter/tasks",
+            content=b'{"ref": "d", "data": {"a": ' + nested + b"}}",
+        )
+        assert r.status_code == 400 and r.json()["error"]["code"] == "MALFORMED_JSON"
+        assert "nested deeper than 100 levels" in r.json()["error"]["message"]
+        r = httpx.post(_urls(stack)["json"], content=b'{"ref": "d", "a": ' + nested + b"}")
+        assert r.status_code == 400
+        ops = b'{"ops": [{"type": "create", "conv_id": "waiter", "data": {"a": ' + nested + b"}}]}"
+        at = str(int(time.time()))
+        sig = hashlib.sha1(f"{at}{KEY}".encode() + ops + KEY.encode()).hexdigest()
+        r = httpx.post(f"{stack.api}/api/2/json/auditor/{at}/{sig}", content=ops)
+        assert r.status_code == 200 and r.json()["request_proc"] == "format_error"
+    assert stack.counts() == before
+
+
 @pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"9" * 5000])
 def test_numbers_json_cannot_carry_are_refused(stack: Stack, number: bytes) -> None:
     """Python reads these, JSON has no such numbers: stored, they would break every later

@@ -60,6 +60,13 @@ async def big(_: Request) -> Response:
     return PlainTextResponse("x" * 200_000)
 
 
+async def not_json(_: Request) -> Response:
+    # Python's json reads both; neither may reach task data.
+    return Response(
+        '{"a": NaN, "deep": ' + "[" * 900 + "]" * 900 + "}", media_type="application/json"
+    )
+
+
 async def almost_big(_: Request) -> Response:
     return JSONResponse({"filler": "y" * 100_000})
 
@@ -73,6 +80,7 @@ APP = Starlette(
         Route("/slow", slow),
         Route("/big", big),
         Route("/almost-big", almost_big),
+        Route("/not-json", not_json),
     ]
 )
 
@@ -173,6 +181,15 @@ def test_array_and_text_answers_go_to_a_named_param(stack: Stack, server: str) -
     )
     assert stack.run("api-array", {})["data"]["numbers"] == [1, 2, 3]
     assert stack.run("api-text", {})["data"]["api_response"] == "pong"
+
+
+def test_an_answer_json_cannot_carry_is_kept_as_text(stack: Stack, server: str) -> None:
+    """NaN stored in a task broke every later answer about it (500); 900 levels of nesting
+    broke redaction."""
+    stack.deploy(process("api-nan", {"url": server + "/not-json"}))
+    task = stack.run("api-nan", {})
+    assert task["outcome"] == "success"
+    assert task["data"]["api_response"].startswith('{"a": NaN')
 
 
 @pytest.mark.parametrize("code", [400, 404, 500, 302])

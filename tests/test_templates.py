@@ -321,6 +321,24 @@ def test_render_raises_only_template_error(template: str) -> None:
         render_ctx(template)
 
 
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ 'nan' | float }}",  # constant-folded by Jinja into code naming `nan`: NameError
+        "{{ name | replace('Ann', 'inf') | float }}",
+        "{{ [1, name | replace('Ann', '-inf') | float] }}",
+        "{{ 1e308 * 10 }}",
+    ],
+)
+def test_numbers_json_cannot_hold_are_template_errors(template: str) -> None:
+    """A stored NaN made every later answer about the task fail; a NameError escaped as an
+    engine failure, retried forever."""
+    with pytest.raises(TemplateError) as info:
+        render_ctx(template)
+    assert info.value.error == SYNTAX
+    assert render_ctx("{{ 'nan' | float }} text") == "nan text"  # text is text
+
+
 # --------------------------------------------------------------------------- check_syntax
 
 

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from orchestrator import jsontext
+
 from .common import print_json, runtime, table
 
 
@@ -15,7 +17,11 @@ def cmd_task(args: argparse.Namespace) -> int:
     service = Service(runtime(args))
     try:
         if args.task_cmd == "create":
-            data = json.loads(args.data)
+            try:
+                data = jsontext.loads(args.data)  # as the API reads it: no NaN, no runaway depth
+            except ValueError as exc:
+                print(f"error: --data is not valid JSON: {exc}", file=sys.stderr)
+                return 2
             view, created = service.create_task(args.process, args.ref, data, source="cli")
             print_json(view)
         elif args.task_cmd == "show":
@@ -53,9 +59,6 @@ def cmd_task(args: argparse.Namespace) -> int:
     except ApiError as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return 1
-    except json.JSONDecodeError as exc:
-        print(f"error: --data is not valid JSON: {exc}", file=sys.stderr)
-        return 2
     return 0
 
 

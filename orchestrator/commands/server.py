@@ -81,10 +81,21 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
     from orchestrator.store.retention import purge_batch
 
-    rt = runtime(args)
     days = args.older_than_days
+    if days is not None and days < 0:
+        print("error: --older-than-days must be 0 or more", file=sys.stderr)
+        return 2
+    rt = runtime(args)
     if days is None:
         days = rt.settings.retention_days
+        if days <= 0:
+            # 0 means "keep everything", as for the engines' own purge: a cutoff of now
+            # would delete every finished task.
+            print(
+                "retention is off (ORCH_RETENTION_DAYS=0): nothing purged; "
+                "give --older-than-days N to purge by hand"
+            )
+            return 0
     cutoff = time.time() - days * 86400
     total = 0
     while True:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from orchestrator import jsontext
 from orchestrator.engine.definition import Logic, parse_duration
 from orchestrator.engine.interpreter import LogicFailure, StepDeferred, StepResult
 from orchestrator.engine.templates import render
@@ -194,7 +195,7 @@ def _decode(body: bytes, content_type: str) -> Any:
         return base64.b64encode(body).decode()
     if "json" in content_type or text.lstrip()[:1] in ("{", "["):
         try:
-            return json.loads(text)
+            return jsontext.loads(text)  # NaN or runaway nesting: kept as text
         except ValueError:
             pass
     return text

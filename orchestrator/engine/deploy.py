@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -34,7 +35,35 @@ def read_file(path: str | Path) -> dict[str, Any]:
         ) from exc
     if not isinstance(raw, dict):
         raise DefinitionError("a process file must be a mapping", file=str(path))
+    where = _non_finite(raw, [])
+    if where is not None:
+        # YAML's .nan/.inf (and Python's JSON NaN): set into a task, no answer about it
+        # could be written any more.
+        node = str(where[1]) if len(where) > 2 and where[0] == "nodes" else None
+        rest = where[2:] if node else where
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in rest).lstrip(".")
+        raise DefinitionError(
+            "not a JSON number (.nan, .inf)", file=str(path), node=node, field=field
+        )
     return raw
+
+
+def _non_finite(value: Any, path: list[str | int]) -> list[str | int] | None:
+    """The path to the first NaN or infinity in ``value``, else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    items: Any = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        found = _non_finite(item, [*path, key])
+        if found is not None:
+            return found
+    return None
 
 
 def validate(raw: dict[str, Any], *, file: str | None = None) -> ProcessDefinition:

@@ -8,6 +8,7 @@ error path, neither crashes the engine.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from functools import lru_cache
@@ -96,6 +97,7 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
             AttributeError,
             AssertionError,
             RecursionError,
+            NameError,  # Jinja folds "{{ 'nan' | float }}" into code naming `nan`
         ) as exc:
             # Jinja reports some misuse (unknown filter in a branch, bad filter arguments)
             # only while rendering; it is still the template's fault, not the engine's.
@@ -115,6 +117,11 @@ _JSON_SCALARS = (str, int, float, bool, type(None))
 
 def _plain(source: str, value: Any) -> Any:
     """Keep a single expression's value only if it is JSON data (task data is JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        # Stored, it would make every later answer about the task fail.
+        raise TemplateError(
+            "TEMPLATE_SYNTAX_ERROR", f"{source!r}: gives {value}, not a JSON number"
+        )
     if isinstance(value, _JSON_SCALARS):
         return str(value) if type(value) is not str and isinstance(value, str) else value
     if isinstance(value, list | tuple):

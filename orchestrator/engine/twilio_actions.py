@@ -25,7 +25,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.config import Settings
+from orchestrator.config import Settings, parse_rates
 from orchestrator.engine import twilio_input as check
 from orchestrator.engine.definition import Logic
 from orchestrator.engine.interpreter import LogicFailure, NewTask, StepDeferred, StepResult
@@ -393,23 +393,6 @@ class TwilioActions:
         numbers = [str(r["phone_number"]) for r in records if r.get("phone_number")]
         result.data["recipient_list"] = numbers
         result.data["recipients"] = ",".join(numbers)
-
-
-def parse_rates(spec: str | None) -> dict[str, float]:
-    """``"+15005550006=1, MG…=10"`` → {sender: messages per second}."""
-    rates: dict[str, float] = {}
-    for item in (spec or "").split(","):
-        if not item.strip():
-            continue
-        sender, sep, value = item.partition("=")
-        try:
-            rate = float(value)
-        except ValueError:
-            rate = -1.0
-        if not sep or not sender.strip() or rate < 0:
-            raise ValueError(f"ORCH_TWILIO_RATE_LIMITS: {item.strip()!r} is not sender=rate")
-        rates[sender.strip()] = rate
-    return rates
 
 
 def _same_message(message: Mapping[str, Any], form: Mapping[str, Any], since: float) -> bool:

@@ -87,6 +87,9 @@ async def list_tasks(request: Request) -> JSONResponse:
 
 async def modify_task(request: Request) -> JSONResponse:
     body = await json_object(request)
+    unknown = set(body) - {"data"}  # the ref is in the path; a stray one is a mistake
+    if unknown:
+        raise ApiError(422, "UNKNOWN_FIELDS", f"unknown fields: {', '.join(sorted(unknown))}")
     if "data" not in body:
         raise ApiError(422, "MISSING_DATA", "the body needs a data object")
     view = await _run(

@@ -124,6 +124,7 @@ OPENAPI: dict[str, Any] = {
                             "schema": {
                                 "type": "object",
                                 "required": ["data"],
+                                "additionalProperties": False,
                                 "properties": {"data": {"type": "object"}},
                             }
                         }

@@ -8,6 +8,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from orchestrator import jsontext
 from orchestrator.crypto import is_secret_param
 from orchestrator.engine.service import ApiError
 from orchestrator.http import auth
@@ -30,17 +31,21 @@ def _parse_value(raw: str) -> Any:
     text = raw.strip()
     if text[:1] in ("[", "{"):
         try:
-            return json.loads(text)
-        except json.JSONDecodeError:
+            return jsontext.loads(text)
+        except ValueError:
             return raw
     return raw
 
 
 def _json_object(raw: str, errors: dict[str, str], field: str) -> dict[str, Any] | None:
     try:
-        value = json.loads(raw)
+        # As the API reads it: no NaN or Infinity, no runaway nesting.
+        value = jsontext.loads(raw)
     except json.JSONDecodeError as exc:
         errors[field] = f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        return None
+    except ValueError as exc:
+        errors[field] = f"not valid JSON: {exc}"
         return None
     if not isinstance(value, dict):
         errors[field] = 'must be a JSON object, like {"name": "value"}'
