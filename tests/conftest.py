@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -26,6 +27,12 @@ PG_ADMIN_URL = normalize_url(
 )
 DATABASES = [d.strip() for d in os.environ.get("ORCH_TEST_DBS", "sqlite,postgresql").split(",")]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# Property tests explore new random cases on every local run; under CI they replay the
+# same cases, so a red CI always means a change broke something (not an unlucky draw).
+hypothesis.settings.register_profile("ci", derandomize=True, database=None)
+if IN_CI:
+    hypothesis.settings.load_profile("ci")
 
 
 def _pg_admin():  # type: ignore[no-untyped-def]

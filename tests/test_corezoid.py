@@ -16,6 +16,8 @@ from stack import Stack, running_stack
 from test_api import WAITER
 from test_auth import create_key
 
+from orchestrator.engine.corezoid import parse_time
+
 LOGIN = "cz"
 SECRET = "corezoid-secret-0123456789"
 
@@ -253,3 +255,13 @@ def test_modify_of_a_task_not_waiting(sqlite_url: str) -> None:
     assert modified["proc"] == "no_api_callback_in_node_with_task"
     assert modified["code"] == "TASK_NOT_WAITING"
     rt.db.dispose()
+
+
+@pytest.mark.parametrize("text", ["1700000000", "1700000000.123456"])
+def test_path_times_are_unix_seconds(text: str) -> None:
+    assert parse_time(text) == float(text)
+
+
+@pytest.mark.parametrize("text", ["1700000000\n", "17e8", "-1", " 1", "1.", ""])
+def test_other_path_times_are_refused(text: str) -> None:
+    assert parse_time(text) is None

@@ -49,7 +49,14 @@ FUZZ_APP = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
-json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+# Task data is JSON: no NaN or infinity (the API and templates refuse them).
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
 json_values = st.recursive(
     json_scalars,
     lambda inner: (

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from orchestrator.engine.runtime import Runtime
 from orchestrator.store import apikeys as key_store
 
-LOGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+LOGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 # Path segments of the callback URLs, which share /api/1/json/{login}/... with the
 # Corezoid API: a key with such a login could never be used there.
 RESERVED_LOGINS = frozenset({"callback", "plugins", "public"})

@@ -128,9 +128,9 @@ def run_package(service: Service, ops: list[Any], source: str) -> dict[str, Any]
     return {"request_proc": "ok", "ops": [run_op(service, op, source) for op in ops]}
 
 
-_TIME = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,9})?$")
+_TIME = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
 
 
 def parse_time(text: str) -> float | None:
     """The path's time as Unix seconds: an integer, or the float the PyPI client sends."""
-    return float(text) if _TIME.match(text) else None
+    return float(text) if _TIME.fullmatch(text) else None

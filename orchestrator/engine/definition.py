@@ -46,9 +46,9 @@ TWILIO_ACTIONS = (
 )
 CALLBACK_FORMS = ("json", "twilio", "nvp")
 
-_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,99}$")
-_SLUG = re.compile(r"^[a-z][a-z0-9\-]{0,99}$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hour|d|day)?\s*$")
+_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,99}\Z")
+_SLUG = re.compile(r"^[a-z][a-z0-9\-]{0,99}\Z")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hour|d|day)?\s*\Z")
 _UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600}
 _UNITS |= {"d": 86400, "day": 86400}
 

@@ -14,9 +14,9 @@ from orchestrator.store import tasks as task_store
 from orchestrator.store.records import TaskRecord
 
 SEARCH_LIMIT = 50
-_TASK_ID = re.compile(r"^[0-9a-f]{24}$")
-_SID = re.compile(r"^(SM|MM|CA)[0-9a-fA-F]{32}$")
-_PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{5,20}$")
+_TASK_ID = re.compile(r"^[0-9a-f]{24}\Z")
+_SID = re.compile(r"^(SM|MM|CA)[0-9a-fA-F]{32}\Z")
+_PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{5,20}\Z")
 
 
 def phone_needle(q: str) -> str | None:

@@ -17,17 +17,17 @@ from orchestrator.config import Settings
 from orchestrator.engine.interpreter import LogicFailure
 from orchestrator.twilio.client import Credentials
 
-_E164 = re.compile(r"^\+[1-9]\d{1,14}$")
-_ALPHA_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
-_SHORT_CODE = re.compile(r"^\d{5,6}$")
+_E164 = re.compile(r"^\+[1-9][0-9]{1,14}\Z")  # ASCII only: \d also takes other scripts' digits
+_ALPHA_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}\Z")
+_SHORT_CODE = re.compile(r"^[0-9]{5,6}\Z")
 _SOURCE = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)")
 SID = {
-    "AccountSid": re.compile(r"^AC[0-9a-fA-F]{32}$"),
-    "ApiKeySid": re.compile(r"^SK[0-9a-fA-F]{32}$"),
-    "MessagingServiceSid": re.compile(r"^MG[0-9a-fA-F]{32}$"),
-    "ApplicationSid": re.compile(r"^AP[0-9a-fA-F]{32}$"),
-    "Sid": re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$"),
-    "CallSid": re.compile(r"^CA[0-9a-fA-F]{32}$"),
+    "AccountSid": re.compile(r"^AC[0-9a-fA-F]{32}\Z"),
+    "ApiKeySid": re.compile(r"^SK[0-9a-fA-F]{32}\Z"),
+    "MessagingServiceSid": re.compile(r"^MG[0-9a-fA-F]{32}\Z"),
+    "ApplicationSid": re.compile(r"^AP[0-9a-fA-F]{32}\Z"),
+    "Sid": re.compile(r"^(SM|MM)[0-9a-fA-F]{32}\Z"),
+    "CallSid": re.compile(r"^CA[0-9a-fA-F]{32}\Z"),
 }
 MAX_BODY = 1600
 MAX_MEDIA = 10

@@ -18,7 +18,7 @@ from typing import Any
 
 API_VERSION = "2010-04-01"
 MORE_INFO = "https://www.twilio.com/docs/errors/{code}"
-E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+E164 = re.compile(r"^\+[1-9][0-9]{1,14}\Z")
 # Sender Twilio "picks from the pool" when only MessagingServiceSid is given.
 MESSAGING_SERVICE_SENDER = "+15005550006"
 
