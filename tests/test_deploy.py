@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import copy
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from orchestrator.config import Settings
 from orchestrator.engine.definition import DefinitionError
-from orchestrator.engine.deploy import deploy_definitions, ensure_shipped, read_file
+from orchestrator.engine.deploy import SHIPPED_DIR, deploy_definitions, ensure_shipped, read_file
 from orchestrator.engine.runtime import Runtime
+from orchestrator.store.tables import process_versions, processes
 
 
 @pytest.fixture
@@ -73,3 +76,35 @@ def test_a_file_with_nan_or_infinity_is_refused(tmp_path: Path, number: str) -> 
     assert err.value.field == "logics[0].set.x[1]"
     path.write_text(path.read_text().replace(number, "1.5"))
     assert read_file(path)["nodes"]["start"]["logics"][0]["set"]["x"] == [1, 1.5]
+
+
+def test_processes_starting_together_deploy_the_shipped_processes_once(db_url: str) -> None:
+    """M workers started at once on an empty database all run ensure_shipped; they once
+    raced to insert the same slug and all but one crashed (PostgreSQL)."""
+    runtimes = [Runtime(Settings(database_url=db_url)) for _ in range(4)]
+    start = threading.Barrier(len(runtimes))
+    errors: list[BaseException] = []
+
+    def boot(rt: Runtime) -> None:
+        start.wait()
+        try:
+            ensure_shipped(rt)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=boot, args=(rt,)) for rt in runtimes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert not errors, errors
+        with runtimes[0].db.read() as conn:
+            slugs = conn.execute(select(processes.c.slug, processes.c.current_version)).all()
+            versions = conn.execute(select(func.count()).select_from(process_versions)).scalar()
+        shipped = {read_file(p)["slug"] for p in SHIPPED_DIR.glob("*.yaml")}
+        assert sorted(s for s, _ in slugs) == sorted(shipped)
+        assert {v for _, v in slugs} == {1} and versions == len(shipped)
+    finally:
+        for rt in runtimes:
+            rt.db.dispose()

@@ -195,6 +195,7 @@ def deploy_definitions(
     now = time.time()
     results = []
     with rt.db.write() as conn:
+        process_store.lock_deploys(conn)
         for definition, _raw, src in parsed:
             for node, fld, name in referenced_processes(definition):
                 if name not in batch and process_store.get_process(conn, name) is None:

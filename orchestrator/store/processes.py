@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select, text, update
 
 from orchestrator.store.records import ProcessRecord, dumps, loads
 from orchestrator.store.tables import nodes, process_versions, processes
@@ -82,6 +82,18 @@ def list_versions(conn: Connection, process_id: int) -> list[dict[str, Any]]:
         .order_by(process_versions.c.version)
     )
     return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+# Any constant shared by every process of the deployment; it names the deploy lock.
+_DEPLOY_LOCK_KEY = 0x6F726368  # "orch"
+
+
+def lock_deploys(conn: Connection) -> None:
+    """Serialize deploys until this transaction ends. Several processes starting together
+    on an empty PostgreSQL database all deploy the shipped processes: without this they
+    race to insert the same slug. (SQLite's BEGIN IMMEDIATE already serializes writers.)"""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DEPLOY_LOCK_KEY})
 
 
 def deploy(
