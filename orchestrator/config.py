@@ -97,6 +97,9 @@ class Settings:
     poll_interval: float = 0.5
     engine_concurrency: int = 256
     db_pool_size: int = 10
+    # SQLite: at most this many database jobs share one COMMIT (group commit); 0 or 1 gives
+    # each its own transaction.
+    group_commit: int = 64
     # Finished tasks (and their history) are purged after this many days; 0 keeps them.
     retention_days: float = 30.0
     # A Corezoid API request whose signed time is further than this from ours is refused
@@ -130,6 +133,7 @@ class Settings:
             "poll_interval": _float("ORCH_POLL_INTERVAL", cls.poll_interval),
             "engine_concurrency": _int("ORCH_ENGINE_CONCURRENCY", cls.engine_concurrency),
             "db_pool_size": _int("ORCH_DB_POOL_SIZE", cls.db_pool_size),
+            "group_commit": _int("ORCH_GROUP_COMMIT", cls.group_commit),
             "retention_days": _float("ORCH_RETENTION_DAYS", cls.retention_days),
             "corezoid_time_window": _float("ORCH_COREZOID_TIME_WINDOW", cls.corezoid_time_window),
             "previous_secrets": tuple(

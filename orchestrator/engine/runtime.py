@@ -22,6 +22,7 @@ from orchestrator.engine.definition import ProcessDefinition, parse_definition
 from orchestrator.store import kv
 from orchestrator.store import processes as process_store
 from orchestrator.store.db import Database
+from orchestrator.store.group_commit import GroupCommit
 from orchestrator.store.records import ProcessRecord
 from orchestrator.twilio.client import TwilioClient
 from orchestrator.twilio.retry import RetryPolicy
@@ -54,6 +55,9 @@ class Runtime:
         self._twilio: TwilioClient | None = None
         self._http: httpx.AsyncClient | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self.group_commit: GroupCommit | None = None
+        if self.db.is_sqlite and settings.group_commit > 1:
+            self.group_commit = GroupCommit(self.db, settings.group_commit)
         # Callbacks from the HTTP side (same process) that wake the engine at once.
         self.wake_listeners: list[Callable[[], None]] = []
 
@@ -209,9 +213,12 @@ class Runtime:
 
     async def run_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run database work. SQLite's transactions are local and take well under a
-        millisecond, and it has one writer anyway: they run right here, which is cheaper
-        than a thread hop. PostgreSQL's wait on the network: they run in a thread."""
+        millisecond, and it has one writer anyway: they run on this event loop, which is
+        cheaper than a thread hop, and the jobs ready together share one COMMIT (see
+        store/group_commit.py). PostgreSQL's wait on the network: they run in a thread."""
         if self.db.is_sqlite:
+            if self.group_commit is not None:
+                return await self.group_commit.run(fn, *args, **kwargs)
             return fn(*args, **kwargs)
         if self._executor is None:
             # One thread per pooled connection: more would only queue for a connection.

@@ -3,10 +3,15 @@
 SQLite gets WAL mode and ``BEGIN IMMEDIATE`` for writes (so two writers never deadlock
 upgrading a read lock), plus an in-process lock so this process's threads queue for the
 single writer instead of spinning in SQLite's busy handler.
+
+Inside ``Database.batch()`` (group commit, see store/group_commit.py) every ``write()`` and
+``read()`` on that thread joins the batch's transaction: a write is a savepoint, so it
+still succeeds or fails as a whole, and it is durable once the batch commits.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,10 +70,52 @@ class Database:
         if self.is_sqlite:
             _sqlite_setup(self.engine)
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        self._local = threading.local()  # .batch: the open group-commit connection
+        self._savepoints = itertools.count()
+
+    @contextmanager
+    def batch(self) -> Iterator[Connection]:
+        """One SQLite write transaction that this thread's ``write()``/``read()`` calls
+        join until it ends; committed on success, rolled back on error."""
+        if self._write_lock is None:
+            raise RuntimeError("group commit is for SQLite")
+        with self._write_lock, self.engine.begin() as conn:
+            self._local.batch = conn
+            try:
+                yield conn
+            finally:
+                self._local.batch = None
+
+    def batch_alive(self, conn: Connection) -> bool:
+        """False when SQLite ended the batch's transaction by itself (it does after some
+        errors, e.g. a full disk): later statements would then commit one by one."""
+        return bool(conn.connection.dbapi_connection.in_transaction)  # type: ignore[union-attr]
+
+    @contextmanager
+    def _savepoint(self, conn: Connection) -> Iterator[Connection]:
+        # Raw driver calls: these run a few times per step, SQLAlchemy's nested
+        # transactions cost several times more, and nothing here needs their bookkeeping.
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        name = f"w{next(self._savepoints)}"
+        raw.execute(f"SAVEPOINT {name}")
+        try:
+            yield conn
+        except BaseException:
+            if raw.in_transaction:
+                raw.execute(f"ROLLBACK TO {name}")
+                raw.execute(f"RELEASE {name}")
+            raise
+        raw.execute(f"RELEASE {name}")
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A read-write transaction, committed on success, rolled back on error."""
+        batch = getattr(self._local, "batch", None) if self._write_lock is not None else None
+        if batch is not None:
+            with self._savepoint(batch):
+                yield batch
+            return
         if self._write_lock is None:
             with self.engine.begin() as conn:
                 yield conn
@@ -78,6 +125,10 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
+        batch = getattr(self._local, "batch", None) if self._write_lock is not None else None
+        if batch is not None:  # see the batch's own writes, like any later transaction
+            yield batch
+            return
         with self.engine.connect() as base:
             conn = base.execution_options(readonly=True)
             with conn.begin():
