@@ -4,58 +4,52 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, select
 
+from orchestrator.store import sql
 from orchestrator.store.records import CallbackRecord, dumps
 from orchestrator.store.tables import callbacks
 
-# Built once (see store/tasks.py for why).
-_INSERT_PG = pg_insert(callbacks).on_conflict_do_nothing().returning(callbacks.c.id)
-_INSERT_SQLITE = sqlite_insert(callbacks).on_conflict_do_nothing().returning(callbacks.c.id)
-_SET_STATUS = update(callbacks).where(
-    callbacks.c.id == bindparam("w_id"), callbacks.c.status.in_(("new", "pending"))
+# Hot statements: plain SQL on the driver (see store/sql.py).
+_COLUMNS = (
+    "id, process_id, node_id, form, ref, task_id, dedupe_key, idem_token, payload, "
+    "source_ip, received_at, status, applied_at, applied_task_id"
 )
-_GET_NEW = select(callbacks).where(
-    callbacks.c.id == bindparam("callback_id"), callbacks.c.status == "new"
+_INSERT = sql.Statement(
+    "INSERT INTO callbacks (process_id, node_id, form, ref, task_id, dedupe_key, idem_token, "
+    "payload, source_ip, received_at, status) VALUES (:process_id, :node_id, :form, :ref, "
+    ":task_id, :dedupe_key, :idem_token, :payload, :source_ip, :received_at, 'new') "
+    "ON CONFLICT DO NOTHING RETURNING id"
 )
-_PENDING_BY_TASK = (
-    select(callbacks)
-    .where(
-        callbacks.c.status.in_(("new", "pending")),
-        callbacks.c.task_id == bindparam("task_id"),
-        callbacks.c.node_id.in_((bindparam("node_id"), "*")),
-    )
-    .order_by(callbacks.c.id)
+_SET_STATUS = sql.Statement(
+    "UPDATE callbacks SET status = :status, applied_at = :applied_at, "
+    "applied_task_id = :applied_task_id WHERE id = :w_id AND status IN ('new', 'pending')"
 )
-_PENDING_BY_TASK_OR_REF = (
-    select(callbacks)
-    .where(
-        callbacks.c.status.in_(("new", "pending")),
-        or_(
-            callbacks.c.task_id == bindparam("task_id"),
-            (callbacks.c.process_id == bindparam("process_id"))
-            & (callbacks.c.ref == bindparam("ref")),
-        ),
-        callbacks.c.node_id.in_((bindparam("node_id"), "*")),
-    )
-    .order_by(callbacks.c.id)
+_GET_NEW = sql.Statement(
+    f"SELECT {_COLUMNS} FROM callbacks WHERE id = :callback_id AND status = 'new'"
 )
+_NEW_IDS = sql.Statement("SELECT id FROM callbacks WHERE status = 'new' ORDER BY id LIMIT :limit")
+_UNSETTLED = "status IN ('new', 'pending')"
+_PENDING_BY_TASK = sql.Statement(
+    f"SELECT {_COLUMNS} FROM callbacks WHERE {_UNSETTLED} AND task_id = :task_id "
+    "AND node_id IN (:node_id, '*') ORDER BY id"
+)
+# By task id or by ref: a UNION, so each half uses its own index (an OR made SQLite scan
+# every unsettled callback, on each entry into a wait node).
+_BY_TASK = f"SELECT {_COLUMNS} FROM callbacks WHERE {_UNSETTLED} AND task_id = :task_id"
+_BY_REF = (
+    f"SELECT {_COLUMNS} FROM callbacks WHERE {_UNSETTLED} "
+    "AND process_id = :process_id AND ref = :ref"
+)
+_AT_NODE = " AND node_id IN (:node_id, '*')"
+_PENDING_BY_TASK_OR_REF = sql.Statement(
+    f"{_BY_TASK}{_AT_NODE} UNION {_BY_REF}{_AT_NODE} ORDER BY id"
+)
+_UNSETTLED_FOR_TASK = sql.Statement(f"{_BY_TASK} UNION {_BY_REF} ORDER BY id")
 
 
-_UNSETTLED_FOR_TASK = (
-    select(callbacks)
-    .where(
-        callbacks.c.status.in_(("new", "pending")),
-        or_(
-            callbacks.c.task_id == bindparam("task_id"),
-            (callbacks.c.process_id == bindparam("process_id"))
-            & (callbacks.c.ref == bindparam("ref")),
-        ),
-    )
-    .order_by(callbacks.c.id)
-)
+def _records(cursor: object) -> list[CallbackRecord]:
+    return [CallbackRecord.from_mapping(m) for m in sql.mappings(cursor)]
 
 
 def unsettled_for_task(
@@ -63,7 +57,7 @@ def unsettled_for_task(
 ) -> list[CallbackRecord]:
     """Callbacks still waiting for this task, whatever node they were meant for."""
     params = {"task_id": task_id, "process_id": process_id, "ref": ref}
-    return [CallbackRecord.from_row(r) for r in conn.execute(_UNSETTLED_FOR_TASK, params)]
+    return _records(sql.execute(conn, _UNSETTLED_FOR_TASK, params))
 
 
 def insert_callback(
@@ -93,23 +87,20 @@ def insert_callback(
         "payload": dumps(payload),
         "source_ip": source_ip,
         "received_at": received_at,
-        "status": "new",
     }
-    stmt = _INSERT_PG if conn.dialect.name == "postgresql" else _INSERT_SQLITE
-    row = conn.execute(stmt, values).first()
+    row = sql.execute(conn, _INSERT, values).fetchone()
     return int(row[0]) if row else None
 
 
 def new_ids(conn: Connection, limit: int) -> list[int]:
     """Callbacks not yet looked at, oldest first (each is then delivered in its own
     transaction, which locks the task before the callback)."""
-    stmt = select(callbacks.c.id).where(callbacks.c.status == "new").order_by(callbacks.c.id)
-    return [int(r[0]) for r in conn.execute(stmt.limit(limit))]
+    return [int(r[0]) for r in sql.execute(conn, _NEW_IDS, {"limit": limit}).fetchall()]
 
 
 def get_new(conn: Connection, callback_id: int) -> CallbackRecord | None:
-    row = conn.execute(_GET_NEW, {"callback_id": callback_id}).first()
-    return CallbackRecord.from_row(row) if row else None
+    row = sql.first(sql.execute(conn, _GET_NEW, {"callback_id": callback_id}))
+    return CallbackRecord.from_mapping(row) if row else None
 
 
 def pending_for_task(
@@ -121,7 +112,7 @@ def pending_for_task(
     if ref is not None:
         stmt = _PENDING_BY_TASK_OR_REF
         params.update(process_id=process_id, ref=ref)
-    return [CallbackRecord.from_row(r) for r in conn.execute(stmt, params)]
+    return _records(sql.execute(conn, stmt, params))
 
 
 def set_status(
@@ -134,7 +125,7 @@ def set_status(
         "applied_at": now if status != "pending" else None,
         "applied_task_id": task_id,
     }
-    return conn.execute(_SET_STATUS, values).rowcount == 1
+    return bool(sql.execute(conn, _SET_STATUS, values).rowcount == 1)
 
 
 def counts(conn: Connection) -> dict[str, int]:

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection
 
-from orchestrator.store import twilio_messages
+from orchestrator.store import sql, twilio_messages
 from orchestrator.store.records import dumps, loads
-from orchestrator.store.tables import effects
+
+# Twice per message sent: plain SQL (see store/sql.py).
+_KEY = "task_id = :task_id AND step = :step AND logic_index = :logic_index"
+_GET = sql.Statement(f"SELECT status, result, created_at, request FROM effects WHERE {_KEY}")
+_START = sql.Statement(
+    "INSERT INTO effects (task_id, step, logic_index, kind, status, request, created_at, "
+    "updated_at) VALUES (:task_id, :step, :logic_index, :kind, 'started', :request, :now, :now) "
+    "ON CONFLICT DO NOTHING"
+)
+_FINISH = sql.Statement(
+    f"UPDATE effects SET status = 'done', result = :result, updated_at = :now WHERE {_KEY}"
+)
 
 
 def begin(
@@ -23,36 +33,20 @@ def begin(
 ) -> dict[str, Any] | None:
     """Record that an effect is about to happen. Returns None for a first attempt, or the
     earlier record ({status, result, created_at, request}) when this step ran before."""
-    key = (
-        (effects.c.task_id == task_id)
-        & (effects.c.step == step)
-        & (effects.c.logic_index == logic_index)
+    key = {"task_id": task_id, "step": step, "logic_index": logic_index}
+    started = sql.execute(
+        conn, _START, {**key, "kind": kind, "request": dumps(request), "now": now}
     )
-    row = conn.execute(select(effects).where(key)).first()
-    if row is not None:
-        return {
-            "status": row.status,
-            "result": loads(row.result),
-            "created_at": row.created_at,
-            "request": loads(row.request),
-        }
-    try:
-        with conn.begin_nested():
-            conn.execute(
-                effects.insert().values(
-                    task_id=task_id,
-                    step=step,
-                    logic_index=logic_index,
-                    kind=kind,
-                    status="started",
-                    request=dumps(request),
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-    except IntegrityError:
-        return begin(conn, task_id, step, logic_index, kind, request, now)
-    return None
+    if started.rowcount == 1:
+        return None
+    row = sql.first(sql.execute(conn, _GET, key))
+    assert row is not None  # the insert conflicted with it
+    return {
+        "status": row["status"],
+        "result": loads(row["result"]),
+        "created_at": row["created_at"],
+        "request": loads(row["request"]),
+    }
 
 
 def finish(
@@ -63,12 +57,5 @@ def finish(
     so tracking costs no transaction of its own."""
     if result.get("track"):
         twilio_messages.track(conn, **result["track"])
-    conn.execute(
-        update(effects)
-        .where(
-            effects.c.task_id == task_id,
-            effects.c.step == step,
-            effects.c.logic_index == logic_index,
-        )
-        .values(status="done", result=dumps(result), updated_at=now)
-    )
+    params = {"task_id": task_id, "step": step, "logic_index": logic_index, "now": now}
+    sql.execute(conn, _FINISH, {**params, "result": dumps(result)})

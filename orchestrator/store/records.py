@@ -41,11 +41,17 @@ class TaskRecord:
     # Set on a task started by call_process: "caller_task_id:caller_step:caller_node"
     # until it replies (see engine/calls.py).
     reply_to: str | None = None
+    # The row as the database holds it (columns()), when known: a save then writes only
+    # what changed, so SQLite leaves the indexes of unchanged columns alone.
+    stored: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_row(cls, row: Any) -> TaskRecord:
-        m = row._mapping
-        return cls(
+        return cls.from_mapping(row._mapping)
+
+    @classmethod
+    def from_mapping(cls, m: Any) -> TaskRecord:
+        record = cls(
             id=m["id"],
             process_id=m["process_id"],
             version_id=m["version_id"],
@@ -69,6 +75,15 @@ class TaskRecord:
             finished_at=m["finished_at"],
             reply_to=m["reply_to"],
         )
+        record.stored = {k: m[k] for k in TASK_COLUMNS}
+        return record
+
+    def changed_columns(self) -> dict[str, Any]:
+        """columns(), less those the stored row already has (all of them if unknown)."""
+        values = self.columns()
+        if self.stored is None:
+            return values
+        return {k: v for k, v in values.items() if self.stored.get(k, _MISSING) != v}
 
     def columns(self) -> dict[str, Any]:
         return {
@@ -98,6 +113,10 @@ class TaskRecord:
         }
 
 
+_MISSING = object()
+TASK_COLUMNS = tuple(TaskRecord("", 0, 0, "", "", {}, 0.0, 0.0).columns())
+
+
 @dataclass
 class Event:
     kind: str
@@ -123,7 +142,10 @@ class CallbackRecord:
 
     @classmethod
     def from_row(cls, row: Any) -> CallbackRecord:
-        m = row._mapping
+        return cls.from_mapping(row._mapping)
+
+    @classmethod
+    def from_mapping(cls, m: Any) -> CallbackRecord:
         return cls(
             id=m["id"],
             process_id=m["process_id"],

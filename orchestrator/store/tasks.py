@@ -7,35 +7,30 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
-from orchestrator.store.records import Event, TaskRecord, dumps, loads
+from orchestrator.store import sql
+from orchestrator.store.records import TASK_COLUMNS, Event, TaskRecord, dumps, loads
 from orchestrator.store.tables import task_events, tasks
 
 _SKIP_LOCKED = {"postgresql": True}
 
 
-def _lockable(conn: Connection, stmt: Any) -> Any:
-    """FOR UPDATE SKIP LOCKED where the database has it (SQLite serialises writers)."""
-    if conn.dialect.name in _SKIP_LOCKED:
-        return stmt.with_for_update(skip_locked=True)
-    return stmt
-
-
-# Hot statements are built once: building a Core statement per call costs more than
-# running it on SQLite (about 350 µs of a 550 µs task update).
-_INSERT = tasks.insert()
-_GET = select(tasks).where(tasks.c.id == bindparam("task_id"))
-_GET_LOCKED = _GET.with_for_update()
-_BY_REF = (
-    select(tasks)
-    .where(tasks.c.process_id == bindparam("process_id"), tasks.c.ref == bindparam("ref"))
-    .order_by(tasks.c.active_ref.is_(None), tasks.c.created_at.desc())
-    .limit(1)
+# Hot statements: plain SQL on the driver (see store/sql.py).
+_COLS = sql.column_list(TASK_COLUMNS)
+_INSERT = sql.Statement(
+    f"INSERT INTO tasks ({_COLS}) VALUES ({', '.join(':' + c for c in TASK_COLUMNS)})"
 )
-_BY_REF_LOCKED = _BY_REF.with_for_update()
+_GET = sql.Statement(f"SELECT {_COLS} FROM tasks WHERE id = :task_id")
+_GET_LOCKED = sql.Statement(_GET.sqlite + " FOR UPDATE")
+_BY_REF = sql.Statement(
+    f"SELECT {_COLS} FROM tasks WHERE process_id = :process_id AND ref = :ref "
+    "ORDER BY active_ref IS NULL, created_at DESC LIMIT 1"
+)
+_BY_REF_LOCKED = sql.Statement(_BY_REF.sqlite + " FOR UPDATE")
 _REF_TAKEN = select(tasks.c.id).where(
     tasks.c.process_id == bindparam("process_id"), tasks.c.active_ref == bindparam("ref")
 )
-_SAVE = update(tasks).where(tasks.c.id == bindparam("w_id"), tasks.c.rev == bindparam("w_rev"))
+# One statement per set of changed columns, built on first use.
+_SAVES: dict[tuple[str, ...], sql.Statement] = {}
 
 
 def _locks(conn: Connection, for_update: bool) -> bool:
@@ -43,13 +38,15 @@ def _locks(conn: Connection, for_update: bool) -> bool:
 
 
 def insert_task(conn: Connection, task: TaskRecord) -> None:
-    conn.execute(_INSERT, task.columns())
+    values = task.columns()
+    sql.execute(conn, _INSERT, values)
+    task.stored = values
 
 
 def get_task(conn: Connection, task_id: str, *, for_update: bool = False) -> TaskRecord | None:
     stmt = _GET_LOCKED if _locks(conn, for_update) else _GET
-    row = conn.execute(stmt, {"task_id": task_id}).first()
-    return TaskRecord.from_row(row) if row else None
+    row = sql.first(sql.execute(conn, stmt, {"task_id": task_id}))
+    return TaskRecord.from_mapping(row) if row else None
 
 
 def find_by_ref(
@@ -57,8 +54,8 @@ def find_by_ref(
 ) -> TaskRecord | None:
     """The unfinished task with this ref, else the most recent finished one."""
     stmt = _BY_REF_LOCKED if _locks(conn, for_update) else _BY_REF
-    row = conn.execute(stmt, {"process_id": process_id, "ref": ref}).first()
-    return TaskRecord.from_row(row) if row else None
+    row = sql.first(sql.execute(conn, stmt, {"process_id": process_id, "ref": ref}))
+    return TaskRecord.from_mapping(row) if row else None
 
 
 def active_ref_taken(conn: Connection, process_id: int, ref: str) -> bool:
@@ -66,64 +63,76 @@ def active_ref_taken(conn: Connection, process_id: int, ref: str) -> bool:
 
 
 def save_task(conn: Connection, task: TaskRecord, expected_rev: int) -> bool:
-    """Write the task if nobody changed it since ``expected_rev``; bumps ``rev``."""
-    values = task.columns()
-    del values["id"]
-    values.update(rev=expected_rev + 1, w_id=task.id, w_rev=expected_rev)
-    if conn.execute(_SAVE, values).rowcount == 1:
-        task.rev = expected_rev + 1
+    """Write the task if nobody changed it since ``expected_rev``; bumps ``rev``. Only
+    changed columns are written: every index of a written column is rewritten too."""
+    task.rev = expected_rev + 1
+    changed = task.changed_columns()
+    changed.pop("id", None)
+    changed["rev"] = task.rev
+    names = tuple(sorted(changed))
+    stmt = _SAVES.get(names)
+    if stmt is None:
+        stmt = _SAVES[names] = sql.Statement(
+            sql.update_sql("tasks", names, "id = :w_id AND rev = :w_rev")
+        )
+    if sql.execute(conn, stmt, {**changed, "w_id": task.id, "w_rev": expected_rev}).rowcount == 1:
+        task.stored = {**(task.stored or {}), **changed}
         return True
+    task.rev = expected_rev
     return False
+
+
+_RUNNABLE = (
+    "SELECT id FROM tasks WHERE state = 'active' "
+    "AND (lease_until IS NULL OR lease_until < :now) ORDER BY updated_at LIMIT :limit"
+)
+_DUE = (
+    "SELECT id FROM tasks WHERE state = 'waiting' AND wake_at <= :now ORDER BY wake_at LIMIT :limit"
+)
+_CLAIMS = {
+    # Several workers share PostgreSQL: each skips rows another one is claiming.
+    (query, dialect): sql.Statement(query + (" FOR UPDATE SKIP LOCKED" if dialect else ""))
+    for query in (_RUNNABLE, _DUE)
+    for dialect in (False, True)
+}
 
 
 def claim_runnable(
     conn: Connection, owner: str, limit: int, now: float, lease: float
 ) -> list[TaskRecord]:
     """Lease runnable tasks to ``owner``; expired leases of dead workers are taken over."""
-    inner = _lockable(
-        conn,
-        select(tasks.c.id)
-        .where(
-            tasks.c.state == "active",
-            or_(tasks.c.lease_until.is_(None), tasks.c.lease_until < now),
-        )
-        .order_by(tasks.c.updated_at)
-        .limit(limit),
-    )
-    return _claim(conn, inner, owner, now + lease, {})
+    return _claim(conn, _RUNNABLE, owner, limit, now, now + lease, {})
 
 
 def claim_due_timers(
     conn: Connection, owner: str, limit: int, now: float, lease: float
 ) -> list[TaskRecord]:
     """Lease waiting tasks whose time limit has passed, marked to take the timeout exit."""
-    inner = _lockable(
-        conn,
-        select(tasks.c.id)
-        .where(
-            tasks.c.state == "waiting",
-            tasks.c.wake_at <= now,
-        )
-        .order_by(tasks.c.wake_at)
-        .limit(limit),
-    )
     extra = {"state": "active", "entry": "timeout", "wake_at": None}
-    return _claim(conn, inner, owner, now + lease, extra)
+    return _claim(conn, _DUE, owner, limit, now, now + lease, extra)
 
 
 def _claim(
-    conn: Connection, inner: Any, owner: str, until: float, extra: dict[str, Any]
+    conn: Connection,
+    query: str,
+    owner: str,
+    limit: int,
+    now: float,
+    until: float,
+    extra: dict[str, Any],
 ) -> list[TaskRecord]:
-    ids = [r[0] for r in conn.execute(inner)]
+    select_ids = _CLAIMS[(query, conn.dialect.name in _SKIP_LOCKED)]
+    ids = [r[0] for r in sql.execute(conn, select_ids, {"now": now, "limit": limit}).fetchall()]
     if not ids:
         return []
-    stmt = (
-        update(tasks)
-        .where(tasks.c.id.in_(ids))
-        .values(lease_owner=owner, lease_until=until, rev=tasks.c.rev + 1, **extra)
-        .returning(*tasks.c)
+    params: dict[str, Any] = {f"i{n}": task_id for n, task_id in enumerate(ids)}
+    params.update(extra, lease_owner=owner, lease_until=until)
+    sets = ", ".join(f"{c} = :{c}" for c in ("lease_owner", "lease_until", *extra))
+    marks = ", ".join(f":i{n}" for n in range(len(ids)))
+    stmt = sql.Statement(
+        f"UPDATE tasks SET {sets}, rev = rev + 1 WHERE id IN ({marks}) RETURNING {_COLS}"
     )
-    return [TaskRecord.from_row(r) for r in conn.execute(stmt)]
+    return [TaskRecord.from_mapping(m) for m in sql.mappings(sql.execute(conn, stmt, params))]
 
 
 def release_leases(conn: Connection, owner: str) -> int:
@@ -157,7 +166,10 @@ def defer(conn: Connection, task_id: str, owner: str, until: float) -> None:
     )
 
 
-_INSERT_EVENTS = task_events.insert()
+_INSERT_EVENTS = sql.Statement(
+    "INSERT INTO task_events (task_id, at, kind, node_id, to_node_id, detail) "
+    "VALUES (:task_id, :at, :kind, :node_id, :to_node_id, :detail)"
+)
 
 
 def add_events(conn: Connection, task_id: str, events: Iterable[Event], now: float) -> None:
@@ -172,8 +184,10 @@ def add_events(conn: Connection, task_id: str, events: Iterable[Event], now: flo
         }
         for e in events
     ]
-    if rows:
-        conn.execute(_INSERT_EVENTS, rows)
+    if len(rows) == 1:
+        sql.execute(conn, _INSERT_EVENTS, rows[0])
+    elif rows:
+        sql.execute_many(conn, _INSERT_EVENTS, rows)
 
 
 def history(

@@ -5,12 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from orchestrator.store import sql
 from orchestrator.store.tables import twilio_messages
 
 FINAL_STATUSES = ("delivered", "undelivered", "failed", "canceled", "read")
+
+
+# Once per message sent and per callback: plain SQL (see store/sql.py).
+_TRACK = sql.Statement(
+    "INSERT INTO twilio_messages (sid, account_sid, process_id, node_id, status, final, "
+    "created_at, check_at) VALUES (:sid, :account_sid, :process_id, :node_id, :status, 0, "
+    ":now, :check_at) ON CONFLICT DO NOTHING"
+)
+_CLOSE = sql.Statement(
+    "UPDATE twilio_messages SET status = :status, final = 1 WHERE sid = :sid AND final = 0"
+)
 
 
 @dataclass(frozen=True)
@@ -33,30 +43,24 @@ def track(
     now: float,
     check_at: float,
 ) -> None:
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    values = {
+    # Open even when the create answer (or an adopted message) is already final: only
+    # a callback reaching the wait node, or the sweep, closes it.
+    params = {
         "sid": sid,
         "account_sid": account_sid,
         "process_id": process_id,
         "node_id": node_id,
         "status": status,
-        # Open even when the create answer (or an adopted message) is already final: only
-        # a callback reaching the wait node, or the sweep, closes it.
-        "final": 0,
-        "created_at": now,
+        "now": now,
         "check_at": check_at,
     }
-    conn.execute(insert(twilio_messages).values(**values).on_conflict_do_nothing())
+    sql.execute(conn, _TRACK, params)
 
 
 def note_status(conn: Connection, sid: str, status: str) -> None:
     """A callback arrived: a final status closes the message (the sweep skips it)."""
     if status in FINAL_STATUSES:
-        conn.execute(
-            update(twilio_messages)
-            .where(twilio_messages.c.sid == sid, twilio_messages.c.final == 0)
-            .values(status=status, final=1)
-        )
+        sql.execute(conn, _CLOSE, {"sid": sid, "status": status})
 
 
 def claim_due(conn: Connection, now: float, limit: int, recheck_at: float) -> list[OpenMessage]:
