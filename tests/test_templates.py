@@ -445,3 +445,32 @@ def test_fuzz_render_raises_only_template_error() -> None:
             check_syntax(text)
         except TemplateError as exc:
             assert exc.error == SYNTAX
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        {"x": [1, {"a": "b"}], "unixtime": 5},
+        {"x": None},
+        {"x": 1.5},
+        {"x": "text"},
+        {},
+        {"unixtime": "shadowed"},
+    ],
+)
+@pytest.mark.parametrize("name", ["x", "unixtime", "none", "True"])
+def test_a_bare_name_renders_as_jinja_would(context: dict, name: str) -> None:
+    """``{{ name }}`` and ``{{ name | default(none) }}`` are looked up directly when the
+    parameter is there; the answer (or the error) must be Jinja's own, which ``( … )``
+    around the name forces."""
+    for direct, jinja in (
+        (f"{{{{ {name} }}}}", f"{{{{ ({name}) }}}}"),
+        (f"{{{{ {name} | default(none) }}}}", f"{{{{ ({name}) | default(none) }}}}"),
+    ):
+        outcomes = []
+        for source in (direct, jinja):
+            try:
+                outcomes.append(("value", render(source, context)))
+            except TemplateError as exc:
+                outcomes.append(("error", exc.error))
+        assert outcomes[0] == outcomes[1], (direct, context)

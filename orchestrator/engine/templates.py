@@ -22,6 +22,12 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from orchestrator.engine.functions import FILTERS, FUNCTIONS, FunctionError
 
 _SINGLE = re.compile(r"^\{\{\s*((?:(?!\}\}).)+?)\s*\}\}\Z", re.S)
+# Most templates in process files only name a parameter, perhaps with default(none):
+# those are looked up directly when the parameter is there (Jinja's context costs more
+# than the rest of a step's logic). Anything else, or a name that is missing (it may be a
+# global function, or undefined), goes through Jinja.
+_NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\s*\|\s*default\(\s*none\s*\))?\Z")
+_LITERALS = frozenset({"true", "false", "none", "True", "False", "None"})
 # Bounds on what one operator may build: a template must not eat the engine's memory or CPU.
 MAX_REPEAT = 200_000
 MAX_POWER_BITS = 4096
@@ -68,7 +74,11 @@ def _compile(source: str) -> Any:
     single = _SINGLE.match(source)
     try:
         if single:
-            return ("expr", _env.compile_expression(single.group(1), undefined_to_none=False))
+            expr = _env.compile_expression(single.group(1), undefined_to_none=False)
+            name = _NAME.match(single.group(1))
+            if name and name.group(1) not in _LITERALS:
+                return ("name", (name.group(1), expr))
+            return ("expr", expr)
         return ("text", _env.from_string(source))
     except TemplateSyntaxError as exc:
         raise TemplateError("TEMPLATE_SYNTAX_ERROR", f"{source!r}: {exc.message}") from exc
@@ -80,6 +90,11 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
         if "{{" not in value and "{%" not in value:
             return value
         mode, compiled = _compile(value)
+        if mode == "name":
+            name, compiled = compiled
+            if name in context:
+                return _plain(value, context[name])
+            mode = "expr"
         try:
             result = compiled(**context) if mode == "expr" else compiled.render(**context)
         except UndefinedError as exc:
