@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from stack import ACCOUNT, TOKEN, running_stack
@@ -85,3 +86,65 @@ def test_a_step_slower_than_its_lease_keeps_it(
         ]
         assert len(left) == 1, left
     assert "lease lost" not in caplog.text
+
+
+def _failing_at(node: str, times: int | None) -> tuple[Any, list[str]]:
+    """An Interpreter.run that raises an unexpected error in ``node`` (``times`` times,
+    or always), standing in for a bug in a logic."""
+    from orchestrator.engine.interpreter import Interpreter
+
+    original = Interpreter.run
+    failed: list[str] = []
+
+    async def run(self: Any, task: Any, *args: Any) -> Any:
+        if task.node_id == node and (times is None or len(failed) < times):
+            failed.append(task.id)
+            raise RuntimeError("a bug in a logic")
+        return await original(self, task, *args)
+
+    return run, failed
+
+
+def test_a_step_that_keeps_failing_is_escalated_with_its_attempts_in_history(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.engine import worker
+
+    monkeypatch.setattr(worker, "STEP_RETRY_DELAY", 0.05)
+    monkeypatch.setattr(worker, "MAX_STEP_FAILURES", 3)
+    run, failed = _failing_at("calling_api", None)
+    monkeypatch.setattr(worker.Interpreter, "run", run)
+    with running_stack(db_url) as stack:
+        done = stack.wait(stack.sms("+15551230001")["task_id"], timeout=30)
+        assert (done["outcome"], done["node"]["id"]) == ("escalation", "api_error")
+        assert done["data"]["code"] == "STEP_FAILED"
+        assert "3 times" in done["data"]["message"]
+        failures = [e for e in stack.history(done["task_id"]) if e["kind"] == "step_failed"]
+        assert [e["detail"] for e in failures] == [
+            {"attempt": n, "error": "RuntimeError"} for n in (1, 2, 3)
+        ]
+        # Retried later each time, never in a hot loop; nothing was sent.
+        assert len(failed) == 3
+        assert failures[1]["at"] > failures[0]["at"]
+        assert stack.sim_stats()["messages_created"] == 0
+
+
+def test_a_step_that_fails_then_works_carries_on_and_forgets_its_failures(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.engine import worker
+    from orchestrator.store import tasks as task_store
+
+    monkeypatch.setattr(worker, "STEP_RETRY_DELAY", 0.05)
+    run, failed = _failing_at("calling_api", 2)
+    monkeypatch.setattr(worker.Interpreter, "run", run)
+    with running_stack(db_url) as stack:
+        done = stack.wait(stack.sms("+15551230001")["task_id"], timeout=30)
+        assert done["node"]["id"] == "delivered"
+        assert len(failed) == 2
+        kinds = [e["kind"] for e in stack.history(done["task_id"])]
+        assert kinds.count("step_failed") == 2
+        with stack.db.read() as conn:
+            row = task_store.get_task(conn, done["task_id"])
+        assert row is not None and row.failures == 0
+        assert stack.sim_stats()["messages_created"] == 1

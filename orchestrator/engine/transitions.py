@@ -100,6 +100,7 @@ def commit_step(
 
     task.data = result.data
     task.updated_at = now
+    task.failures = 0  # the step went through
     events = list(result.events)
     if result.to is None:  # stays: a wait or delay node being (re-)entered
         _enter_waiting(task, result.wake_at)

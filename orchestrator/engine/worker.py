@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import OperationalError
 
-from orchestrator.engine.interpreter import Interpreter, StepDeferred
+from orchestrator.engine.interpreter import Interpreter, StepDeferred, StepResult
 from orchestrator.engine.reconcile import sweep_once
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.transitions import Conflict, commit_step, deliver
@@ -32,7 +32,7 @@ from orchestrator.store import callbacks as inbox
 from orchestrator.store import effects as effect_store
 from orchestrator.store import tasks as task_store
 from orchestrator.store.notify import Listener
-from orchestrator.store.records import TaskRecord
+from orchestrator.store.records import Event, TaskRecord
 from orchestrator.store.retention import purge_batch
 
 log = logging.getLogger("orchestrator.engine")
@@ -294,10 +294,38 @@ class Worker:
                 await self._db(self._keep_effects, task, exc.effects)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            # A bug or a database outage: keep the lease for a while so the task is
-            # retried later instead of in a hot loop, and keep the worker alive.
-            log.exception("step of task %s failed; it is retried in %ss", task.id, STEP_RETRY_DELAY)
+        except Exception as exc:
+            # A bug or a database outage: keep the worker alive, retry the step later
+            # (backing off), and escalate the task once it has failed too often.
+            log.exception("step of task %s failed", task.id)
+            try:
+                await self._db(self._step_failed, task.id, type(exc).__name__)
+            except Exception:
+                log.exception("recording the failure of task %s failed", task.id)
+
+    def _step_failed(self, task_id: str, error: str) -> None:
+        """Count the failure in the task's history; retry after a growing delay, or after
+        MAX_STEP_FAILURES in a row, move the task to its escalation node (STEP_FAILED)."""
+        now = time.time()
+        with self.rt.db.write() as conn:
+            task = task_store.get_task(conn, task_id, for_update=True)
+            if task is None or task.lease_owner != self.owner or task.state != "active":
+                return  # the lease went elsewhere meanwhile: that worker owns it now
+            attempt = task.failures + 1
+            event = Event("step_failed", task.node_id, None, {"attempt": attempt, "error": error})
+            _pid, _v, definition = self.rt.definition(task.version_id, conn)
+            if attempt >= MAX_STEP_FAILURES:
+                message = f"the step failed {attempt} times in a row ({error}); see the logs"
+                data = {**task.data, "error": "STEP_FAILED", "code": "STEP_FAILED"}
+                data["message"] = message
+                result = StepResult(data=data, to=definition.default_escalation, events=[event])
+                commit_step(conn, self.rt, task, definition, result, self.owner, now)
+                return
+            expected = task.rev
+            task.failures = attempt
+            task.lease_until = now + retry_delay(attempt)
+            task_store.add_events(conn, task.id, [event], now)
+            task_store.save_task(conn, task, expected)
 
     def _defer(self, task_id: str, until: float) -> None:
         with self.rt.db.write() as conn:
@@ -327,10 +355,6 @@ class Worker:
         except Conflict as exc:
             exc.effects = list(result.effects_done)
             raise
-        except Exception:
-            with self.rt.db.write() as conn:
-                task_store.defer(conn, task.id, self.owner, time.time() + STEP_RETRY_DELAY)
-            raise
 
 
 WAKE_COALESCE_SECONDS = 0.002
@@ -338,8 +362,15 @@ CALLBACK_BATCH = 200
 CLAIM_RETRY_DELAY = 1.0
 RETENTION_INTERVAL = 60.0
 RETENTION_BATCH = 500
-# A step that failed for a reason other than a lost lease is tried again after this long.
+# A step that failed for a reason other than a lost lease is tried again after this long,
+# doubling each time up to STEP_RETRY_MAX; after MAX_STEP_FAILURES in a row it escalates.
 STEP_RETRY_DELAY = 2.0
+STEP_RETRY_MAX = 300.0
+MAX_STEP_FAILURES = 8
+
+
+def retry_delay(attempt: int) -> float:
+    return float(min(STEP_RETRY_DELAY * 2 ** (attempt - 1), STEP_RETRY_MAX))
 
 
 def _retry_on_deadlock(fn: Callable[[], T], attempts: int = 5) -> T:

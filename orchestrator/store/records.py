@@ -33,6 +33,7 @@ class TaskRecord:
     step: int = 0
     hops: int = 0
     rev: int = 0
+    failures: int = 0
     entry: str = "enter"
     wake_at: float | None = None
     lease_owner: str | None = None
@@ -68,6 +69,7 @@ class TaskRecord:
             step=m["step"],
             hops=m["hops"],
             rev=m["rev"],
+            failures=m["failures"],
             entry=m["entry"],
             wake_at=m["wake_at"],
             lease_owner=m["lease_owner"],
@@ -102,6 +104,7 @@ class TaskRecord:
             "step": self.step,
             "hops": self.hops,
             "rev": self.rev,
+            "failures": self.failures,
             "entry": self.entry,
             "wake_at": self.wake_at,
             "lease_owner": self.lease_owner,

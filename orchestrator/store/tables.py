@@ -94,6 +94,8 @@ tasks = Table(
     Column("step", Integer, nullable=False, server_default=text("0")),
     Column("hops", Integer, nullable=False, server_default=text("0")),
     Column("rev", Integer, nullable=False, server_default=text("0")),
+    # Consecutive attempts of the current step that failed unexpectedly (engine/worker.py).
+    Column("failures", Integer, nullable=False, server_default=text("0")),
     # How the node is run next: "enter" runs its logics from the top, "resume" continues
     # after the wait logic that released it, "timeout" follows the node's time limit.
     Column("entry", String(10), nullable=False, server_default=text("'enter'")),
