@@ -31,6 +31,7 @@ class Conflict(RuntimeError):
     def __init__(self, task_id: str) -> None:
         super().__init__(task_id)
         self.effects: list[tuple[int, dict[str, Any]]] = []
+        self.step = 0  # the step those effects belong to
 
 
 def commit_step(

@@ -291,7 +291,7 @@ class Worker:
             log.warning("task %s changed under this worker (lease lost); step dropped", task.id)
             if exc.effects:
                 # What Twilio answered is kept, so the worker that took over uses it.
-                await self._db(self._keep_effects, task, exc.effects)
+                await self._db(self._keep_effects, task.id, exc.step, exc.effects)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -331,29 +331,36 @@ class Worker:
         with self.rt.db.write() as conn:
             task_store.defer(conn, task_id, self.owner, until)
 
-    def _keep_effects(self, task: TaskRecord, done: list[tuple[int, dict[str, Any]]]) -> None:
+    def _keep_effects(
+        self, task_id: str, step: int, done: list[tuple[int, dict[str, Any]]]
+    ) -> None:
         with self.rt.db.write() as conn:
             for index, outcome in done:
-                effect_store.finish(conn, task.id, task.step, index, outcome, time.time())
+                effect_store.finish(conn, task_id, step, index, outcome, time.time())
 
     def _commit(self, task: TaskRecord, definition: Any, result: Any) -> list[TaskRecord]:
+        """commit_step updates its arguments in place. PostgreSQL may ask for the
+        transaction again (deadlock): each attempt then gets fresh copies. SQLite has one
+        writer and never does, so the copies (a good part of a step's cost) are skipped."""
+        step, effects_done = task.step, list(result.effects_done)
+        fresh = not self.rt.db.is_sqlite
+
         def attempt() -> list[TaskRecord]:
-            # commit_step updates its arguments in place: give each attempt fresh copies.
             with self.rt.db.write() as conn:
                 return commit_step(
                     conn,
                     self.rt,
-                    copy.deepcopy(task),
+                    copy.deepcopy(task) if fresh else task,
                     definition,
-                    copy.deepcopy(result),
+                    copy.deepcopy(result) if fresh else result,
                     self.owner,
                     time.time(),
                 )
 
         try:
-            return _retry_on_deadlock(attempt)
+            return _retry_on_deadlock(attempt) if fresh else attempt()
         except Conflict as exc:
-            exc.effects = list(result.effects_done)
+            exc.effects, exc.step = effects_done, step
             raise
 
 
