@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from base64 import b64encode
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 REPEATABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # Content-Length even when empty
@@ -76,23 +77,28 @@ class Response:
 
 @lru_cache(maxsize=256)
 def _split(url: str) -> tuple[str, int, str, str]:
-    """(host, port, request target, Host header) of an http:// URL; cached because load
-    and callbacks hit the same few URLs over and over."""
+    """(host, port, request target, Host and Authorization header lines) of an http://
+    URL; cached because load and callbacks hit the same few URLs over and over."""
     parts = urlsplit(url)
     if parts.scheme != "http":
         raise InvalidURL(f"only http:// URLs are supported, not {url!r}")
     try:
         host, port = parts.hostname, parts.port or 80
-    except ValueError as exc:  # a port that is not a number
-        raise InvalidURL(f"bad port in {url!r}") from exc
+        ascii_host = host.encode("idna").decode("ascii") if host else ""
+    except (ValueError, UnicodeError) as exc:  # a port that is not a number, a bad name
+        raise InvalidURL(f"bad host or port in {url!r}") from exc
     if not host:
         raise InvalidURL(f"no host in {url!r}")
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     # Spaces, controls and non-ASCII percent-encoded (existing %XX escapes kept), as httpx
     # does: they would break the request line.
     target = quote(target, safe="!#$%&'()*+,/:;=?@[]~")
-    netloc = f"[{host}]" if ":" in host else host
-    return host, port, target, netloc if port == 80 else f"{netloc}:{port}"
+    netloc = f"[{ascii_host}]" if ":" in ascii_host else ascii_host
+    lines = f"Host: {netloc if port == 80 else f'{netloc}:{port}'}\r\n"
+    if parts.username is not None:  # user:password@ in the URL is Basic auth, as in httpx
+        userinfo = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        lines += f"Authorization: Basic {b64encode(userinfo.encode()).decode()}\r\n"
+    return ascii_host, port, target, lines
 
 
 class _Connection:
@@ -205,11 +211,14 @@ class Client:
         headers: dict[str, str] | None = None,
         repeatable: bool | None = None,
     ) -> Response:
-        host, port, target, host_header = _split(url)
+        host, port, target, host_lines = _split(url)
         data = body.encode() if isinstance(body, str) else body
-        head = [f"{method} {target} HTTP/1.1\r\nHost: {host_header}\r\n", self._default_headers]
+        head = [f"{method} {target} HTTP/1.1\r\n{host_lines}", self._default_headers]
         if headers:
-            head.extend(f"{k}: {v}\r\n" for k, v in headers.items())
+            lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            if lines.count("\n") != len(headers) or lines.count("\r") != len(headers):
+                raise ValueError(f"CR or LF inside a header: {list(headers)}")  # injection
+            head.append(lines)
         if data or method in BODY_METHODS:
             head.append(f"Content-Length: {len(data)}\r\n")
         head.append("\r\n")

@@ -353,3 +353,17 @@ def test_response_json_helper() -> None:
             assert (r.status_code, r.json()) == (201, {"a": [1, 2]})
 
     run(main)
+
+
+def test_credentials_in_the_url_become_basic_auth_and_headers_cannot_inject() -> None:
+    async def main() -> None:
+        async with uvicorn_server() as (url, _seen), rawhttp.Client() as client:
+            with_auth = url.replace("http://", "http://ops:p%40ss@")
+            got = (await client.get(f"{with_auth}/echo?q=a b")).json()
+            assert got["headers"]["authorization"] == "Basic b3BzOnBAc3M="  # ops:p@ss
+            assert got["headers"]["host"] == url.removeprefix("http://")
+            assert got["query"] == "q=a%20b"
+            with pytest.raises(ValueError, match="CR or LF"):
+                await client.get(f"{url}/echo", headers={"X-A": "1\r\nX-Evil: 1"})
+
+    run(main)
