@@ -265,7 +265,10 @@ async def _run(
         f"in {submitted - started:.2f}s"
     )
     print(f"{target_state:<14} {done} of {args.tasks} after {finished - started:.2f}s")
-    print(f"messages       {stats.get('messages_created')} created in the simulator")
+    print(
+        f"messages       {stats.get('messages_created')} created in the simulator "
+        f"({stats.get('requests')} API requests, {stats.get('callbacks_sent')} callbacks sent)"
+    )
     if not waiting:
         lat, first, last, outcomes = await asyncio.to_thread(_latencies, db)
         span = max(last - first, 1e-9)
