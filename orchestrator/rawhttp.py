@@ -110,8 +110,14 @@ class _Connection:
         self.reused = False
 
     def stale(self) -> bool:
-        # The loop has seen the server's FIN (or an error): do not send on it.
-        return self.writer.is_closing() or self.reader.at_eof()
+        # The loop has seen the server's FIN (or an error): do not send on it. Bytes
+        # waiting on an idle connection (a server's "408 Request Timeout" before it
+        # hangs up) would be read as the next request's answer: stale too.
+        return (
+            self.writer.is_closing()
+            or self.reader.at_eof()
+            or bool(getattr(self.reader, "_buffer", None))
+        )
 
     def close(self) -> None:
         self.writer.close()  # no wait_closed: the transport finishes on its own
@@ -292,6 +298,9 @@ async def _read_response(
     ):
         raise RemoteProtocolError(f"not an HTTP/1.x answer: {lines[0][:80]!r}")
     status = int(status_line[1])
+    if 100 <= status < 200 and status != 101:
+        # Informational (100 Continue, 103 Early Hints): the real answer follows.
+        return await _read_response(reader, await reader.readuntil(b"\r\n\r\n"), method)
     headers: dict[str, str] = {}
     for line in lines[1:]:
         if line:
@@ -300,7 +309,7 @@ async def _read_response(
                 raise RemoteProtocolError(f"bad header line {line[:80]!r}")
             headers[name.strip().lower()] = value.strip()
     keep = headers.get("connection", "").lower() != "close" and status_line[0] == "HTTP/1.1"
-    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+    if method == "HEAD" or status in (101, 204, 304):
         return Response(status, headers, b""), keep
     if "chunked" in headers.get("transfer-encoding", "").lower():
         return Response(status, headers, await _read_chunked(reader)), keep

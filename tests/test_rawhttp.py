@@ -367,3 +367,30 @@ def test_credentials_in_the_url_become_basic_auth_and_headers_cannot_inject() ->
                 await client.get(f"{url}/echo", headers={"X-A": "1\r\nX-Evil: 1"})
 
     run(main)
+
+
+def test_informational_answers_are_skipped() -> None:
+    hints = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+
+    async def main() -> None:
+        async with scripted([hints + OK, OK]) as (url, server), rawhttp.Client() as client:
+            assert (await client.get(f"{url}/a")).text == "ok"
+            assert (await client.get(f"{url}/a")).text == "ok"  # nothing left over
+            assert server.connections == 1
+
+    run(main)
+
+
+def test_idle_connection_with_unsolicited_bytes_is_not_reused() -> None:
+    # Some servers send "408 Request Timeout" on an idle keep-alive connection, then close.
+    goodbye = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+    async def main() -> None:
+        async with scripted([OK + goodbye, OK]) as (url, server), rawhttp.Client() as client:
+            assert (await client.post(f"{url}/a", body="1")).text == "ok"
+            await asyncio.sleep(0.1)
+            r = await client.post(f"{url}/a", body="2")  # not repeatable: must go out once
+            assert (r.status_code, r.text) == (200, "ok")
+            assert server.connections == 2 and len(server.requests) == 2
+
+    run(main)
