@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,5 +32,10 @@ def test_bench_reports_throughput_latency_cpu_and_memory(tmp_path: Path) -> None
     assert result.returncode == 0, result.stdout + result.stderr
     for label in ("throughput", "latency", "server cpu", "peak memory"):
         assert label in result.stdout
+    # CPU per round trip for each process group sharing the cores.
+    assert re.search(
+        r"cpu per rt     server \d+\.\d ms, simulator \d+\.\d ms, load client \d+\.\d ms",
+        result.stdout,
+    ), result.stdout
     assert "done           20 of 20" in result.stdout
     assert "messages       20 created" in result.stdout

@@ -283,15 +283,6 @@ class Simulator:
         return JSONResponse({"reset": True})
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    """Unknown paths and methods answer in Twilio's error shape too."""
-    status = exc.status_code if isinstance(exc, HTTPException) else 500
-    if status == 404:
-        return _not_found(request.url.path)
-    code, text = (20004, "Method not allowed") if status == 405 else (status, "Error")
-    return JSONResponse(error_payload(status, code, text), status_code=status)
-
-
 async def http_error(request: Request, exc: Exception) -> Response:
     """Unknown paths and methods answer in Twilio's error shape too."""
     status = exc.status_code if isinstance(exc, HTTPException) else 500
