@@ -100,6 +100,8 @@ class Settings:
     # SQLite: at most this many database jobs share one COMMIT (group commit); 0 or 1 gives
     # each its own transaction.
     group_commit: int = 64
+    # ...and under load, batches are at least this many seconds apart (fewer, larger ones).
+    group_commit_spacing: float = 0.008
     # Finished tasks (and their history) are purged after this many days; 0 keeps them.
     retention_days: float = 30.0
     # A Corezoid API request whose signed time is further than this from ours is refused
@@ -134,6 +136,7 @@ class Settings:
             "engine_concurrency": _int("ORCH_ENGINE_CONCURRENCY", cls.engine_concurrency),
             "db_pool_size": _int("ORCH_DB_POOL_SIZE", cls.db_pool_size),
             "group_commit": _int("ORCH_GROUP_COMMIT", cls.group_commit),
+            "group_commit_spacing": _float("ORCH_GROUP_COMMIT_SPACING", cls.group_commit_spacing),
             "retention_days": _float("ORCH_RETENTION_DAYS", cls.retention_days),
             "corezoid_time_window": _float("ORCH_COREZOID_TIME_WINDOW", cls.corezoid_time_window),
             "previous_secrets": tuple(

@@ -191,3 +191,26 @@ def test_outside_a_batch_writes_are_their_own_transactions(db: Database) -> None
     assert names(db) == ["plain"]
     with pytest.raises(RuntimeError):
         Database("postgresql://nobody@127.0.0.1:1/none").batch().__enter__()
+
+
+def test_under_load_batches_are_spaced_and_an_idle_job_runs_at_once(db: Database) -> None:
+    group = GroupCommit(db, spacing=0.3)
+    started: list[float] = []
+
+    def stamp(name: str) -> str:
+        started.append(asyncio.get_running_loop().time())
+        return insert(db, name)
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        submitted = loop.time()
+        await group.run(stamp, "first")  # nothing ran before: no wait
+        await asyncio.gather(group.run(stamp, "second"), group.run(stamp, "third"))
+        return submitted
+
+    submitted = asyncio.run(main())
+    assert started[0] - submitted < 0.25
+    # The next batch waited for the spacing, and took both jobs that came meanwhile.
+    assert started[1] - started[0] >= 0.29
+    assert group.batches == 2
+    assert names(db) == ["first", "second", "third"]

@@ -57,7 +57,9 @@ class Runtime:
         self._executor: ThreadPoolExecutor | None = None
         self.group_commit: GroupCommit | None = None
         if self.db.is_sqlite and settings.group_commit > 1:
-            self.group_commit = GroupCommit(self.db, settings.group_commit)
+            self.group_commit = GroupCommit(
+                self.db, settings.group_commit, settings.group_commit_spacing
+            )
         # Callbacks from the HTTP side (same process) that wake the engine at once.
         self.wake_listeners: list[Callable[[], None]] = []
 

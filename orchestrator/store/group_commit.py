@@ -15,6 +15,12 @@ WAL again. Here they are queued and run back to back in one transaction:
 
 A batch holds the event loop while it runs, so it is capped (``max_jobs``); what is left
 runs in the next loop iteration, after I/O had its turn.
+
+Under load, batches are spaced at least ``spacing`` seconds apart: every COMMIT rewrites
+the hot pages (the end of each table, the busiest index pages) into the WAL, so fewer,
+larger batches write far less (measured: some 80 pages per round trip with a batch per
+loop iteration). A job arriving when no batch ran for that long runs at once, so an idle
+server adds no delay.
 """
 
 from __future__ import annotations
@@ -37,9 +43,11 @@ class TransactionLost(RuntimeError):
 
 
 class GroupCommit:
-    def __init__(self, db: Database, max_jobs: int = 64) -> None:
+    def __init__(self, db: Database, max_jobs: int = 64, spacing: float = 0.0) -> None:
         self.db = db
         self.max_jobs = max(1, max_jobs)
+        self.spacing = max(0.0, spacing)
+        self._last_batch = float("-inf")
         self._queues: dict[asyncio.AbstractEventLoop, list[Job]] = {}
         self.batches = 0
         self.jobs = 0
@@ -50,11 +58,16 @@ class GroupCommit:
         queue = self._queues.get(loop)
         if queue is None:
             queue = self._queues[loop] = []
-            loop.call_soon(self._flush, loop)
+            wait = self._last_batch + self.spacing - loop.time()
+            if wait > 0:
+                loop.call_later(wait, self._flush, loop)
+            else:
+                loop.call_soon(self._flush, loop)
         queue.append((fn, args, kwargs, future))
         return await future
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._last_batch = loop.time()
         queue = self._queues.pop(loop, [])
         batch, rest = queue[: self.max_jobs], queue[self.max_jobs :]
         if rest:
