@@ -1,4 +1,7 @@
-"""tasks.failures: consecutive failed attempts of the current step
+"""tasks.failures: consecutive failed attempts of the current step; one index fewer
+
+ix_tasks_process_node_state served no query that ix_tasks_process_node_created (same
+leading columns) does not, and every change of a task's node or state rewrote it.
 
 Revision ID: 0006_step_failures
 Revises: 0005_security
@@ -23,8 +26,12 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("failures", sa.Integer(), server_default=sa.text("0"), nullable=False)
         )
+        batch_op.drop_index("ix_tasks_process_node_state")
 
 
 def downgrade() -> None:
     with op.batch_alter_table("tasks", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_tasks_process_node_state", ["process_id", "node_id", "state"], unique=False
+        )
         batch_op.drop_column("failures")

@@ -108,7 +108,6 @@ tasks = Table(
     # A task started by call_process: where its reply goes, "task_id:step:node_id".
     Column("reply_to", String(140), nullable=True),
     UniqueConstraint("process_id", "active_ref"),
-    Index("ix_tasks_process_node_state", "process_id", "node_id", "state"),
     Index("ix_tasks_process_ref", "process_id", "ref"),
     # The console: a node's tasks newest first, paged without sorting the node, and the
     # per-process state counts answered from the index alone.
