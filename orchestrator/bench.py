@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -204,8 +205,10 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.engine_processes > 1:
         engines = [_spawn(["worker"], env, workdir) for _ in range(args.engine_processes)]
         procs += engines
+    status = 1
     try:
-        return asyncio.run(_run(args, db, procs, engines, sim_port, api_port, workdir))
+        status = asyncio.run(_run(args, db, procs, engines, sim_port, api_port, workdir))
+        return status
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -215,6 +218,10 @@ def run_bench(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
         db.dispose()
+        if status == 0:  # the database and the logs are only worth keeping after a failure
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"logs and database kept in {workdir}", file=sys.stderr)
 
 
 async def _run(
