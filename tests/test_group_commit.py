@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from orchestrator.store.db import Database
-from orchestrator.store.group_commit import GroupCommit, TransactionLost
+from orchestrator.store.group_commit import BUSY_JOBS, GroupCommit, TransactionLost
 
 
 @pytest.fixture
@@ -193,24 +193,27 @@ def test_outside_a_batch_writes_are_their_own_transactions(db: Database) -> None
         Database("postgresql://nobody@127.0.0.1:1/none").batch().__enter__()
 
 
-def test_under_load_batches_are_spaced_and_an_idle_job_runs_at_once(db: Database) -> None:
+def test_under_load_batches_are_spaced_and_light_load_commits_at_once(db: Database) -> None:
     group = GroupCommit(db, spacing=0.3)
-    started: list[float] = []
+    started: dict[str, float] = {}
 
     def stamp(name: str) -> str:
-        started.append(asyncio.get_running_loop().time())
+        started[name] = asyncio.get_running_loop().time()
         return insert(db, name)
 
     async def main() -> float:
         loop = asyncio.get_running_loop()
         submitted = loop.time()
-        await group.run(stamp, "first")  # nothing ran before: no wait
-        await asyncio.gather(group.run(stamp, "second"), group.run(stamp, "third"))
+        await group.run(stamp, "alone")  # a batch of one: light load
+        await group.run(stamp, "next")  # so the next one does not wait either
+        busy = [f"busy{i}" for i in range(BUSY_JOBS)]
+        await asyncio.gather(*(group.run(stamp, n) for n in busy))  # a busy batch...
+        await asyncio.gather(group.run(stamp, "later1"), group.run(stamp, "later2"))
         return submitted
 
     submitted = asyncio.run(main())
-    assert started[0] - submitted < 0.25
-    # The next batch waited for the spacing, and took both jobs that came meanwhile.
-    assert started[1] - started[0] >= 0.29
-    assert group.batches == 2
-    assert names(db) == ["first", "second", "third"]
+    assert started["next"] - submitted < 0.25
+    # ...after which the next batch waited for the spacing and took both waiting jobs.
+    assert started["later1"] - started["busy0"] >= 0.29
+    assert group.batches == 4
+    assert len(names(db)) == 4 + BUSY_JOBS

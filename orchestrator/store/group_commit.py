@@ -19,8 +19,8 @@ runs in the next loop iteration, after I/O had its turn.
 Under load, batches are spaced at least ``spacing`` seconds apart: every COMMIT rewrites
 the hot pages (the end of each table, the busiest index pages) into the WAL, so fewer,
 larger batches write far less (measured: some 80 pages per round trip with a batch per
-loop iteration). A job arriving when no batch ran for that long runs at once, so an idle
-server adds no delay.
+loop iteration). Spacing starts only once batches hold ``BUSY_JOBS`` jobs or more: a
+lightly loaded server commits at once and adds no delay.
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ log = logging.getLogger("orchestrator.store")
 Job = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
 
 
+# Batches this large mean jobs are arriving faster than single commits suit.
+BUSY_JOBS = 4
+
+
 class TransactionLost(RuntimeError):
     """SQLite rolled the batch's transaction back by itself; nothing of it was stored."""
 
@@ -48,6 +52,7 @@ class GroupCommit:
         self.max_jobs = max(1, max_jobs)
         self.spacing = max(0.0, spacing)
         self._last_batch = float("-inf")
+        self._last_size = 0
         self._queues: dict[asyncio.AbstractEventLoop, list[Job]] = {}
         self.batches = 0
         self.jobs = 0
@@ -59,7 +64,7 @@ class GroupCommit:
         if queue is None:
             queue = self._queues[loop] = []
             wait = self._last_batch + self.spacing - loop.time()
-            if wait > 0:
+            if wait > 0 and self._last_size >= BUSY_JOBS:
                 loop.call_later(wait, self._flush, loop)
             else:
                 loop.call_soon(self._flush, loop)
@@ -74,6 +79,7 @@ class GroupCommit:
             self._queues[loop] = rest
             loop.call_soon(self._flush, loop)
         batch = [job for job in batch if not job[3].done()]  # cancelled callers
+        self._last_size = len(batch)
         if batch:
             self._run_batch(batch)
 
