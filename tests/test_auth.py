@@ -91,15 +91,25 @@ def test_keys_required_accepted_and_revoked(
 
         code, out, _ = cli(capsys, db_url, "apikey", "list")
         assert code == 0 and "alice" in out and "active" in out and secret not in out
-        assert cli(capsys, db_url, "apikey", "revoke", "alice")[0] == 0
+        code, _, err = cli(capsys, db_url, "apikey", "revoke", "alice")
+        assert code == 0 and "no active API key is left" in err
+        after_revoke = s.counts()
         # Revocation takes effect on the next request (nothing is cached).
         _err(c.get("/api/v1/processes", headers=bearer), 401, "INVALID_API_KEY")
         code, out, _ = cli(capsys, db_url, "apikey", "list")
         assert "revoked" in out
         code, _, err = cli(capsys, db_url, "apikey", "revoke", "alice")
         assert code == 1 and "already revoked" in err
-        # No active key left: back to loopback-only mode.
-        assert c.get("/api/v1/processes").status_code == 200
+        # No active key left: closed to everyone, never back to loopback-only mode.
+        _err(c.get("/api/v1/processes"), 401, "UNAUTHORIZED")
+        assert s.counts() == after_revoke
+        new_secret = create_key(capsys, db_url, "carol")
+        assert (
+            c.get(
+                "/api/v1/processes", headers={"Authorization": f"Bearer {new_secret}"}
+            ).status_code
+            == 200
+        )
 
 
 def test_key_secrets_are_stored_hashed(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:

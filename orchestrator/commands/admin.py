@@ -48,6 +48,12 @@ def cmd_apikey(args: argparse.Namespace) -> int:
         else:
             apikeys.revoke_key(rt, args.login)
             print(f"revoked {args.login}")
+            if not apikeys.any_active_key(rt):
+                print(
+                    "warning: no active API key is left: /api/v1 now refuses every request "
+                    "until you create one (`orchestrator apikey create`)",
+                    file=sys.stderr,
+                )
     except apikeys.ApiKeyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -124,6 +124,15 @@ def revoke_key(rt: Runtime, login: str) -> None:
 
 
 def any_key(rt: Runtime) -> bool:
+    """Keys are required: one is configured, or was. Revoking the last key leaves the API
+    closed to everyone until a new one is created; it never reopens it to loopback."""
+    if _env(rt):
+        return True
+    with rt.db.read() as conn:
+        return key_store.any_created(conn)
+
+
+def any_active_key(rt: Runtime) -> bool:
     if _env(rt):
         return True
     with rt.db.read() as conn:

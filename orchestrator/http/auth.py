@@ -25,7 +25,8 @@ ANONYMOUS = "anonymous"
 
 
 def keys_configured(rt: Runtime) -> bool:
-    """True when at least one API key is active (database or ORCH_API_KEYS)."""
+    """True when API keys are required: one is configured (ORCH_API_KEYS) or was ever
+    created, even if all are revoked by now (then nobody gets in)."""
     return apikeys.any_key(rt)
 
 
@@ -122,8 +123,13 @@ class ApiAuthMiddleware:
 
 
 def warn_if_open(rt: Runtime) -> None:
-    """Say loudly, on start, that the API has no key."""
+    """Say loudly, on start, that the API has no key (or that no key can get in)."""
     if keys_configured(rt):
+        if not apikeys.any_active_key(rt):
+            log.warning(
+                "every API key is revoked: /api/v1 refuses all requests until one is "
+                "created with `orchestrator apikey create`"
+            )
         return
     log.warning(
         "!!! NO API KEY IS CONFIGURED: /api/v1 accepts unauthenticated calls from loopback "

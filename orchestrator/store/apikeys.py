@@ -15,6 +15,7 @@ from orchestrator.store.tables import api_keys, seen_requests
 _BY_LOGIN = select(api_keys).where(api_keys.c.login == bindparam("login"))
 _BY_HASH = select(api_keys).where(api_keys.c.secret_hash == bindparam("secret_hash"))
 _ANY_ACTIVE = select(api_keys.c.login).where(api_keys.c.revoked_at.is_(None)).limit(1)
+_ANY = select(api_keys.c.login).limit(1)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,11 @@ def find_by_hash(conn: Connection, secret_hash: str) -> ApiKeyRecord | None:
 
 def any_active(conn: Connection) -> bool:
     return conn.execute(_ANY_ACTIVE).first() is not None
+
+
+def any_created(conn: Connection) -> bool:
+    """A key was ever created here, even if every one is revoked since."""
+    return conn.execute(_ANY).first() is not None
 
 
 def revoke(conn: Connection, login: str, now: float) -> bool:
