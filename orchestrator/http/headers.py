@@ -3,7 +3,6 @@ with its own Content-Security-Policy) keeps its value."""
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 BASE_HEADERS = {
@@ -25,6 +24,8 @@ class SecurityHeadersMiddleware:
         self.headers = dict(BASE_HEADERS)
         if https:  # only meaningful (and only honoured) when served over TLS
             self.headers[HSTS[0]] = HSTS[1]
+        # As raw ASGI header pairs, encoded once: this runs on every response.
+        self._raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -33,10 +34,10 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in self.headers.items():
-                    if name not in headers:
-                        headers[name] = value
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _value in headers}
+                headers.extend(pair for pair in self._raw if pair[0] not in present)
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
