@@ -64,6 +64,8 @@ class Database:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = pool_size
+            # Most recently used first: the same few connections keep warm page caches.
+            kwargs["pool_use_lifo"] = True
         else:
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = pool_size
