@@ -113,10 +113,14 @@ tasks = Table(
     # per-process state counts answered from the index alone.
     Index("ix_tasks_process_node_created", "process_id", "node_id", "created_at", "id"),
     Index("ix_tasks_process_state_outcome", "process_id", "state", "outcome"),
-    Index("ix_tasks_state_lease", "state", "lease_until"),
-    Index("ix_tasks_wake_at", "wake_at"),
+    # Claims: runnable tasks oldest first, read in index order (no sort of the backlog).
+    Index("ix_tasks_state_updated_lease", "state", "updated_at", "lease_until"),
+    # Due timers: waiting tasks by wake time (the state first, so no planner prefers the
+    # claims index above and sorts every waiting task).
+    Index("ix_tasks_state_wake_at", "state", "wake_at"),
     Index("ix_tasks_parent", "parent_task_id"),
-    Index("ix_tasks_finished_at", "finished_at"),
+    # Retention: finished tasks by age (the state first, for the same reason).
+    Index("ix_tasks_state_finished_at", "state", "finished_at"),
 )
 
 task_events = Table(
