@@ -198,11 +198,13 @@ def run_bench(args: argparse.Namespace) -> int:
         )
     ]
     serve = ["serve", "--port", str(api_port), "--log-level", "warning"]
-    if args.engine_processes > 1:
+    # The engine in processes of its own (several need PostgreSQL); serve is then the API.
+    separate = args.engine_processes > 1 or bool(getattr(args, "separate_engine", False))
+    if separate:
         serve.append("--no-engine")
     procs.append(_spawn(serve, env, workdir))
     engines = [procs[-1]]
-    if args.engine_processes > 1:
+    if separate:
         engines = [_spawn(["worker"], env, workdir) for _ in range(args.engine_processes)]
         procs += engines
     status = 1

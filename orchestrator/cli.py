@@ -134,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--engine-processes", type=int, default=1)
     b.add_argument("--timeout", type=float, default=300.0)
     b.add_argument(
+        "--separate-engine",
+        action="store_true",
+        help="run the engine as `worker` process(es) and the API as `serve --no-engine`",
+    )
+    b.add_argument(
         "--waiting",
         action="store_true",
         help="lose every callback: measure memory with N tasks left waiting",

@@ -7,8 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
-def test_bench_reports_throughput_latency_cpu_and_memory(tmp_path: Path) -> None:
+
+@pytest.mark.parametrize("layout", [[], ["--separate-engine"]], ids=["serve", "api+worker"])
+def test_bench_reports_throughput_latency_cpu_and_memory(tmp_path: Path, layout: list[str]) -> None:
     db = f"sqlite:///{tmp_path}/bench.db"
     result = subprocess.run(
         [
@@ -24,6 +27,7 @@ def test_bench_reports_throughput_latency_cpu_and_memory(tmp_path: Path) -> None
             "4",
             "--timeout",
             "60",
+            *layout,
         ],
         capture_output=True,
         text=True,
