@@ -22,7 +22,7 @@ import email.utils
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from orchestrator.config import Settings, parse_rates
@@ -351,13 +351,7 @@ class TwilioActions:
         params: Mapping[str, Any],
         result: StepResult,
     ) -> None:
-        sid = params.get("Sid")
-        if check.blank(sid):
-            raise check.missing(raw, "Sid")
-        try:
-            message = await self.rt.twilio.fetch_message(creds, str(sid))
-        except TwilioError as exc:
-            raise LogicFailure(exc.as_task_data()) from exc
+        message = await _read(self.rt.twilio.fetch_message(creds, _sid(raw, params)))
         result.data["status"] = message.get("status")
         if message.get("error_code"):
             result.data["ErrorCode"] = message["error_code"]
@@ -369,15 +363,10 @@ class TwilioActions:
         params: Mapping[str, Any],
         result: StepResult,
     ) -> None:
-        sid = params.get("Sid")
-        if check.blank(sid):
-            raise check.missing(raw, "Sid")
-        if not check.SID["CallSid"].match(str(sid)):
+        sid = _sid(raw, params)
+        if not check.SID["CallSid"].match(sid):
             raise check.invalid(raw, "Sid", "must be CA followed by 32 hex digits")
-        try:
-            call = await self.rt.twilio.fetch_call(creds, str(sid))
-        except TwilioError as exc:
-            raise LogicFailure(exc.as_task_data()) from exc
+        call = await _read(self.rt.twilio.fetch_call(creds, sid))
         result.data["status"] = call.get("status")
         if call.get("duration") is not None:
             result.data["CallDuration"] = call["duration"]
@@ -410,3 +399,19 @@ def _same_message(message: Mapping[str, Any], form: Mapping[str, Any], since: fl
             return True
         return when >= since - 60
     return True
+
+
+def _sid(raw: Mapping[str, Any], params: Mapping[str, Any]) -> str:
+    """The ``Sid`` a fetch logic names (MISSING_INPUT when blank)."""
+    sid = params.get("Sid")
+    if check.blank(sid):
+        raise check.missing(raw, "Sid")
+    return str(sid)
+
+
+async def _read(request: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """A Twilio read; its failure sends the task down the logic's error path."""
+    try:
+        return await request
+    except TwilioError as exc:
+        raise LogicFailure(exc.as_task_data()) from exc
