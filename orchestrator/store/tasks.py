@@ -290,3 +290,19 @@ def find_by_data_text(conn: Connection, needle: str, *, limit: int = 50) -> list
         .limit(limit)
     )
     return [TaskRecord.from_row(r) for r in conn.execute(stmt)]
+
+
+def last_source(conn: Connection, task_id: str, node_id: str) -> str | None:
+    """The node the task last came from into ``node_id`` (a retry's default start)."""
+    stmt = (
+        select(task_events.c.node_id)
+        .where(
+            task_events.c.task_id == task_id,
+            task_events.c.kind == "transition",
+            task_events.c.to_node_id == node_id,
+        )
+        .order_by(task_events.c.id.desc())
+        .limit(1)
+    )
+    row = conn.execute(stmt).first()
+    return str(row[0]) if row and row[0] else None
