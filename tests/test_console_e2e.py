@@ -242,7 +242,7 @@ def test_log_in_and_out_with_an_api_key(browser: Any, sqlite_url: str) -> None:
             expect(page).to_have_url(re.compile(r"/console/login\?next="))
             page.get_by_label("API key secret").fill("wrong")
             page.get_by_role("button", name="Log in").click()
-            expect(page.locator("#secret-error")).to_have_text("this API key is not known")
+            expect(page.locator("#secret-error")).to_have_text("no active API key has this secret")
             tab.shot("login")
             page.get_by_label("API key secret").fill("s3cret-key-1-long-enough")
             page.get_by_role("button", name="Log in").click()

@@ -220,7 +220,8 @@ class Repair:
         who: str,
         limit: int = BULK_MAX,
         cursor: str | None = None,
-        **params: Any,
+        node: str | None = None,
+        reason: str | None = None,
     ) -> dict[str, Any]:
         """Apply ``action`` to the tasks in ``node_id``, newest first, at most ``limit``
         of them, BULK_BATCH per transaction. Tasks it may not touch (running, already
@@ -252,7 +253,7 @@ class Repair:
                         continue  # moved on meanwhile
                     try:
                         with conn.begin_nested():
-                            self._apply(conn, task, action, who, now, **params)
+                            self._apply(conn, task, action, who, now, node=node, reason=reason)
                         touched += 1
                     except ApiError as err:
                         skipped[err.code] = skipped.get(err.code, 0) + 1

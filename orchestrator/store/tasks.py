@@ -222,9 +222,20 @@ def list_tasks(
     outcome: str | None = None,
     limit: int = 50,
     before: tuple[float, str] | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    data_has: list[tuple[str, ...]] | None = None,
 ) -> list[TaskRecord]:
-    """Newest first; ``before`` is the (created_at, id) of the last row of the prior page."""
+    """Newest first; ``before`` is the (created_at, id) of the last row of the prior page.
+    ``since``/``until`` bound created_at; ``data_has``: for each tuple, the data's JSON
+    text contains one of its strings (a scan newest first, stopping at ``limit``)."""
     conds = [tasks.c.process_id == process_id]
+    if since is not None:
+        conds.append(tasks.c.created_at >= since)
+    if until is not None:
+        conds.append(tasks.c.created_at <= until)
+    for texts in data_has or []:
+        conds.append(or_(*(tasks.c.data.contains(t, autoescape=True) for t in texts)))
     if ref is not None:
         conds.append(tasks.c.ref == ref)
     if node is not None:
@@ -244,6 +255,10 @@ def list_tasks(
         .order_by(tasks.c.created_at.desc(), tasks.c.id.desc())
         .limit(limit)
     )
+    if node is None and ref is None:
+        # Newest first without sorting the process: SQLite, lacking statistics, would
+        # rather read every task of one state through (process_id, state, outcome).
+        stmt = stmt.with_hint(tasks, "INDEXED BY ix_tasks_process_created", "sqlite")
     return [TaskRecord.from_row(r) for r in conn.execute(stmt)]
 
 

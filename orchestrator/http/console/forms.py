@@ -10,10 +10,12 @@ from starlette.responses import Response
 
 from orchestrator import jsontext
 from orchestrator.crypto import is_secret_param
+from orchestrator.engine import sessions as server_sessions
 from orchestrator.engine.service import ApiError
 from orchestrator.http import auth
 from orchestrator.http.console import session as sessions
 from orchestrator.http.console.access import Visit, page
+from orchestrator.http.console.throttle import LoginThrottle
 
 # Which field an engine refusal belongs beside.
 _FIELD_OF = {
@@ -78,6 +80,7 @@ async def new_task(v: Visit) -> Response:
     form: dict[str, str] = {}
     errors: dict[str, str] = {}
     if v.request.method == "POST":
+        v.require_operate()
         form = await v.form()
         data = _task_data(inputs, form, errors)
         ref = form.get("ref", "").strip() or None
@@ -105,6 +108,7 @@ async def modify(v: Visit) -> Response:
     form: dict[str, str] = {"ref": v.request.query_params.get("ref", "")}
     errors: dict[str, str] = {}
     if v.request.method == "POST":
+        v.require_operate()
         form = await v.form()
         ref = form.get("ref", "").strip()
         if not ref:
@@ -140,17 +144,35 @@ async def login(v: Visit) -> Response:
     if v.request.method == "POST":
         form = await v.form()
         target = _safe_next(form.get("next"))
-        who = auth.verify_secret(v.service.rt, form.get("secret", ""))
+        throttle = _throttle(v)
+        client = auth.client_ip(v.request)
+        wait = throttle.wait_for(client)
+        if wait > 0:
+            errors["secret"] = f"too many wrong secrets: wait {wait:.0f} s and try again"
+            return v.render("login.html", 429, errors=errors, next=target)
+        who = await v.run(auth.verify_secret, v.service.rt, form.get("secret", ""))
         if who is not None:
-            v.session, v.fresh = sessions.new_session(who), True
+            throttle.succeeded(client)
+            sid = await v.run(server_sessions.open_session, v.service.rt, who, sessions.LIFETIME)
+            v.session, v.fresh = sessions.new_session(who, sid), True
             return v.redirect(target)
-        errors["secret"] = "this API key is not known"
+        throttle.failed(client)
+        errors["secret"] = "no active API key has this secret"
     return v.render("login.html", errors=errors, next=target)
+
+
+def _throttle(v: Visit) -> LoginThrottle:
+    state = v.request.app.state
+    throttle: LoginThrottle | None = getattr(state, "console_login_throttle", None)
+    if throttle is None:
+        throttle = state.console_login_throttle = LoginThrottle()
+    return throttle
 
 
 @page(public=True)
 async def logout(v: Visit) -> Response:
     await v.form()
+    await v.run(server_sessions.end_session, v.service.rt, v.session.sid)
     v.fresh = False
     response = v.redirect("/console/login" if auth.keys_configured(v.service.rt) else "/console")
     sessions.clear_cookie(response)

@@ -50,7 +50,12 @@ def _short(title: str) -> str:
     return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1] + "…"
 
 
-def render(slug: str, nodes: list[dict[str, Any]]) -> Markup:
+# (from, to, label, dotted): engine/graph.py's edges (conditions, time limits, errors).
+Edge = tuple[str, str, str, bool]
+LABEL_CHARS = 30
+
+
+def render(slug: str, nodes: list[dict[str, Any]], edges: list[Edge] | None = None) -> Markup:
     if not nodes:
         return Markup("")
     depth = _layers(nodes)
@@ -69,7 +74,7 @@ def render(slug: str, nodes: list[dict[str, Any]]) -> Markup:
             p.x = x0 + i * (BOX_W + GAP_X)
             p.y = PAD + layer * (BOX_H + GAP_Y)
             placed[p.node["id"]] = p
-    links = _links(placed)
+    links = _links(placed, edges or [])
     boxes = [_box(slug, p) for p in placed.values()]
     return Markup(
         f'<svg class="graph" viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" '
@@ -92,9 +97,24 @@ def _order(row: list[_Placed], placed: dict[str, _Placed]) -> None:
     row.sort(key=key)
 
 
-def _links(placed: dict[str, _Placed]) -> list[str]:
-    out = []
+def _label(x: float, y: float, text: str, dotted: bool) -> str:
+    short = text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
+    cls = "edge-label dotted" if dotted else "edge-label"
+    return (
+        f'<text class="{cls}" x="{x:.0f}" y="{y:.0f}" text-anchor="middle">'
+        f"<title>{escape(text)}</title>{escape(short)}</text>"
+    )
+
+
+def _links(placed: dict[str, _Placed], edges: list[Edge]) -> list[str]:
+    out, labels = [], []
     seen: set[tuple[str, str]] = set()
+    texts: dict[tuple[str, str], list[str]] = {}
+    dotted: dict[tuple[str, str], bool] = {}
+    for a, b, text, dash in edges:
+        if text:
+            texts.setdefault((a, b), []).append(text)
+        dotted[(a, b)] = dotted.get((a, b), True) and dash
     for src in placed.values():
         for target in src.node.get("exits", []):
             dst = placed.get(target)
@@ -106,6 +126,7 @@ def _links(placed: dict[str, _Placed]) -> list[str]:
                 x2, y2 = dst.x + BOX_W / 2, dst.y
                 mid = (y1 + y2) / 2
                 d = f"M{x1:.0f},{y1:.0f} C{x1:.0f},{mid:.0f} {x2:.0f},{mid:.0f} {x2:.0f},{y2:.0f}"
+                at = ((x1 + x2) / 2, mid + 4)
             elif dst.layer == src.layer and src is not dst:
                 # Same row: side to side when neighbours, else a dip under the row.
                 left, right = (src, dst) if src.x < dst.x else (dst, src)
@@ -114,6 +135,7 @@ def _links(placed: dict[str, _Placed]) -> list[str]:
                     x1 = src.x + BOX_W if src is left else src.x
                     x2 = dst.x if src is left else dst.x + BOX_W
                     d = f"M{x1:.0f},{y:.0f} L{x2:.0f},{y:.0f}"
+                    at = ((x1 + x2) / 2, y - 6)
                 else:
                     x1, x2 = src.x + BOX_W / 2, dst.x + BOX_W / 2
                     y1 = src.y + BOX_H
@@ -122,6 +144,7 @@ def _links(placed: dict[str, _Placed]) -> list[str]:
                         f"M{x1:.0f},{y1:.0f} C{x1:.0f},{dip:.0f} "
                         f"{x2:.0f},{dip:.0f} {x2:.0f},{y1:.0f}"
                     )
+                    at = ((x1 + x2) / 2, dip - 4)
             else:  # a loop back up (or to itself): round the right-hand side
                 x1, y1 = src.x + BOX_W, src.y + BOX_H * 0.65
                 x2, y2 = dst.x + BOX_W, dst.y + BOX_H * 0.35
@@ -132,8 +155,13 @@ def _links(placed: dict[str, _Placed]) -> list[str]:
                     f"M{x1:.0f},{y1:.0f} C{bulge:.0f},{y1:.0f} "
                     f"{bulge:.0f},{y2:.0f} {x2:.0f},{y2:.0f}"
                 )
-            out.append(f'<path class="link" d="{d}" marker-end="url(#arrow)"/>')
-    return out
+                at = (bulge - 4, (y1 + y2) / 2 + 4)
+            key = (src.node["id"], target)
+            cls = "link dotted" if dotted.get(key) else "link"
+            out.append(f'<path class="{cls}" d="{d}" marker-end="url(#arrow)"/>')
+            if key in texts:
+                labels.append(_label(at[0], at[1], " / ".join(texts[key]), dotted.get(key, False)))
+    return out + labels
 
 
 def _box(slug: str, p: _Placed) -> str:
