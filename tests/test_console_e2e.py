@@ -155,8 +155,8 @@ def test_create_with_the_form_find_by_ref_and_read_the_timeline(tab: Tab, stack:
         callbacks.filter(has_text="MessageStatus").filter(has_text="delivered")
     ).not_to_have_count(0)
     expect(timeline).to_contain_text("SmsSid")
-    expect(timeline).to_contain_text("twilio callback")
-    expect(timeline).to_contain_text("transition")
+    expect(timeline).to_contain_text("Twilio callback received: status delivered")
+    expect(timeline).to_contain_text("Moved on from Calling API to Waiting for final status")
     tab.shot("task")
     # Searching by phone number and by message sid finds it too.
     sid = stack.task(task_id)["data"]["sid"]

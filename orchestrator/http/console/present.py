@@ -77,6 +77,8 @@ def sentence(e: dict[str, Any]) -> str:
         how = d.get("by") or "?"
         return f"Created in {dst} by {how}"
     if kind == "transition":
+        if e.get("node_id") == e.get("to_node_id"):
+            return f"Back into {dst}"
         return f"Moved on from {src} to {dst}"
     if kind == "time_limit":
         return f"Time limit of {src} reached: on to {dst}"
