@@ -133,13 +133,18 @@ def filtered_tasks(
     f = {k: v.strip() for k, v in filters.items() if k in TASK_FILTERS and v and v.strip()}
     data_has: list[tuple[str, ...]] = []
     ref = None
+    ids: list[str] | None = None
     q = f.get("q")
     if q:
         needle = phone_needle(q)
         if needle is not None:
             data_has.append((needle,))
         elif _SID.match(q):
-            data_has.append((f'"sid":"{q}"', f'"MessageSid":"{q}"', f'"CallSid":"{q}"'))
+            # The sid is the ref of the "Getting callback" copy (indexed): its parent is
+            # the task that sent it. Only without such a copy is the data scanned.
+            ids = _sid_tasks(service, q) or None
+            if not ids:
+                data_has.append((f'"sid":"{q}"', f'"MessageSid":"{q}"', f'"CallSid":"{q}"'))
         else:
             ref = q
     code = f.get("code")
@@ -164,7 +169,20 @@ def filtered_tasks(
         since=_when(f["since"], "since") if "since" in f else None,
         until=_when(f["until"], "until") if "until" in f else None,
         data_has=data_has or None,
+        ids=ids,
     )
+
+
+def _sid_tasks(service: Service, sid: str) -> list[str]:
+    """Ids of the tasks with ref ``sid`` (in any process) and of their parents."""
+    out: list[str] = []
+    with service.rt.db.read() as conn:
+        for proc in process_store.list_processes(conn):
+            for task in task_store.list_tasks(conn, proc.id, ref=sid, limit=SEARCH_LIMIT):
+                out.append(task.id)
+                if task.parent_task_id:
+                    out.append(task.parent_task_id)
+    return out
 
 
 def live_stamp(service: Service, task_id: str) -> dict[str, Any]:

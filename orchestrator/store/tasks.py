@@ -225,6 +225,7 @@ def list_tasks(
     since: float | None = None,
     until: float | None = None,
     data_has: list[tuple[str, ...]] | None = None,
+    ids: list[str] | None = None,
 ) -> list[TaskRecord]:
     """Newest first; ``before`` is the (created_at, id) of the last row of the prior page.
     ``since``/``until`` bound created_at; ``data_has``: for each tuple, the data's JSON
@@ -234,6 +235,8 @@ def list_tasks(
         conds.append(tasks.c.created_at >= since)
     if until is not None:
         conds.append(tasks.c.created_at <= until)
+    if ids is not None:
+        conds.append(tasks.c.id.in_(ids))
     for texts in data_has or []:
         conds.append(or_(*(tasks.c.data.contains(t, autoescape=True) for t in texts)))
     if ref is not None:
@@ -249,16 +252,11 @@ def list_tasks(
         # The leading "<=" is a plain range an index can seek to; the OR alone is not.
         conds.append(tasks.c.created_at <= at)
         conds.append(or_(tasks.c.created_at < at, and_(tasks.c.created_at == at, tasks.c.id < tid)))
-    stmt = (
-        select(tasks)
-        .where(*conds)
-        .order_by(tasks.c.created_at.desc(), tasks.c.id.desc())
-        .limit(limit)
-    )
-    if node is None and ref is None:
-        # Newest first without sorting the process: SQLite, lacking statistics, would
-        # rather read every task of one state through (process_id, state, outcome).
-        stmt = stmt.with_hint(tasks, "INDEXED BY ix_tasks_process_created", "sqlite")
+    # SQLite has no statistics: left alone it prefers an index that yields the order
+    # (process_id, created_at) and reads a whole process to find a ref's few rows. An
+    # order no index gives ("created_at + 0") makes it look them up by ref or id instead.
+    newest = tasks.c.created_at + 0 if ref is not None or ids is not None else tasks.c.created_at
+    stmt = select(tasks).where(*conds).order_by(newest.desc(), tasks.c.id.desc()).limit(limit)
     return [TaskRecord.from_row(r) for r in conn.execute(stmt)]
 
 
