@@ -189,11 +189,11 @@ def test_modify_a_waiting_task(tab: Tab, stack: Stack) -> None:
     page.goto(f"/console/tasks/{task['task_id']}")
     page.get_by_role("link", name="Modify").click()
     expect(page.get_by_label("Ref")).to_have_value("w-1")
-    page.get_by_label("Parameters (JSON object)").fill("{answer: yes}")
+    page.get_by_label("Parameters").fill("{answer: yes}")
     page.get_by_role("button", name="Modify").click()
     expect(page.locator("#data-error")).to_contain_text("not valid JSON")
     page.get_by_label("Ref").fill("nobody")
-    page.get_by_label("Parameters (JSON object)").fill('{"answer": "yes"}')
+    page.get_by_label("Parameters").fill("answer = yes")
     page.get_by_role("button", name="Modify").click()
     expect(page.locator("#ref-error")).to_contain_text("no unfinished task")
     tab.shot("modify-errors")
@@ -218,6 +218,8 @@ def test_phone_width_has_no_sideways_scroll(browser: Any, stack: Stack) -> None:
             ("phone-process", "/console/processes/sending-sms"),
             ("phone-task", f"/console/tasks/{task['task_id']}"),
             ("phone-new-task", "/console/processes/sending-sms/new"),
+            ("phone-tasks", "/console/processes/sending-sms/tasks"),
+            ("phone-node", "/console/processes/sending-sms/nodes/delivered"),
         ]:
             phone.page.goto(path)
             expect(phone.page.locator("h1")).to_be_visible()

@@ -72,3 +72,16 @@ def test_tasks_page(client: TestClient) -> None:
     assert "No tasks." in client.get("/console/processes/sending-sms/tasks?code=1").text
     bad = client.get("/console/processes/sending-sms/tasks?since=soon")
     assert bad.status_code == 422 and "Invalid filter" in bad.text
+
+
+def test_modify_parameters_as_lines_or_json() -> None:
+    from orchestrator.http.console.forms import _parameters
+
+    errors: dict[str, str] = {}
+    assert _parameters('answer = yes\n\nMediaUrl = ["https://x/a.png"]', errors) == {
+        "answer": "yes",
+        "MediaUrl": ["https://x/a.png"],
+    }
+    assert _parameters('{"a": 1}', errors) == {"a": 1} and not errors
+    assert _parameters("a = 1\nnonsense", errors) is None
+    assert errors["data"] == "line 2 is not name = value (or give a JSON object)"

@@ -55,6 +55,23 @@ def _json_object(raw: str, errors: dict[str, str], field: str) -> dict[str, Any]
     return value
 
 
+def _parameters(raw: str, errors: dict[str, str]) -> dict[str, Any] | None:
+    """Modify's parameters: a JSON object, or one ``name = value`` per line (values as
+    typed, except JSON lists and objects)."""
+    if raw.strip().startswith("{") or not raw.strip():
+        return _json_object(raw, errors, "data")
+    data: dict[str, Any] = {}
+    for n, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or not name.strip():
+            errors["data"] = f"line {n} is not name = value (or give a JSON object)"
+            return None
+        data[name.strip()] = _parse_value(value.strip())
+    return data
+
+
 def _task_data(inputs: list[dict[str, Any]], form: dict[str, str], errors: dict[str, str]) -> Any:
     if form.get("data", "").strip():
         return _json_object(form["data"], errors, "data")
@@ -113,7 +130,7 @@ async def modify(v: Visit) -> Response:
         ref = form.get("ref", "").strip()
         if not ref:
             errors["ref"] = "ref is required: the task to modify"
-        data = _json_object(form.get("data", ""), errors, "data")
+        data = _parameters(form.get("data", ""), errors)
         if not errors and data is not None:
             try:
                 task = await v.run(
