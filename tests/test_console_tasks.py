@@ -72,6 +72,10 @@ def test_tasks_page(client: TestClient) -> None:
     assert "No tasks." in client.get("/console/processes/sending-sms/tasks?code=1").text
     bad = client.get("/console/processes/sending-sms/tasks?since=soon")
     assert bad.status_code == 422 and "Invalid filter" in bad.text
+    # A refusal's heading is words, its code beside the message.
+    missing = client.get("/console/tasks/000000000000000000000000")
+    assert missing.status_code == 404
+    assert "<h1>Task not found</h1>" in missing.text and "(TASK_NOT_FOUND)" in missing.text
 
 
 def test_modify_parameters_as_lines_or_json() -> None:

@@ -4,11 +4,13 @@ callbacks its copies received. Read-only; views come from ``Service.task_view``.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
 from orchestrator.crypto import redact
-from orchestrator.engine.service import Service, iso
+from orchestrator.engine.graph import edges as definition_edges
+from orchestrator.engine.service import ApiError, Service, iso
 from orchestrator.store import processes as process_store
 from orchestrator.store import tasks as task_store
 from orchestrator.store.records import TaskRecord
@@ -104,10 +106,6 @@ TASK_FILTERS = ("state", "outcome", "node", "since", "until", "code", "q")
 
 def _when(value: str, name: str) -> float:
     """A time filter: ISO 8601 (a date, or a date and time; UTC unless it says) or Unix."""
-    import datetime as dt
-
-    from orchestrator.engine.service import ApiError
-
     text = value.strip()
     try:
         return float(text)
@@ -200,8 +198,6 @@ def live_stamp(service: Service, task_id: str) -> dict[str, Any]:
 
 def edges(service: Service, process_key: str) -> list[tuple[str, str, str, bool]]:
     """The current version's links with their labels (engine/graph.py)."""
-    from orchestrator.engine.graph import edges as definition_edges
-
     with service.rt.db.read() as conn:
         proc = service.rt.process(conn, process_key)
     return definition_edges(service.rt.definition(proc.version_id)[2])
