@@ -1,6 +1,8 @@
 """What the console asks beyond the REST API: search tasks by whatever an operator has at
-hand (task id, ref, message sid, phone number) and a task's timeline including the
-callbacks its copies received. Read-only; views come from ``Service.task_view``."""
+hand (task id, ref, message sid, phone number), a process's tasks by the console's
+filters, a task's timeline including the callbacks its copies received (and the stamp
+its open page polls), a process's labelled links. Read-only; views come from
+``Service.task_view``."""
 
 from __future__ import annotations
 
