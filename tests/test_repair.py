@@ -200,3 +200,23 @@ def test_cli_repair(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
     assert ev["detail"]["by"].startswith("cli:")
     assert main(["--database-url", db, "task", "cancel", t["task_id"]]) == 1
     assert "TASK_FINISHED" in capsys.readouterr().err
+
+
+def test_a_step_in_flight_is_refused_and_finishes(stack: Stack) -> None:
+    """With a real engine: while the SMS create is in flight (Twilio answers slowly) the
+    task is leased, every repair is refused, and the send happens exactly once."""
+    import time
+
+    stack.sim_config(response_delay=1.0)
+    task = stack.sms("+15551230001")
+    deadline = time.time() + 5
+    while stack.task(task["task_id"])["node"]["id"] != "calling_api":
+        assert time.time() < deadline
+        time.sleep(0.02)
+    for action, body in (("cancel", {}), ("retry", {}), ("move", {"node": "reconcile"})):
+        r = _post(stack, f"/api/v1/tasks/{task['task_id']}/{action}", body)
+        assert r.status_code == 409 and r.json()["error"]["code"] == "TASK_RUNNING", r.text
+    done = stack.wait(task["task_id"])
+    assert done["outcome"] == "success"
+    assert stack.sim_stats()["messages_created"] == 1
+    assert not [e for e in stack.history(task["task_id"]) if e["kind"] in ("cancelled", "moved")]
