@@ -72,6 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
     for opt in ("--ref", "--node", "--state", "--outcome"):
         tl.add_argument(opt)
     tl.add_argument("--limit", type=int, default=50)
+    for name, about in (
+        ("retry", "run a task again from a node (default: the one that led to its end)"),
+        ("cancel", "end an unfinished task in escalation with code CANCELLED"),
+        ("move", "put an unfinished task in another node"),
+    ):
+        tr = t_sub.add_parser(name, help=about)
+        tr.add_argument("task_id", nargs="?", help="the task (or --process and --in-node)")
+        tr.add_argument("--node", required=name == "move", help="target node id")
+        if name == "cancel":
+            tr.add_argument("--reason")
+        tr.add_argument("--process", help="with --in-node: every task of that node")
+        tr.add_argument("--in-node", help="the node whose tasks to repair (bulk)")
+        tr.add_argument("--limit", type=int, default=1000, help="bulk: at most this many")
     t.set_defaults(func=cmd_task)
 
     pr = sub.add_parser("process", help="list and show processes")
@@ -91,8 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     ak = sub.add_parser("apikey", help="API keys for /api/v1 and the Corezoid API")
     ak_sub = ak.add_subparsers(dest="apikey_cmd", required=True)
-    ak_sub.add_parser("create", help="a new key; its secret is printed once").add_argument(
-        "--login", help="the key's login id (default: generated)"
+    akc = ak_sub.add_parser("create", help="a new key; its secret is printed once")
+    akc.add_argument("--login", help="the key's login id (default: generated)")
+    akc.add_argument(
+        "--role",
+        choices=("read", "operate"),
+        default="operate",
+        help="read: GET only; operate: also submit, modify, repair, deploy (default)",
     )
     ak_sub.add_parser("list", help="keys (never their secrets)")
     ak_sub.add_parser("revoke", help="refuse this key from now on").add_argument("login")

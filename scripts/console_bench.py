@@ -68,6 +68,8 @@ def _seed(rt: Runtime, n: int) -> dict[str, Any]:
         data = {"Number_to": phone, "Number_from": "+15005550006", "Body": f"order {i} shipped"}
         if node != "api_error":
             data.update(sid=sid, status="delivered" if outcome == "success" else "sent")
+        if node in ("api_error", "sms_not_delivered"):
+            data["code"] = 21211 if node == "api_error" else 30003
         rows.append(_row(tid, sms.id, sms.version_id, node, state, outcome, data, at, f"o-{i}"))
         events += [
             _event(tid, at, "created", None, "start"),
@@ -178,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     with TestClient(app, client=("127.0.0.1", 50000), follow_redirects=False) as c:
         first = c.get("/console/processes/sending-sms/nodes/delivered").text
         cursor = first.split('rel="next" href="')[1].split('"')[0].replace("&amp;", "&")
+        listing = "/console/processes/sending-sms/tasks"
+        older = c.get(listing).text.split('rel="next" href="')[1].split('"')[0]
+        older = listing + older.replace("&amp;", "&")
+        middle = time.time() - args.n / 2
+        hour = f"since={middle:.0f}&until={middle + 3600:.0f}"
         pages = [
             ("processes", "/console"),
             ("process (graph + counters)", "/console/processes/sending-sms"),
@@ -192,6 +199,18 @@ def main(argv: list[str] | None = None) -> int:
             ("search: phone number", f"/console/search?q=%2B{sample['phone'][1:]}"),
             ("search: phone, no match", "/console/search?q=%2B19995550000"),
             ("new task form", "/console/processes/sending-sms/new"),
+            ("task page, polled JSON", f"/console/tasks/{sample['task_id']}/live.json"),
+            ("tasks view, newest page", listing),
+            ("tasks view, second page", older),
+            ("tasks: state escalation", f"{listing}?state=escalation"),
+            ("tasks: state active (2 %)", f"{listing}?state=active"),
+            ("tasks: node api_error", f"{listing}?node=api_error"),
+            ("tasks: an hour, mid-table", f"{listing}?{hour}"),
+            ("tasks: code 30003", f"{listing}?code=30003"),
+            ("tasks: code, no match (scan)", f"{listing}?code=99999"),
+            ("tasks: ref", f"{listing}?q={sample['ref']}"),
+            ("tasks: message sid", f"{listing}?q={sample['sid']}"),
+            ("tasks: phone number", f"{listing}?q=%2B{sample['phone'][1:]}"),
         ]
         print(f"{'page':34} {'median ms':>10} {'max ms':>8}  status")
         worst = 0.0

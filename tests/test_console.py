@@ -75,7 +75,7 @@ def test_with_keys_a_login_is_needed_and_the_session_is_signed(db_url: str) -> N
         form = c.get("/console/login")
         csrf = _csrf(form.text)
         bad = c.post("/console/login", data={"csrf": csrf, "secret": "nope"})
-        assert bad.status_code == 200 and "this API key is not known" in bad.text
+        assert bad.status_code == 200 and "no active API key has this secret" in bad.text
         no_csrf = c.post("/console/login", data={"secret": "key-one-secret-0001"})
         assert no_csrf.status_code == 403
         assert c.get("/console").status_code == 303  # still not logged in

@@ -155,8 +155,8 @@ def test_create_with_the_form_find_by_ref_and_read_the_timeline(tab: Tab, stack:
         callbacks.filter(has_text="MessageStatus").filter(has_text="delivered")
     ).not_to_have_count(0)
     expect(timeline).to_contain_text("SmsSid")
-    expect(timeline).to_contain_text("twilio callback")
-    expect(timeline).to_contain_text("transition")
+    expect(timeline).to_contain_text("Twilio callback received: status delivered")
+    expect(timeline).to_contain_text("Moved on from Calling API to Waiting for final status")
     tab.shot("task")
     # Searching by phone number and by message sid finds it too.
     sid = stack.task(task_id)["data"]["sid"]
@@ -189,11 +189,11 @@ def test_modify_a_waiting_task(tab: Tab, stack: Stack) -> None:
     page.goto(f"/console/tasks/{task['task_id']}")
     page.get_by_role("link", name="Modify").click()
     expect(page.get_by_label("Ref")).to_have_value("w-1")
-    page.get_by_label("Parameters (JSON object)").fill("{answer: yes}")
+    page.get_by_label("Parameters").fill("{answer: yes}")
     page.get_by_role("button", name="Modify").click()
     expect(page.locator("#data-error")).to_contain_text("not valid JSON")
     page.get_by_label("Ref").fill("nobody")
-    page.get_by_label("Parameters (JSON object)").fill('{"answer": "yes"}')
+    page.get_by_label("Parameters").fill("answer = yes")
     page.get_by_role("button", name="Modify").click()
     expect(page.locator("#ref-error")).to_contain_text("no unfinished task")
     tab.shot("modify-errors")
@@ -218,6 +218,8 @@ def test_phone_width_has_no_sideways_scroll(browser: Any, stack: Stack) -> None:
             ("phone-process", "/console/processes/sending-sms"),
             ("phone-task", f"/console/tasks/{task['task_id']}"),
             ("phone-new-task", "/console/processes/sending-sms/new"),
+            ("phone-tasks", "/console/processes/sending-sms/tasks"),
+            ("phone-node", "/console/processes/sending-sms/nodes/delivered"),
         ]:
             phone.page.goto(path)
             expect(phone.page.locator("h1")).to_be_visible()
@@ -242,7 +244,7 @@ def test_log_in_and_out_with_an_api_key(browser: Any, sqlite_url: str) -> None:
             expect(page).to_have_url(re.compile(r"/console/login\?next="))
             page.get_by_label("API key secret").fill("wrong")
             page.get_by_role("button", name="Log in").click()
-            expect(page.locator("#secret-error")).to_have_text("this API key is not known")
+            expect(page.locator("#secret-error")).to_have_text("no active API key has this secret")
             tab.shot("login")
             page.get_by_label("API key secret").fill("s3cret-key-1-long-enough")
             page.get_by_role("button", name="Log in").click()

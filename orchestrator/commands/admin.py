@@ -16,8 +16,9 @@ def cmd_apikey(args: argparse.Namespace) -> int:
     rt = runtime(args)
     try:
         if args.apikey_cmd == "create":
-            login, secret = apikeys.create_key(rt, args.login)
+            login, secret = apikeys.create_key(rt, args.login, args.role)
             print(f"login:  {login}")
+            print(f"role:   {args.role}")
             print(f"secret: {secret}")
             print(
                 "The secret is shown only now (the server keeps a hash). Send it as "
@@ -38,13 +39,14 @@ def cmd_apikey(args: argparse.Namespace) -> int:
                 (
                     k.login,
                     k.source,
+                    k.role,
                     "active" if k.active else "revoked",
                     when(k.created_at),
                     when(k.revoked_at),
                 )
                 for k in apikeys.list_keys(rt)
             ]
-            table(("login", "source", "status", "created_at", "revoked_at"), rows)
+            table(("login", "source", "role", "status", "created_at", "revoked_at"), rows)
         else:
             apikeys.revoke_key(rt, args.login)
             print(f"revoked {args.login}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from orchestrator import jsontext
 
@@ -56,9 +57,38 @@ def cmd_task(args: argparse.Namespace) -> int:
                 for t in page["tasks"]
             ]
             table(("task_id", "ref", "node", "state", "outcome", "created_at"), rows)
+        elif args.task_cmd in ("retry", "cancel", "move"):
+            return _repair(service, args)
     except ApiError as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _repair(service: Any, args: argparse.Namespace) -> int:
+    """``task retry|cancel|move``: one task, or (--process, --in-node) a node's tasks."""
+    import getpass
+
+    from orchestrator.engine.repair import Repair
+
+    repair = Repair(service)
+    who = f"cli:{getpass.getuser()}"
+    params: dict[str, Any] = {"node": args.node}
+    if args.task_cmd == "cancel":
+        params["reason"] = args.reason
+    if args.in_node or args.process:
+        if not (args.in_node and args.process) or args.task_id:
+            print("error: give a task id, or both --process and --in-node", file=sys.stderr)
+            return 2
+        result = repair.bulk(
+            args.process, args.in_node, args.task_cmd, who=who, limit=args.limit, **params
+        )
+        print_json(result)
+        return 0
+    if not args.task_id:
+        print("error: give a task id, or both --process and --in-node", file=sys.stderr)
+        return 2
+    print_json(repair.act(args.task_cmd, args.task_id, who=who, **params))
     return 0
 
 

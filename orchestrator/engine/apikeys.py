@@ -24,6 +24,9 @@ LOGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 # Corezoid API: a key with such a login could never be used there.
 RESERVED_LOGINS = frozenset({"callback", "plugins", "public"})
 MIN_ENV_SECRET = 16
+# "read" keys may only GET; "operate" keys may also submit, modify, repair and deploy.
+ROLES = ("read", "operate")
+READ, OPERATE = ROLES
 
 
 class ApiKeyError(ValueError):
@@ -36,6 +39,7 @@ class ApiKey:
     source: str  # "database" | "environment"
     created_at: float | None = None
     revoked_at: float | None = None
+    role: str = OPERATE
 
     @property
     def active(self) -> bool:
@@ -59,7 +63,19 @@ def _check_login(login: str) -> None:
 @functools.lru_cache(maxsize=8)
 def parse_env_keys(raw: str | None) -> dict[str, str]:
     """ORCH_API_KEYS as {login: secret}; ApiKeyError (never echoing a secret) if malformed."""
-    keys: dict[str, str] = {}
+    return {login: secret for login, (secret, _role) in _parse_env(raw).items()}
+
+
+@functools.lru_cache(maxsize=8)
+def parse_env_roles(raw: str | None) -> dict[str, str]:
+    """ORCH_API_KEYS as {login: role}."""
+    return {login: role for login, (_secret, role) in _parse_env(raw).items()}
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_env(raw: str | None) -> dict[str, tuple[str, str]]:
+    """``login:secret`` or ``login:secret:read|operate`` entries, comma-separated."""
+    keys: dict[str, tuple[str, str]] = {}
     if not raw:
         return keys
     for n, item in enumerate(raw.split(","), start=1):
@@ -68,6 +84,10 @@ def parse_env_keys(raw: str | None) -> dict[str, str]:
             continue
         login, sep, secret = item.partition(":")
         login = login.strip()
+        role = OPERATE
+        head, colon, tail = secret.rpartition(":")
+        if colon and tail in ROLES:
+            secret, role = head, tail
         if not sep or not secret:
             raise ApiKeyError(f"ORCH_API_KEYS entry {n} is not login:secret")
         _check_login(login)
@@ -78,7 +98,7 @@ def parse_env_keys(raw: str | None) -> dict[str, str]:
             )
         if login in keys:
             raise ApiKeyError(f"ORCH_API_KEYS names {login!r} twice")
-        keys[login] = secret
+        keys[login] = (secret, role)
     return keys
 
 
@@ -86,8 +106,10 @@ def _env(rt: Runtime) -> dict[str, str]:
     return parse_env_keys(rt.settings.api_keys)
 
 
-def create_key(rt: Runtime, login: str | None = None) -> tuple[str, str]:
+def create_key(rt: Runtime, login: str | None = None, role: str = OPERATE) -> tuple[str, str]:
     """(login, secret) of a new key. The secret is not retrievable later."""
+    if role not in ROLES:
+        raise ApiKeyError(f"role {role!r} must be one of {', '.join(ROLES)}")
     if login is None:
         login = "k" + secrets.token_hex(6)
     _check_login(login)
@@ -96,16 +118,17 @@ def create_key(rt: Runtime, login: str | None = None) -> tuple[str, str]:
     secret = secrets.token_urlsafe(32)
     encrypted = rt.vault.encrypt(secret)
     with rt.db.write() as conn:
-        if not key_store.insert_key(conn, login, hash_secret(secret), encrypted, time.time()):
+        if not key_store.insert_key(conn, login, hash_secret(secret), encrypted, time.time(), role):
             raise ApiKeyError(f"login {login!r} is taken (revoked logins stay taken)")
     return login, secret
 
 
 def list_keys(rt: Runtime) -> list[ApiKey]:
-    out = [ApiKey(login, "environment") for login in _env(rt)]
+    roles = parse_env_roles(rt.settings.api_keys)
+    out = [ApiKey(login, "environment", role=roles[login]) for login in _env(rt)]
     with rt.db.read() as conn:
         out += [
-            ApiKey(k.login, "database", k.created_at, k.revoked_at)
+            ApiKey(k.login, "database", k.created_at, k.revoked_at, k.role)
             for k in key_store.list_keys(conn)
         ]
     return out
@@ -141,11 +164,17 @@ def any_active_key(rt: Runtime) -> bool:
 
 def login_for_secret(rt: Runtime, secret: str) -> str | None:
     """The login of the active key with this secret."""
+    found = key_for_secret(rt, secret)
+    return found[0] if found else None
+
+
+def key_for_secret(rt: Runtime, secret: str) -> tuple[str, str] | None:
+    """(login, role) of the active key with this secret."""
     found = None
-    for login, known in _env(rt).items():
+    for login, (known, role) in _parse_env(rt.settings.api_keys).items():
         # Every entry is compared, so the time taken does not tell which one matched.
         if hmac.compare_digest(known.encode(), secret.encode()):
-            found = login
+            found = (login, role)
     if found is not None:
         return found
     digest = hash_secret(secret)
@@ -153,7 +182,17 @@ def login_for_secret(rt: Runtime, secret: str) -> str | None:
         key = key_store.find_by_hash(conn, digest)
     if key is None or key.revoked_at is not None:
         return None
-    return key.login if hmac.compare_digest(key.secret_hash, digest) else None
+    return (key.login, key.role) if hmac.compare_digest(key.secret_hash, digest) else None
+
+
+def role_of(rt: Runtime, login: str) -> str | None:
+    """The role of an active key, None when ``login`` names no active key."""
+    env = parse_env_roles(rt.settings.api_keys)
+    if login in env:
+        return env[login]
+    with rt.db.read() as conn:
+        key = key_store.get_key(conn, login)
+    return key.role if key is not None and key.revoked_at is None else None
 
 
 def login_active(rt: Runtime, login: str) -> bool:

@@ -1,14 +1,18 @@
 """What the console asks beyond the REST API: search tasks by whatever an operator has at
-hand (task id, ref, message sid, phone number) and a task's timeline including the
-callbacks its copies received. Read-only; views come from ``Service.task_view``."""
+hand (task id, ref, message sid, phone number), a process's tasks by the console's
+filters, a task's timeline including the callbacks its copies received (and the stamp
+its open page polls), a process's labelled links. Read-only; views come from
+``Service.task_view``."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
 from orchestrator.crypto import redact
-from orchestrator.engine.service import Service, iso
+from orchestrator.engine.graph import edges as definition_edges
+from orchestrator.engine.service import ApiError, Service, iso
 from orchestrator.store import processes as process_store
 from orchestrator.store import tasks as task_store
 from orchestrator.store.records import TaskRecord
@@ -97,3 +101,115 @@ def _titles(service: Service, task: TaskRecord | None) -> dict[str, str]:
         return {}
     _pid, _version, definition = service.rt.definition(task.version_id)
     return {n.id: n.title for n in definition.nodes.values()}
+
+
+TASK_FILTERS = ("state", "outcome", "node", "since", "until", "code", "q")
+
+
+def _when(value: str, name: str) -> float:
+    """A time filter: ISO 8601 (a date, or a date and time; UTC unless it says) or Unix."""
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ApiError(
+            422, "INVALID_FILTER", f"{name} must be a date and time, like 2026-12-05T09:30"
+        ) from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()
+
+
+def filtered_tasks(
+    service: Service, process_key: str, filters: dict[str, str], *, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    """A process's tasks newest first, by the console's filters (empty ones ignored):
+    state or outcome, node, created since/until, error code, and q — a ref, a message
+    sid (the task that sent it and its "Getting callback" copy) or a phone number."""
+    f = {k: v.strip() for k, v in filters.items() if k in TASK_FILTERS and v and v.strip()}
+    data_has: list[tuple[str, ...]] = []
+    ref = None
+    ids: list[str] | None = None
+    q = f.get("q")
+    if q:
+        needle = phone_needle(q)
+        if needle is not None:
+            data_has.append((needle,))
+        elif _SID.match(q):
+            # The sid is the ref of the "Getting callback" copy (indexed): its parent is
+            # the task that sent it. Only without such a copy is the data scanned.
+            ids = _sid_tasks(service, q) or None
+            if not ids:
+                data_has.append((f'"sid":"{q}"', f'"MessageSid":"{q}"', f'"CallSid":"{q}"'))
+        else:
+            ref = q
+    code = f.get("code")
+    if code:
+        forms = [f'"code":"{code}"']
+        if code.isdigit():
+            forms.append(f'"code":{code},')
+            forms.append(f'"code":{code}}}')
+        data_has.append(tuple(forms))
+    state = f.get("state")
+    outcome = None
+    if state in ("success", "escalation"):  # the two ways to be done
+        state, outcome = "done", state
+    return service.list_tasks(
+        process_key,
+        ref=ref,
+        node=f.get("node"),
+        state=state,
+        outcome=outcome,
+        limit=limit,
+        cursor=cursor,
+        since=_when(f["since"], "since") if "since" in f else None,
+        until=_when(f["until"], "until") if "until" in f else None,
+        data_has=data_has or None,
+        ids=ids,
+    )
+
+
+def _sid_tasks(service: Service, sid: str) -> list[str]:
+    """Ids of the tasks with ref ``sid`` (in any process) and of their parents."""
+    out: list[str] = []
+    with service.rt.db.read() as conn:
+        for proc in process_store.list_processes(conn):
+            for task in task_store.list_tasks(conn, proc.id, ref=sid, limit=SEARCH_LIMIT):
+                out.append(task.id)
+                if task.parent_task_id:
+                    out.append(task.parent_task_id)
+    return out
+
+
+def live_stamp(service: Service, task_id: str) -> dict[str, Any]:
+    """What the open task page polls: it redraws when ``stamp`` changes."""
+    t = timeline(service, task_id)
+    last = max((e["id"] for e in t["events"]), default=0)
+    task = t["task"]
+    return {
+        "stamp": f"{task['updated_at']}:{len(t['events'])}:{last}",
+        "state": task["state"],
+        "outcome": task["outcome"],
+        "node": task["node"],
+    }
+
+
+def edges(service: Service, process_key: str) -> list[tuple[str, str, str, bool]]:
+    """The current version's links with their labels (engine/graph.py)."""
+    with service.rt.db.read() as conn:
+        proc = service.rt.process(conn, process_key)
+    return definition_edges(service.rt.definition(proc.version_id)[2])
+
+
+def node_choices(service: Service, task_id: str) -> list[dict[str, Any]]:
+    """The nodes of a task's version (id, title, kind): where a repair may send it."""
+    with service.rt.db.read() as conn:
+        task = task_store.get_task(conn, task_id)
+    if task is None:
+        return []
+    _pid, _v, definition = service.rt.definition(task.version_id)
+    return [{"id": n.id, "title": n.title, "kind": n.kind} for n in definition.nodes.values()]

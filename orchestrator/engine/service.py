@@ -216,6 +216,10 @@ class Service:
         outcome: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        data_has: list[tuple[str, ...]] | None = None,
+        ids: list[str] | None = None,
     ) -> dict[str, Any]:
         if state not in (None, "active", "waiting", "done"):
             raise ApiError(422, "INVALID_FILTER", "state must be active, waiting or done")
@@ -235,6 +239,10 @@ class Service:
                 outcome=outcome,
                 limit=limit,
                 before=before,
+                since=since,
+                until=until,
+                data_has=data_has,
+                ids=ids,
             )
             items = [self.task_view(conn, t) for t in rows]
         next_cursor = f"{rows[-1].created_at!r}:{rows[-1].id}" if len(rows) == limit else None

@@ -12,6 +12,7 @@ from starlette.routing import Route
 from orchestrator.engine.definition import DefinitionError
 from orchestrator.engine.deploy import deploy_definitions
 from orchestrator.engine.service import ApiError, Service
+from orchestrator.http import repair
 from orchestrator.http.auth import audit_source
 from orchestrator.http.openapi import OPENAPI
 from orchestrator.http.responses import json_body, json_object
@@ -158,4 +159,5 @@ routes = [
     Route("/api/v1/processes/{process}/tasks/{ref:path}", modify_task, methods=["PATCH"]),
     Route("/api/v1/tasks/{task_id}", get_task, methods=["GET"]),
     Route("/api/v1/tasks/{task_id}/history", task_history, methods=["GET"]),
+    *repair.routes,
 ]

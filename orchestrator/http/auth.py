@@ -37,6 +37,25 @@ def verify_secret(rt: Runtime, secret: str) -> str | None:
     return apikeys.login_for_secret(rt, secret)
 
 
+def key_for_secret(rt: Runtime, secret: str) -> tuple[str, str] | None:
+    """(login, role) of the active key with this secret, else None."""
+    if not secret:
+        return None
+    return apikeys.key_for_secret(rt, secret)
+
+
+def role_of(rt: Runtime, login: str | None) -> str | None:
+    """The role of an active key; ``operate`` for the keyless loopback mode (None: no
+    such active key)."""
+    if login is None:
+        return apikeys.OPERATE
+    return apikeys.role_of(rt, login)
+
+
+# Methods a read-only key may use.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def login_active(rt: Runtime, login: str) -> bool:
     """The key ``login`` exists and is not revoked."""
     return apikeys.login_active(rt, login)
@@ -85,7 +104,8 @@ def _deny(status: int, code: str, message: str) -> JSONResponse:
 
 class ApiAuthMiddleware:
     """Checks every /api/v1 request before its body is read; sets ``request.state.api_key``
-    to the caller's login (None in loopback mode)."""
+    to the caller's login (None in loopback mode) and ``api_role`` to its role. A read
+    key gets 403 FORBIDDEN for anything but GET."""
 
     def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
         self.app = app
@@ -102,10 +122,20 @@ class ApiAuthMiddleware:
         token = bearer_token(request)
         denial = None
         login = None
+        role = apikeys.OPERATE
         if token is not None:
-            login = await self.rt.run_db(verify_secret, self.rt, token)
-            if login is None:
+            found = await self.rt.run_db(key_for_secret, self.rt, token)
+            if found is None:
                 denial = _deny(401, "INVALID_API_KEY", "the API key is unknown or revoked")
+            else:
+                login, role = found
+                if role == apikeys.READ and scope.get("method", "GET") not in READ_METHODS:
+                    denial = _deny(
+                        403,
+                        "FORBIDDEN",
+                        f"the API key {login!r} may only read (role read); "
+                        "this needs an operate key",
+                    )
         elif await self.rt.run_db(keys_configured, self.rt):
             denial = _deny(401, "UNAUTHORIZED", "send Authorization: Bearer <API key secret>")
         elif not is_loopback(request):
@@ -118,7 +148,8 @@ class ApiAuthMiddleware:
         if denial is not None:
             await denial(scope, receive, send)
             return
-        scope.setdefault("state", {})["api_key"] = login
+        state = scope.setdefault("state", {})
+        state["api_key"], state["api_role"] = login, role
         await self.app(scope, receive, send)
 
 

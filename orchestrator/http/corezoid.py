@@ -70,6 +70,9 @@ async def corezoid_api(request: Request) -> JSONResponse:
         ops = parse_package(raw)
     except FormatError as exc:
         return JSONResponse(format_error(str(exc)))
+    if any(not isinstance(op, dict) or op.get("type") != "show" for op in ops):
+        if await rt.run_db(apikeys.role_of, rt, login) == apikeys.READ:
+            return _denied(f"the API key {login!r} may only read (role read): show ops only")
     request.state.api_key = login
     result = await rt.run_db(run_ops, service, ops, audit_source(request, "corezoid"))
     return JSONResponse(result)

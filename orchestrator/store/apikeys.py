@@ -25,17 +25,28 @@ class ApiKeyRecord:
     secret_encrypted: str
     created_at: float
     revoked_at: float | None
+    role: str = "operate"
 
 
 def _record(row: object) -> ApiKeyRecord:
     m = row._mapping  # type: ignore[attr-defined]
     return ApiKeyRecord(
-        m["login"], m["secret_hash"], m["secret_encrypted"], m["created_at"], m["revoked_at"]
+        m["login"],
+        m["secret_hash"],
+        m["secret_encrypted"],
+        m["created_at"],
+        m["revoked_at"],
+        m["role"],
     )
 
 
 def insert_key(
-    conn: Connection, login: str, secret_hash: str, secret_encrypted: str, now: float
+    conn: Connection,
+    login: str,
+    secret_hash: str,
+    secret_encrypted: str,
+    now: float,
+    role: str = "operate",
 ) -> bool:
     """False when the login is taken (revoked logins stay taken: ids in the history
     must keep naming one key)."""
@@ -47,6 +58,7 @@ def insert_key(
                     secret_hash=secret_hash,
                     secret_encrypted=secret_encrypted,
                     created_at=now,
+                    role=role,
                 )
             )
     except IntegrityError:

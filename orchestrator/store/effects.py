@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from orchestrator.store import sql, twilio_messages
 from orchestrator.store.records import dumps, loads
+from orchestrator.store.tables import effects
 
 # Twice per message sent: plain SQL (see store/sql.py).
 _KEY = "task_id = :task_id AND step = :step AND logic_index = :logic_index"
@@ -59,3 +60,17 @@ def finish(
         twilio_messages.track(conn, **result["track"])
     params = {"task_id": task_id, "step": step, "logic_index": logic_index, "now": now}
     sql.execute(conn, _FINISH, {**params, "result": dumps(result)})
+
+
+def at_step(conn: Connection, task_id: str, step: int) -> list[dict[str, Any]]:
+    """The effects a task's step recorded (what a repair would run again)."""
+    stmt = select(effects).where(effects.c.task_id == task_id, effects.c.step == step)
+    return [
+        {
+            "kind": r.kind,
+            "status": r.status,
+            "request": loads(r.request),
+            "result": loads(r.result),
+        }
+        for r in conn.execute(stmt)
+    ]

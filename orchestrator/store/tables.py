@@ -113,6 +113,9 @@ tasks = Table(
     # per-process state counts answered from the index alone.
     Index("ix_tasks_process_node_created", "process_id", "node_id", "created_at", "id"),
     Index("ix_tasks_process_state_outcome", "process_id", "state", "outcome"),
+    # A process's tasks newest first (the console's task list, filtered by state, outcome
+    # or a time range); created_at never changes, so only inserts maintain it.
+    Index("ix_tasks_process_created", "process_id", "created_at", "id"),
     # Claims: runnable tasks oldest first, read in index order (no sort of the backlog).
     Index("ix_tasks_state_updated_lease", "state", "updated_at", "lease_until"),
     # Due timers: waiting tasks by wake time (the state first, so no planner prefers the
@@ -225,6 +228,20 @@ api_keys = Table(
     Column("secret_encrypted", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float, nullable=True),
+    # "read": GET only; "operate": everything (submit, modify, repair, deploy).
+    Column("role", String(10), nullable=False, server_default=text("'operate'")),
+)
+
+# Logged-in console sessions: the cookie carries a random id, stored here as its SHA-256.
+# Logging out deletes the row, which ends the session at once (not when the cookie expires).
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("login", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_console_sessions_expires_at", "expires_at"),
 )
 
 # Signatures of Corezoid API requests seen within the clock-skew window: a request

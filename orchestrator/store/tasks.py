@@ -222,9 +222,23 @@ def list_tasks(
     outcome: str | None = None,
     limit: int = 50,
     before: tuple[float, str] | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    data_has: list[tuple[str, ...]] | None = None,
+    ids: list[str] | None = None,
 ) -> list[TaskRecord]:
-    """Newest first; ``before`` is the (created_at, id) of the last row of the prior page."""
+    """Newest first; ``before`` is the (created_at, id) of the last row of the prior page.
+    ``since``/``until`` bound created_at; ``data_has``: for each tuple, the data's JSON
+    text contains one of its strings (a scan newest first, stopping at ``limit``)."""
     conds = [tasks.c.process_id == process_id]
+    if since is not None:
+        conds.append(tasks.c.created_at >= since)
+    if until is not None:
+        conds.append(tasks.c.created_at <= until)
+    if ids is not None:
+        conds.append(tasks.c.id.in_(ids))
+    for texts in data_has or []:
+        conds.append(or_(*(tasks.c.data.contains(t, autoescape=True) for t in texts)))
     if ref is not None:
         conds.append(tasks.c.ref == ref)
     if node is not None:
@@ -238,12 +252,11 @@ def list_tasks(
         # The leading "<=" is a plain range an index can seek to; the OR alone is not.
         conds.append(tasks.c.created_at <= at)
         conds.append(or_(tasks.c.created_at < at, and_(tasks.c.created_at == at, tasks.c.id < tid)))
-    stmt = (
-        select(tasks)
-        .where(*conds)
-        .order_by(tasks.c.created_at.desc(), tasks.c.id.desc())
-        .limit(limit)
-    )
+    # SQLite has no statistics: left alone it prefers an index that yields the order
+    # (process_id, created_at) and reads a whole process to find a ref's few rows. An
+    # order no index gives ("created_at + 0") makes it look them up by ref or id instead.
+    newest = tasks.c.created_at + 0 if ref is not None or ids is not None else tasks.c.created_at
+    stmt = select(tasks).where(*conds).order_by(newest.desc(), tasks.c.id.desc()).limit(limit)
     return [TaskRecord.from_row(r) for r in conn.execute(stmt)]
 
 
@@ -290,3 +303,19 @@ def find_by_data_text(conn: Connection, needle: str, *, limit: int = 50) -> list
         .limit(limit)
     )
     return [TaskRecord.from_row(r) for r in conn.execute(stmt)]
+
+
+def last_source(conn: Connection, task_id: str, node_id: str) -> str | None:
+    """The node the task last came from into ``node_id`` (a retry's default start)."""
+    stmt = (
+        select(task_events.c.node_id)
+        .where(
+            task_events.c.task_id == task_id,
+            task_events.c.kind == "transition",
+            task_events.c.to_node_id == node_id,
+        )
+        .order_by(task_events.c.id.desc())
+        .limit(1)
+    )
+    row = conn.execute(stmt).first()
+    return str(row[0]) if row and row[0] else None

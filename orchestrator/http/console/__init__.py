@@ -7,7 +7,7 @@ from starlette.responses import RedirectResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from orchestrator.http.console import forms, pages
+from orchestrator.http.console import forms, operate, pages
 from orchestrator.http.console.access import HERE
 
 
@@ -22,10 +22,18 @@ routes = [
     Route("/console/login", forms.login, methods=["GET", "POST"]),
     Route("/console/logout", forms.logout, methods=["POST"]),
     Route("/console/tasks/{task_id}", pages.task, methods=["GET"]),
+    Route("/console/tasks/{task_id}/live.json", pages.task_live, methods=["GET"]),
+    Route("/console/tasks/{task_id}/repair", operate.task_action, methods=["POST"]),
     Route("/console/processes/{process}", pages.process, methods=["GET"]),
     Route("/console/processes/{process}/counts.json", pages.counts, methods=["GET"]),
     Route("/console/processes/{process}/new", forms.new_task, methods=["GET", "POST"]),
     Route("/console/processes/{process}/modify", forms.modify, methods=["GET", "POST"]),
+    Route("/console/processes/{process}/tasks", pages.tasks, methods=["GET"]),
     Route("/console/processes/{process}/nodes/{node}", pages.node_tasks, methods=["GET"]),
+    Route(
+        "/console/processes/{process}/nodes/{node}/bulk",
+        operate.node_bulk,
+        methods=["GET", "POST"],
+    ),
     Mount("/console/static", StaticFiles(directory=str(HERE / "static")), name="console-static"),
 ]

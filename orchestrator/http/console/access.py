@@ -15,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
+from orchestrator.engine import sessions as server_sessions
+from orchestrator.engine.apikeys import OPERATE, READ
 from orchestrator.engine.service import ApiError, Service
 from orchestrator.http import auth
 from orchestrator.http.console import session as sessions
@@ -47,6 +49,23 @@ class Visit:
     service: Service
     session: Session
     fresh: bool  # the cookie must be (re)set on the response
+    role: str = OPERATE  # the logged-in key's role ("operate" in keyless loopback mode)
+
+    @property
+    def can_operate(self) -> bool:
+        return self.role != READ
+
+    def require_operate(self) -> None:
+        """Read-only keys see no action buttons; a POST anyway gets this refusal."""
+        if not self.can_operate:
+            raise Refused(
+                self.render(
+                    "message.html",
+                    403,
+                    title="Not allowed",
+                    message=f"The API key {self.session.login} may only read (role read).",
+                )
+            )
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await self.service.rt.run_db(fn, *args, **kwargs)
@@ -57,6 +76,7 @@ class Visit:
             csrf=self.session.csrf,
             login=self.session.login,
             keys=auth.keys_configured(self.service.rt),
+            can_operate=self.can_operate,
         )
         response = templates.TemplateResponse(
             self.request, template, context, status_code=status, headers=SECURITY_HEADERS
@@ -98,13 +118,17 @@ def _visit(request: Request, *, public: bool) -> Visit:
     rt = service.rt
     s = sessions.decode(rt.secret, request.cookies.get(sessions.COOKIE))
     if auth.keys_configured(rt):
-        if s is not None and s.login is not None and not auth.login_active(rt, s.login):
-            s = None  # its key was revoked: the session ends with it
+        role = None
+        if s is not None and s.login is not None:
+            # Logged out, expired server-side, or its key revoked: the session is over.
+            role = server_sessions.session_key(rt, s.sid, s.login)
+            if role is None:
+                s = None
         if s is None:
             s, fresh = sessions.new_session(None), True
         else:
             fresh = False
-        visit = Visit(request, service, s, fresh)
+        visit = Visit(request, service, s, fresh, role or READ)
         if s.login is None and not public:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             raise Refused(visit.redirect(f"/console/login?next={quote(target, safe='')}"))
@@ -144,8 +168,9 @@ def page(*, public: bool = False) -> Callable[[Handler], Callable[[Request], Awa
                 return visit.render(
                     "message.html",
                     err.status,
-                    title=err.code.replace("_", " "),
+                    title=err.code.replace("_", " ").capitalize(),
                     message=err.message,
+                    code=err.code,
                 )
 
         return endpoint

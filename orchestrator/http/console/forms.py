@@ -10,10 +10,12 @@ from starlette.responses import Response
 
 from orchestrator import jsontext
 from orchestrator.crypto import is_secret_param
+from orchestrator.engine import sessions as server_sessions
 from orchestrator.engine.service import ApiError
 from orchestrator.http import auth
 from orchestrator.http.console import session as sessions
 from orchestrator.http.console.access import Visit, page
+from orchestrator.http.console.throttle import LoginThrottle
 
 # Which field an engine refusal belongs beside.
 _FIELD_OF = {
@@ -53,6 +55,23 @@ def _json_object(raw: str, errors: dict[str, str], field: str) -> dict[str, Any]
     return value
 
 
+def _parameters(raw: str, errors: dict[str, str]) -> dict[str, Any] | None:
+    """Modify's parameters: a JSON object, or one ``name = value`` per line (values as
+    typed, except JSON lists and objects)."""
+    if raw.strip().startswith("{") or not raw.strip():
+        return _json_object(raw, errors, "data")
+    data: dict[str, Any] = {}
+    for n, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or not name.strip():
+            errors["data"] = f"line {n} is not name = value (or give a JSON object)"
+            return None
+        data[name.strip()] = _parse_value(value.strip())
+    return data
+
+
 def _task_data(inputs: list[dict[str, Any]], form: dict[str, str], errors: dict[str, str]) -> Any:
     if form.get("data", "").strip():
         return _json_object(form["data"], errors, "data")
@@ -78,6 +97,7 @@ async def new_task(v: Visit) -> Response:
     form: dict[str, str] = {}
     errors: dict[str, str] = {}
     if v.request.method == "POST":
+        v.require_operate()
         form = await v.form()
         data = _task_data(inputs, form, errors)
         ref = form.get("ref", "").strip() or None
@@ -105,11 +125,12 @@ async def modify(v: Visit) -> Response:
     form: dict[str, str] = {"ref": v.request.query_params.get("ref", "")}
     errors: dict[str, str] = {}
     if v.request.method == "POST":
+        v.require_operate()
         form = await v.form()
         ref = form.get("ref", "").strip()
         if not ref:
             errors["ref"] = "ref is required: the task to modify"
-        data = _json_object(form.get("data", ""), errors, "data")
+        data = _parameters(form.get("data", ""), errors)
         if not errors and data is not None:
             try:
                 task = await v.run(
@@ -140,17 +161,35 @@ async def login(v: Visit) -> Response:
     if v.request.method == "POST":
         form = await v.form()
         target = _safe_next(form.get("next"))
-        who = auth.verify_secret(v.service.rt, form.get("secret", ""))
+        throttle = _throttle(v)
+        client = auth.client_ip(v.request)
+        wait = throttle.wait_for(client)
+        if wait > 0:
+            errors["secret"] = f"too many wrong secrets: wait {wait:.0f} s and try again"
+            return v.render("login.html", 429, errors=errors, next=target)
+        who = await v.run(auth.verify_secret, v.service.rt, form.get("secret", ""))
         if who is not None:
-            v.session, v.fresh = sessions.new_session(who), True
+            throttle.succeeded(client)
+            sid = await v.run(server_sessions.open_session, v.service.rt, who, sessions.LIFETIME)
+            v.session, v.fresh = sessions.new_session(who, sid), True
             return v.redirect(target)
-        errors["secret"] = "this API key is not known"
+        throttle.failed(client)
+        errors["secret"] = "no active API key has this secret"
     return v.render("login.html", errors=errors, next=target)
+
+
+def _throttle(v: Visit) -> LoginThrottle:
+    state = v.request.app.state
+    throttle: LoginThrottle | None = getattr(state, "console_login_throttle", None)
+    if throttle is None:
+        throttle = state.console_login_throttle = LoginThrottle()
+    return throttle
 
 
 @page(public=True)
 async def logout(v: Visit) -> Response:
     await v.form()
+    await v.run(server_sessions.end_session, v.service.rt, v.session.sid)
     v.fresh = False
     response = v.redirect("/console/login" if auth.keys_configured(v.service.rt) else "/console")
     sessions.clear_cookie(response)

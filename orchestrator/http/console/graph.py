@@ -50,7 +50,26 @@ def _short(title: str) -> str:
     return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1] + "…"
 
 
-def render(slug: str, nodes: list[dict[str, Any]]) -> Markup:
+# (from, to, label, dotted): engine/graph.py's edges (conditions, time limits, errors).
+Edge = tuple[str, str, str, bool]
+LABEL_CHARS = 26
+LOOP_LABEL_ROOM = 110  # to the right of the loops, for their labels
+
+
+def _readable(label: str) -> str:
+    """A condition or time limit as a person scans it: ``status ~ delivered|read``."""
+    if "{{" in label:  # a computed time limit: its template is on the node's page
+        return "time limit" if label.startswith("after") else label
+    text = label.replace(" regexp ", " ~ ").replace(" eq ", " = ").replace(" ne ", " ≠ ")
+    return text.replace("^(", "").replace(")$", "").replace("^", "").replace("$", "")
+
+
+def _bezier(p0: float, p1: float, p2: float, p3: float, t: float) -> float:
+    u = 1 - t
+    return u**3 * p0 + 3 * u**2 * t * p1 + 3 * u * t**2 * p2 + t**3 * p3
+
+
+def render(slug: str, nodes: list[dict[str, Any]], edges: list[Edge] | None = None) -> Markup:
     if not nodes:
         return Markup("")
     depth = _layers(nodes)
@@ -59,6 +78,8 @@ def render(slug: str, nodes: list[dict[str, Any]]) -> Markup:
         rows.setdefault(depth[n["id"]], []).append(_Placed(n, depth[n["id"]]))
     widest = max(len(r) for r in rows.values())
     width = PAD * 2 + widest * BOX_W + (widest - 1) * GAP_X + 2 * GAP_X  # room for loops
+    if any(label for _a, _b, label, _d in edges or []):
+        width += LOOP_LABEL_ROOM
     height = PAD * 2 + len(rows) * BOX_H + (len(rows) - 1) * GAP_Y
     placed: dict[str, _Placed] = {}
     for layer, row in sorted(rows.items()):
@@ -69,8 +90,8 @@ def render(slug: str, nodes: list[dict[str, Any]]) -> Markup:
             p.x = x0 + i * (BOX_W + GAP_X)
             p.y = PAD + layer * (BOX_H + GAP_Y)
             placed[p.node["id"]] = p
-    links = _links(placed)
-    boxes = [_box(slug, p) for p in placed.values()]
+    links, labels = _links(placed, edges or [])
+    boxes = [_box(slug, p) for p in placed.values()] + labels  # labels on top
     return Markup(
         f'<svg class="graph" viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" '
         f'role="group" aria-label="process graph">'
@@ -92,9 +113,25 @@ def _order(row: list[_Placed], placed: dict[str, _Placed]) -> None:
     row.sort(key=key)
 
 
-def _links(placed: dict[str, _Placed]) -> list[str]:
-    out = []
+def _label(x: float, y: float, text: str, dotted: bool, anchor: str = "middle") -> str:
+    short = _readable(text)
+    short = short if len(short) <= LABEL_CHARS else short[: LABEL_CHARS - 1] + "…"
+    cls = "edge-label dotted" if dotted else "edge-label"
+    return (
+        f'<text class="{cls}" x="{x:.0f}" y="{y:.0f}" text-anchor="{anchor}">'
+        f"<title>{escape(text)}</title>{escape(short)}</text>"
+    )
+
+
+def _links(placed: dict[str, _Placed], edges: list[Edge]) -> tuple[list[str], list[str]]:
+    out, labels = [], []
     seen: set[tuple[str, str]] = set()
+    texts: dict[tuple[str, str], list[str]] = {}
+    dotted: dict[tuple[str, str], bool] = {}
+    for a, b, text, dash in edges:
+        if text:
+            texts.setdefault((a, b), []).append(text)
+        dotted[(a, b)] = dotted.get((a, b), True) and dash
     for src in placed.values():
         for target in src.node.get("exits", []):
             dst = placed.get(target)
@@ -106,6 +143,10 @@ def _links(placed: dict[str, _Placed]) -> list[str]:
                 x2, y2 = dst.x + BOX_W / 2, dst.y
                 mid = (y1 + y2) / 2
                 d = f"M{x1:.0f},{y1:.0f} C{x1:.0f},{mid:.0f} {x2:.0f},{mid:.0f} {x2:.0f},{y2:.0f}"
+                # Near the target, where links fanning out of one node have spread apart.
+                t = 0.68
+                at = (_bezier(x1, x1, x2, x2, t), _bezier(y1, mid, mid, y2, t) + 4)
+                anchor = "middle"
             elif dst.layer == src.layer and src is not dst:
                 # Same row: side to side when neighbours, else a dip under the row.
                 left, right = (src, dst) if src.x < dst.x else (dst, src)
@@ -114,6 +155,9 @@ def _links(placed: dict[str, _Placed]) -> list[str]:
                     x1 = src.x + BOX_W if src is left else src.x
                     x2 = dst.x if src is left else dst.x + BOX_W
                     d = f"M{x1:.0f},{y:.0f} L{x2:.0f},{y:.0f}"
+                    # Below the row, in the gap: a box's text stays readable.
+                    at = ((x1 + x2) / 2, src.y + BOX_H + 13)
+                    anchor = "middle"
                 else:
                     x1, x2 = src.x + BOX_W / 2, dst.x + BOX_W / 2
                     y1 = src.y + BOX_H
@@ -122,6 +166,8 @@ def _links(placed: dict[str, _Placed]) -> list[str]:
                         f"M{x1:.0f},{y1:.0f} C{x1:.0f},{dip:.0f} "
                         f"{x2:.0f},{dip:.0f} {x2:.0f},{y1:.0f}"
                     )
+                    at = ((x1 + x2) / 2, dip - 4)
+                    anchor = "middle"
             else:  # a loop back up (or to itself): round the right-hand side
                 x1, y1 = src.x + BOX_W, src.y + BOX_H * 0.65
                 x2, y2 = dst.x + BOX_W, dst.y + BOX_H * 0.35
@@ -132,8 +178,15 @@ def _links(placed: dict[str, _Placed]) -> list[str]:
                     f"M{x1:.0f},{y1:.0f} C{bulge:.0f},{y1:.0f} "
                     f"{bulge:.0f},{y2:.0f} {x2:.0f},{y2:.0f}"
                 )
-            out.append(f'<path class="link" d="{d}" marker-end="url(#arrow)"/>')
-    return out
+                at = (bulge + 3, (y1 + y2) / 2 + 4)
+                anchor = "start"
+            key = (src.node["id"], target)
+            cls = "link dotted" if dotted.get(key) else "link"
+            out.append(f'<path class="{cls}" d="{d}" marker-end="url(#arrow)"/>')
+            if key in texts:
+                text = " / ".join(texts[key])
+                labels.append(_label(at[0], at[1], text, dotted.get(key, False), anchor))
+    return out, labels
 
 
 def _box(slug: str, p: _Placed) -> str:

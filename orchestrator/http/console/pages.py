@@ -9,7 +9,7 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 
 from orchestrator.engine import lookup
-from orchestrator.http.console import graph
+from orchestrator.http.console import graph, present
 from orchestrator.http.console.access import SECURITY_HEADERS, Visit, page
 
 PAGE_SIZE = 25
@@ -24,8 +24,33 @@ async def processes(v: Visit) -> Response:
 @page()
 async def process(v: Visit) -> Response:
     view = await v.run(v.service.process_view, v.request.path_params["process"])
-    svg = graph.render(view["slug"], view["nodes"])
+    edges = await v.run(lookup.edges, v.service, view["slug"])
+    svg = graph.render(view["slug"], view["nodes"], edges)
     return v.render("process.html", p=view, svg=svg)
+
+
+@page()
+async def tasks(v: Visit) -> Response:
+    """A process's tasks, filtered (lookup.filtered_tasks), newest first, cursor-paged."""
+    key = v.request.path_params["process"]
+    view = await v.run(v.service.process_view, key)
+    q = v.request.query_params
+    filters = {k: q.get(k, "") for k in lookup.TASK_FILTERS}
+    cursor = q.get("cursor") or None
+    listing = await v.run(
+        lambda: lookup.filtered_tasks(v.service, key, filters, limit=PAGE_SIZE, cursor=cursor)
+    )
+    now = time.time()
+    shown = {k: val for k, val in filters.items() if val}
+    return v.render(
+        "tasks.html",
+        p=view,
+        filters=filters,
+        shown=shown,
+        tasks=[present.row(t, now) for t in listing["tasks"]],
+        next_cursor=listing["next_cursor"],
+        paged=cursor is not None,
+    )
 
 
 # Counters polled by every open process page: one query per process per COUNTS_TTL,
@@ -66,11 +91,12 @@ async def node_tasks(v: Visit) -> Response:
     listing = await v.run(
         lambda: v.service.list_tasks(key, node=node_id, limit=PAGE_SIZE, cursor=cursor)
     )
+    now = time.time()
     return v.render(
         "node.html",
         p=view,
         node=node,
-        tasks=listing["tasks"],
+        tasks=[present.row(t, now) for t in listing["tasks"]],
         next_cursor=listing["next_cursor"],
         paged=cursor is not None,
     )
@@ -83,6 +109,8 @@ async def search(v: Visit) -> Response:
     if len(result["tasks"]) == 1 and q.strip():
         # One hit: go straight to it, as an operator pasting an id expects.
         return v.redirect(f"/console/tasks/{result['tasks'][0]['task_id']}")
+    now = time.time()
+    result["tasks"] = [present.row(t, now) for t in result["tasks"]]
     return v.render("search.html", q=q, result=result)
 
 
@@ -93,6 +121,19 @@ async def task(v: Visit) -> Response:
     if t["task"]["state"] == "waiting" and t["task"]["node"]["kind"] == "wait":
         urls = v.service.rt.callback_urls(t["task"]["conv_id"], t["task"]["node"]["id"])
         nvp_url = urls["nvp"].replace("{{root.task_id}}", t["task"]["task_id"])
+    view = present.row(t["task"], time.time())
+    nodes = await v.run(lookup.node_choices, v.service, view["task_id"])
     return v.render(
-        "task.html", t=t["task"], events=t["events"], children=t["children"], nvp_url=nvp_url
+        "task.html",
+        t=view,
+        events=present.timeline(t["events"]),
+        children=t["children"],
+        nvp_url=nvp_url,
+        nodes=nodes,
     )
+
+
+@page()
+async def task_live(v: Visit) -> Response:
+    body = await v.run(lookup.live_stamp, v.service, v.request.path_params["task_id"])
+    return JSONResponse(body, headers=SECURITY_HEADERS)

@@ -1,8 +1,10 @@
-"""Console sessions: a signed cookie holding the login, a CSRF token and an expiry.
+"""Console sessions: a signed cookie holding the login, a CSRF token, an expiry and, once
+logged in, the id of a server-side session (engine/sessions.py).
 
-Nothing is stored server-side: the cookie is HMAC-signed with a key derived from the
-server secret, so any API process sharing the database accepts it, and changing the
-secret ends every session.
+The cookie is HMAC-signed with a key derived from the server secret (changing the secret
+ends every session). A logged-in cookie is only honoured while its server-side session
+exists: logging out deletes it, so a copied cookie stops working at once. Visitors who
+are not logged in keep no server state (their cookie only carries the CSRF token).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Session:
     login: str | None  # None: not logged in (keys exist) or no keys at all
     csrf: str
     expires: float
+    sid: str | None = None  # the server-side session of a logged-in visitor
 
 
 def _sign(key: bytes, payload: bytes) -> str:
@@ -36,7 +39,7 @@ def _sign(key: bytes, payload: bytes) -> str:
 
 
 def encode(server_secret: str, session: Session) -> str:
-    raw = json.dumps([session.login, session.csrf, session.expires]).encode()
+    raw = json.dumps([session.login, session.csrf, session.expires, session.sid]).encode()
     body = base64.urlsafe_b64encode(raw).decode().rstrip("=")
     return f"{body}.{_sign(derived_key(server_secret, 'console-session'), body.encode())}"
 
@@ -50,18 +53,25 @@ def decode(server_secret: str, value: str | None, now: float | None = None) -> S
     if not hmac.compare_digest(expected, sig):
         return None
     try:
-        login, csrf, expires = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        login, csrf, expires, sid = json.loads(
+            base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        )
     except (ValueError, TypeError):
         return None
     if not isinstance(csrf, str) or not isinstance(expires, int | float):
         return None
     if expires < (now if now is not None else time.time()):
         return None
-    return Session(login if isinstance(login, str) else None, csrf, float(expires))
+    return Session(
+        login if isinstance(login, str) else None,
+        csrf,
+        float(expires),
+        sid if isinstance(sid, str) else None,
+    )
 
 
-def new_session(login: str | None) -> Session:
-    return Session(login, secrets.token_urlsafe(24), time.time() + LIFETIME)
+def new_session(login: str | None, sid: str | None = None) -> Session:
+    return Session(login, secrets.token_urlsafe(24), time.time() + LIFETIME, sid)
 
 
 def set_cookie(response: Response, request: Request, server_secret: str, s: Session) -> None:

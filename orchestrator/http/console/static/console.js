@@ -1,5 +1,6 @@
-// The console's only script: live node counters and copy buttons. No inline script is
-// allowed (Content-Security-Policy), so everything is wired up here.
+// The console's only script: live node counters, the live task page, local times, copy
+// buttons. No inline script is allowed (Content-Security-Policy), so everything is wired
+// up here.
 "use strict";
 
 const POLL_MS = 1000;
@@ -55,6 +56,86 @@ function startCounters() {
   setInterval(poll, POLL_MS);
 }
 
+const pad = (n) => String(n).padStart(2, "0");
+
+function localText(date, timeOnly) {
+  const time = `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+  if (timeOnly) return `${time}.${String(date.getMilliseconds()).padStart(3, "0")}`;
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ${time}`;
+}
+
+// Times come as ISO 8601 in UTC; people read them in their own time zone.
+function localizeTimes(root) {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+  root.querySelectorAll("time[datetime]").forEach((el) => {
+    const date = new Date(el.getAttribute("datetime"));
+    if (Number.isNaN(date.getTime())) return;
+    el.textContent = localText(date, el.hasAttribute("data-time-only"));
+    el.title = `${el.getAttribute("datetime")} (UTC); shown in ${zone}`;
+  });
+}
+
+function localInputValue(date) {
+  return `${localText(date, false).replace(" ", "T").slice(0, 16)}`;
+}
+
+// The task filters: the visible inputs are local time, the submitted ones UTC.
+function startTimeFilters() {
+  document.querySelectorAll("input[data-utc-for]").forEach((input) => {
+    const hidden = document.getElementById(input.dataset.utcFor);
+    if (!hidden) return;
+    const date = new Date(hidden.value);
+    if (hidden.value && !Number.isNaN(date.getTime())) input.value = localInputValue(date);
+    input.form.addEventListener("submit", () => {
+      hidden.value = input.value ? new Date(input.value).toISOString() : "";
+    });
+  });
+}
+
+// The task page redraws itself when the task changes (node, state, new events).
+function startLiveTask() {
+  const region = document.getElementById("task-live");
+  if (!region) return;
+  const url = region.dataset.liveUrl;
+  let stamp = null;
+  let busy = false;
+  async function poll() {
+    if (busy || document.hidden) return;
+    busy = true;
+    const live = document.getElementById("live");
+    try {
+      const r = await fetch(url, { headers: { accept: "application/json" }, credentials: "same-origin" });
+      if (r.redirected) { window.location.reload(); return; }
+      if (!r.ok) throw new Error(String(r.status));
+      const body = await r.json();
+      if (stamp !== null && body.stamp !== stamp) {
+        const typing = region.contains(document.activeElement) && document.activeElement.closest("form");
+        if (!typing) {
+          const page = await fetch(window.location.pathname, { credentials: "same-origin" });
+          const doc = new DOMParser().parseFromString(await page.text(), "text/html");
+          const fresh = doc.getElementById("task-live");
+          if (fresh) {
+            region.innerHTML = fresh.innerHTML;
+            localizeTimes(region);
+            startCopyButtons(region);
+          }
+        } else {
+          return; // redraw on a later poll, once the operator has left the form
+        }
+      }
+      stamp = body.stamp;
+      const badge = document.getElementById("live");
+      if (badge) { badge.className = "live on"; badge.textContent = "live"; }
+    } catch (err) {
+      if (live) { live.className = "live off"; live.textContent = "offline"; }
+    } finally {
+      busy = false;
+    }
+  }
+  poll();
+  setInterval(poll, POLL_MS);
+}
+
 async function copyText(text) {
   if (navigator.clipboard && window.isSecureContext) {
     try { await navigator.clipboard.writeText(text); return true; } catch (err) { /* fall back */ }
@@ -71,8 +152,8 @@ async function copyText(text) {
   return ok;
 }
 
-function startCopyButtons() {
-  document.querySelectorAll("button[data-copy]").forEach((button) => {
+function startCopyButtons(root) {
+  (root || document).querySelectorAll("button[data-copy]").forEach((button) => {
     button.addEventListener("click", async () => {
       const source = document.getElementById(button.dataset.copy);
       if (!source) return;
@@ -88,6 +169,9 @@ document.addEventListener("DOMContentLoaded", () => {
   // After a refused form, the keyboard starts at the first field in error.
   const invalid = document.querySelector('[aria-invalid="true"]');
   if (invalid) invalid.focus();
+  localizeTimes(document);
+  startTimeFilters();
   startCounters();
+  startLiveTask();
   startCopyButtons();
 });
