@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from orchestrator.crypto import redact
 from orchestrator.engine.service import Service, iso
+from orchestrator.secretdata import redact
 from orchestrator.store import processes as process_store
 from orchestrator.store import tasks as task_store
 from orchestrator.store.records import TaskRecord

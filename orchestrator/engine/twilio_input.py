@@ -36,6 +36,43 @@ MAX_RECIPIENTS = 1000
 CALL_EVENTS = ("initiated", "ringing", "answered", "completed")
 
 
+# Parameters Twilio takes as one text value (a number is taken as its digits).
+TEXT_PARAMS = (
+    "AccountSid", "AuthToken", "ApiKeySid", "ApiKeySecret", "From", "MessagingServiceSid",
+    "Body", "Url", "ApplicationSid", "Twiml", "Method", "Sid", "ValidityPeriod", "Timeout",
+)  # fmt: skip
+# Parameters that may also be a list of such values.
+LIST_PARAMS = ("MediaUrl", "StatusCallbackEvent")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    return "an object" if isinstance(value, Mapping) else "a list"
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
+
+
+def types(raw: Mapping[str, Any], params: Mapping[str, Any], *, many: bool = False) -> None:
+    """INVALID_INPUT for a value of the wrong type (an object or a list where Twilio
+    takes text, say), before anything else is checked or sent: ``str()`` of it would
+    reach Twilio as Python text. ``many``: ``To`` may be a list (send_to_many)."""
+    for name in TEXT_PARAMS + LIST_PARAMS + ("To",):
+        value = params.get(name)
+        if value is None or _is_text(value):
+            continue
+        if isinstance(value, list) and (name in LIST_PARAMS or (many and name == "To")):
+            if all(_is_text(v) for v in value):
+                continue
+            raise invalid(raw, name, "must be a list of text values")
+        raise invalid(raw, name, f"must be text, not {_kind(value)}")
+    metadata = params.get("metadata")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise invalid(raw, "metadata", "must be an object")
+
+
 def source_name(raw: Any, fallback: str) -> str:
     """The task parameter a logic parameter comes from, to name it in errors."""
     match = _SOURCE.match(raw) if isinstance(raw, str) else None
