@@ -343,15 +343,17 @@ class Interpreter:
                 else task_store.find_by_ref(conn, proc.id, str(ref))
             )
             if found is None or found.process_id != proc.id or found.state == "done":
-                raise LogicFailure(
-                    {
-                        "error": "not_found_task",
-                        "code": "not_found_task",
-                        "message": "there is no unfinished task with that "
-                        f"{'task_id' if task_id else 'ref'} in "
-                        f"{proc.slug}",
-                    }
-                )
+                fields = {
+                    "error": "not_found_task",
+                    "code": "not_found_task",
+                    "message": "there is no unfinished task with that "
+                    f"{'task_id' if task_id else 'ref'} in "
+                    f"{proc.slug}",
+                }
+                if found is not None and found.process_id == proc.id:
+                    # It exists but has ended: a process may treat that as no problem.
+                    fields["target_finished"] = True
+                raise LogicFailure(fields)
         return proc.id, found.id
 
     def _goto(

@@ -178,8 +178,19 @@ def _settle_late(conn: Connection, task: TaskRecord, now: float) -> None:
     """Callbacks that were waiting for a task that has now finished: kept as late."""
     for cb in inbox.unsettled_for_task(conn, task.id, task.process_id, task.ref):
         if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
-            late = Event("callback_late", task.node_id, None, _cb_detail(cb))
-            task_store.add_events(conn, task.id, [late], now)
+            _record_late(conn, task, cb, now)
+
+
+def _record_late(conn: Connection, task: TaskRecord, cb: CallbackRecord, now: float) -> None:
+    """A callback for a finished task lands in its history, and in the history of the task
+    it was copied from (the original a "Getting callback" copy follows), escalating nothing."""
+    late = Event("callback_late", task.node_id, None, _cb_detail(cb))
+    task_store.add_events(conn, task.id, [late], now)
+    if task.parent_task_id and task_store.get_task(conn, task.parent_task_id) is not None:
+        detail = {**_cb_detail(cb), "via_task_id": task.id}
+        task_store.add_events(
+            conn, task.parent_task_id, [Event("callback_late", None, None, detail)], now
+        )
 
 
 def _enter_waiting(task: TaskRecord, wake_at: float | None) -> None:
@@ -219,8 +230,7 @@ def deliver(
         return []
     if task.state == "done":
         if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
-            late = Event("callback_late", task.node_id, None, _cb_detail(cb))
-            task_store.add_events(conn, task.id, [late], now)
+            _record_late(conn, task, cb, now)
         return []
     if (
         task.state != "waiting"
