@@ -343,7 +343,7 @@ class Interpreter:
                 else task_store.find_by_ref(conn, proc.id, str(ref))
             )
             if found is None or found.process_id != proc.id or found.state == "done":
-                fields = {
+                fields: dict[str, Any] = {
                     "error": "not_found_task",
                     "code": "not_found_task",
                     "message": "there is no unfinished task with that "

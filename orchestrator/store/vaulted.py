@@ -37,8 +37,9 @@ def stored_values(conn: Connection, sealed_marker: str) -> Iterator[Stored]:
         yield Stored("callbacks", str(row[0]), row[1])
     # Effects' results with sealed answer fields (reused when a step is retried).
     sealed = select(effects.c.task_id, effects.c.step, effects.c.logic_index, effects.c.result)
-    for row in conn.execute(sealed.where(effects.c.result.contains(sealed_marker))):
-        yield Stored("effects", f"{row[0]}:{row[1]}:{row[2]}", row[3])
+    for effect in conn.execute(sealed.where(effects.c.result.contains(sealed_marker))):
+        task_id, step, index, result = effect
+        yield Stored("effects", f"{task_id}:{step}:{index}", result)
 
 
 def replace_value(conn: Connection, item: Stored, new_value: str) -> bool:
