@@ -30,6 +30,7 @@ from orchestrator.config import Settings, parse_rates
 from orchestrator.engine import twilio_input as check
 from orchestrator.engine.definition import Logic
 from orchestrator.engine.interpreter import LogicFailure, NewTask, StepDeferred, StepResult
+from orchestrator.engine.template_files import with_template_body
 from orchestrator.store import effects as effect_store
 from orchestrator.store import kv, senders
 from orchestrator.store import tasks as task_store
@@ -69,6 +70,7 @@ class TwilioActions:
         params = render(raw, ctx)
         action = logic.get("action")
         check.types(raw, params, many=action == "send_to_many")
+        params = with_template_body(raw, params, ctx, bulk=action == "send_to_many")
         creds = check.credentials(self.rt.settings, raw, params)
         if action == "fetch_message":
             await self._fetch(creds, raw, params, result)

@@ -39,7 +39,8 @@ CALL_EVENTS = ("initiated", "ringing", "answered", "completed")
 # Parameters Twilio takes as one text value (a number is taken as its digits).
 TEXT_PARAMS = (
     "AccountSid", "AuthToken", "ApiKeySid", "ApiKeySecret", "From", "MessagingServiceSid",
-    "Body", "Url", "ApplicationSid", "Twiml", "Method", "Sid", "ValidityPeriod", "Timeout",
+    "Body", "BodyTemplate", "Url", "ApplicationSid", "Twiml", "Method", "Sid",
+    "ValidityPeriod", "Timeout",
 )  # fmt: skip
 # Parameters that may also be a list of such values.
 LIST_PARAMS = ("MediaUrl", "StatusCallbackEvent")
