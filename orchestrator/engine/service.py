@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator import secretdata
+from orchestrator.engine import phones
 from orchestrator.engine.runtime import NotFound, Runtime, new_task_id
 from orchestrator.engine.transitions import awaits_reply, deliver
 from orchestrator.store import callbacks as inbox
@@ -164,6 +165,8 @@ class Service:
                         {"task_id": existing.id},
                     )
             _pid, _v, definition = self.rt.definition(proc.version_id, conn)
+            # Numbers as people type them ("+1 555 123 0001") are stored in E.164.
+            plain = phones.normalise_inputs(definition.inputs, plain)
             task = TaskRecord(
                 id=new_task_id(),
                 process_id=proc.id,

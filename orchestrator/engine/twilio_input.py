@@ -14,6 +14,7 @@ from typing import Any
 import phonenumbers
 
 from orchestrator.config import Settings
+from orchestrator.engine import phones
 from orchestrator.engine.interpreter import LogicFailure
 from orchestrator.twilio.client import Credentials
 
@@ -156,7 +157,7 @@ def sender(raw: Mapping[str, Any], params: Mapping[str, Any], form: dict[str, An
     if blank(number) and blank(service):
         raise missing(raw, "From")
     if not blank(number):
-        text = str(number)
+        text = phones.e164(str(number)) or str(number)
         if not (is_phone(text) or _ALPHA_SENDER.match(text) or _SHORT_CODE.match(text)):
             raise invalid(raw, "From", "must be an E.164 number, short code or sender ID")
         form["From"] = text
@@ -172,9 +173,10 @@ def message_form(raw: Mapping[str, Any], params: Mapping[str, Any], *, mms: bool
     to = params.get("To")
     if blank(to):
         raise missing(raw, "To")
-    if not is_phone(str(to)):
+    number = phones.e164(str(to))
+    if number is None:
         raise invalid(raw, "To", "must be an E.164 number with '+' and country code")
-    form["To"] = str(to)
+    form["To"] = number
     sender(raw, params, form)
     body_and_media(raw, params, form, mms=mms)
     return form
@@ -220,16 +222,17 @@ def call_form(raw: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, An
     to, number = params.get("To"), params.get("From")
     if blank(to):
         raise missing(raw, "To")
-    text = str(to)
+    text = phones.e164(str(to)) or str(to)
     if not (is_phone(text) or text.startswith(("sip:", "client:"))):
         raise invalid(raw, "To", "must be an E.164 number, sip: URI or client: identity")
     form["To"] = text
     if blank(number):
         raise missing(raw, "From")
     # A Twilio number, a verified caller ID, or a client identity (seed 003).
-    if not (is_phone(str(number)) or str(number).startswith("client:")):
+    caller = phones.e164(str(number)) or str(number)
+    if not (is_phone(caller) or caller.startswith("client:")):
         raise invalid(raw, "From", "must be an E.164 number or a client: identity")
-    form["From"] = str(number)
+    form["From"] = caller
     url, app, twiml = params.get("Url"), params.get("ApplicationSid"), params.get("Twiml")
     given = [
         n for n, v in (("Url", url), ("ApplicationSid", app), ("Twiml", twiml)) if not blank(v)
@@ -278,10 +281,15 @@ def recipients(raw: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]:
     value = params.get("To")
     if blank(value):
         raise missing(raw, "To")
-    items = value if isinstance(value, list) else re.split(r"[\s,;]+", str(value))
+    if isinstance(value, list):
+        items = [str(v) for v in value]
+    else:
+        text = str(value)
+        # Commas or semicolons separate numbers typed with spaces; else spaces do too.
+        items = re.split(r"[,;]" if re.search(r"[,;]", text) else r"\s+", text)
     numbers: list[str] = []
     for item in items:
-        text = str(item).strip()
+        text = phones.e164(item) or item.strip()
         if not text:
             continue
         if not is_phone(text):
