@@ -28,6 +28,7 @@ from typing import Any
 from orchestrator import secretdata
 from orchestrator.config import Settings, parse_rates
 from orchestrator.engine import twilio_input as check
+from orchestrator.engine import twilio_results as results
 from orchestrator.engine.definition import Logic
 from orchestrator.engine.interpreter import LogicFailure, NewTask, StepDeferred, StepResult
 from orchestrator.engine.template_files import with_template_body
@@ -64,14 +65,36 @@ class TwilioActions:
         ctx: dict[str, Any],
         result: StepResult,
     ) -> None:
-        from orchestrator.engine.templates import render
+        """Run the logic; its result and its failures also carry seed 002's names."""
+        from orchestrator.engine.templates import TemplateError, render
 
         raw = dict(logic.get("params") or {})
-        params = render(raw, ctx)
+        params: dict[str, Any] = {}
+        try:
+            params = render(raw, ctx)
+            await self._run(task, process_id, logic, ctx, result, raw, params)
+        except TemplateError as exc:
+            raise LogicFailure(results.failure(exc.as_task_data(), raw, params)) from exc
+        except LogicFailure as exc:
+            exc.fields = results.failure(exc.fields, raw, params)
+            raise
+        results.success(str(logic.get("action")), result.data)
+
+    async def _run(
+        self,
+        task: TaskRecord,
+        process_id: int,
+        logic: Logic,
+        ctx: dict[str, Any],
+        result: StepResult,
+        raw: dict[str, Any],
+        params: dict[str, Any],
+    ) -> None:
         action = logic.get("action")
         check.types(raw, params, many=action == "send_to_many")
         params = with_template_body(raw, params, ctx, bulk=action == "send_to_many")
         creds = check.credentials(self.rt.settings, raw, params)
+        creds = check.with_base_url(creds, logic.get("base_url"))
         if action == "fetch_message":
             await self._fetch(creds, raw, params, result)
             return

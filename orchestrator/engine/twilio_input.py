@@ -7,6 +7,7 @@ is sent and the task escalates with an error that says which field to fix.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -16,7 +17,7 @@ import phonenumbers
 from orchestrator.config import Settings
 from orchestrator.engine import phones
 from orchestrator.engine.interpreter import LogicFailure
-from orchestrator.twilio.client import Credentials
+from orchestrator.twilio.client import Credentials, api_base
 
 _E164 = re.compile(r"^\+[1-9][0-9]{1,14}\Z")  # ASCII only: \d also takes other scripts' digits
 _ALPHA_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}\Z")
@@ -149,6 +150,20 @@ def credentials(
     if blank(token):
         raise missing(raw, "AuthToken")
     return Credentials(account, account, str(token))
+
+
+def with_base_url(creds: Credentials, base_url: Any) -> Credentials:
+    """The credentials aimed at the logic's own Twilio base URL (seed 002's ``urlString``:
+    set by the process author, never by task data; checked at deploy)."""
+    if base_url is None:
+        return creds
+    try:
+        return dataclasses.replace(creds, base_url=api_base(str(base_url)))
+    except ValueError as exc:
+        raise LogicFailure(
+            {"error": "MISSING_INPUT", "code": "MISSING_INPUT", "field": "base_url",
+             "message": f"base_url: {exc}"}
+        ) from exc  # fmt: skip
 
 
 def sender(raw: Mapping[str, Any], params: Mapping[str, Any], form: dict[str, Any]) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from orchestrator.store import sql, twilio_messages
 from orchestrator.store.records import dumps, loads
+from orchestrator.store.tables import effects
 
 # Twice per message sent: plain SQL (see store/sql.py).
 _KEY = "task_id = :task_id AND step = :step AND logic_index = :logic_index"
@@ -59,3 +60,22 @@ def finish(
         twilio_messages.track(conn, **result["track"])
     params = {"task_id": task_id, "step": step, "logic_index": logic_index, "now": now}
     sql.execute(conn, _FINISH, {**params, "result": dumps(result)})
+
+
+def created_resource(conn: Connection, task_id: str) -> dict[str, Any] | None:
+    """The first Twilio resource (message or call) a task created, as its effect stored
+    it (``{"message": {...}}``, secret fields sealed), or None."""
+    stmt = (
+        select(effects.c.result)
+        .where(
+            effects.c.task_id == task_id,
+            effects.c.status == "done",
+            effects.c.kind.in_(("twilio.create_message", "twilio.create_call")),
+        )
+        .order_by(effects.c.step, effects.c.logic_index)
+    )
+    for (text,) in conn.execute(stmt):
+        result = loads(text)
+        if isinstance(result, dict) and isinstance(result.get("message"), dict):
+            return result
+    return None
