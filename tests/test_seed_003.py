@@ -115,3 +115,7 @@ def test_access_as_for_api_v1(db_url: str) -> None:
         assert _post(stack, "sendSms", SMS_EXAMPLE).status_code == 401
         stack.client.headers["Authorization"] = "Bearer package-key-0123456789"
         assert _post(stack, "sendSms", SMS_EXAMPLE).json()["callback"] == "success"
+        spec = stack.client.get("/api/v1/openapi.json").json()
+        assert {"/api/twilio/sendSms", "/api/twilio/sendMms", "/api/twilio/makeCall"} <= set(
+            spec["paths"]
+        )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.http.openapi_twilio_package import TWILIO_PACKAGE_PATHS
+
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -272,6 +274,8 @@ OPENAPI: dict[str, Any] = {
         },
     },
 }
+
+OPENAPI["paths"].update(TWILIO_PACKAGE_PATHS)
 
 # Every operation can be refused before it runs (http/auth.py).
 for _item in OPENAPI["paths"].values():
