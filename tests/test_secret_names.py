@@ -190,3 +190,40 @@ def test_split_merge_seal_round_trip() -> None:
     sealed = seal(vault, data)
     assert "t" not in str({k: v for k, v in sealed.items() if k != SEALED}) and SEALED in sealed
     assert unseal(vault, sealed) == {**data, "l": [{}]}
+
+
+def test_corezoid_ops_go_through_the_same_rule(db_url: str) -> None:
+    from test_corezoid import LOGIN, SECRET, signed_post
+
+    planted = "COREZOID" + secrets.token_hex(8)
+    with running_stack(db_url, api_keys=f"{LOGIN}:{SECRET}") as s:
+        s.client.headers["Authorization"] = f"Bearer {SECRET}"
+        s.deploy(
+            {
+                "slug": "cz",
+                "title": "cz",
+                "nodes": {
+                    "start": {"kind": "start", "logics": [{"type": "go", "to": "wait"}]},
+                    "wait": {
+                        "kind": "wait",
+                        "logics": [{"type": "wait_callback"}, {"type": "go", "to": "wait"}],
+                    },
+                    "failed": {"kind": "escalation"},
+                },
+            }
+        )
+        ops = [
+            {
+                "type": "create",
+                "obj": "task",
+                "conv_id": "cz",
+                "ref": "c1",
+                "data": {"creds": {"api_key": planted}, "Authorization": planted, "n": 1},
+            }
+        ]
+        r = signed_post(s.api, {"ops": ops})
+        assert r.json()["ops"][0]["proc"] == "ok", r.text
+        task_id = r.json()["ops"][0]["obj_id"]
+        assert s.wait(task_id, state="waiting")["data"] == {"creds": {}, "n": 1}
+        stored = _db_text(db_url)
+    assert planted not in stored, [line for line in stored.splitlines() if planted in line]
