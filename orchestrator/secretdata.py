@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from typing import Any, Protocol
 
 _SECRET_NAME = re.compile(
@@ -33,6 +34,7 @@ class Cipher(Protocol):
     def decrypt(self, token: str) -> str | None: ...
 
 
+@lru_cache(maxsize=4096)  # the same few names, on every step
 def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
