@@ -41,6 +41,15 @@ def _base_url(name: str, default: str) -> str:
     return raw.rstrip("/")
 
 
+def _aliased(name: str, alias: str) -> str | None:
+    """``name``, or its alias (seed 004's connector names the credentials TWILIO_ACCOUNT and
+    TWILIO_TOKEN); both set to different values is a mistake worth naming."""
+    value, other = os.environ.get(name) or None, os.environ.get(alias) or None
+    if value and other and value != other:
+        raise ConfigError(f"{name} and {alias} are both set, to different values")
+    return value or other
+
+
 def _rate_limits() -> str | None:
     spec = os.environ.get("ORCH_TWILIO_RATE_LIMITS") or None
     parse_rates(spec)  # refused at start, not at the first send
@@ -118,8 +127,8 @@ class Settings:
             "public_url": _base_url("ORCH_PUBLIC_URL", cls.public_url),
             "secret": os.environ.get("ORCH_SECRET") or None,
             "twilio_api_url": _base_url("ORCH_TWILIO_API_URL", cls.twilio_api_url),
-            "twilio_account_sid": os.environ.get("TWILIO_ACCOUNT_SID") or None,
-            "twilio_auth_token": os.environ.get("TWILIO_AUTH_TOKEN") or None,
+            "twilio_account_sid": _aliased("TWILIO_ACCOUNT_SID", "TWILIO_ACCOUNT"),
+            "twilio_auth_token": _aliased("TWILIO_AUTH_TOKEN", "TWILIO_TOKEN"),
             "twilio_api_key": os.environ.get("TWILIO_API_KEY") or None,
             "twilio_api_secret": os.environ.get("TWILIO_API_SECRET") or None,
             "api_keys": os.environ.get("ORCH_API_KEYS") or None,

@@ -9,39 +9,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
-import re
 import secrets
 from collections.abc import Sequence
-from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-# Task parameters that hold credentials: kept out of task data, history and responses.
-_SECRET_NAME = re.compile(
-    r"(?i)(token$|api_?key_?secret|password|passwd|secret$|^secret|private_?key)"
-)
-REDACTED = "***"
+from orchestrator import secretdata
 
+# The secret-name rule lives in ``orchestrator.secretdata``; these names stay for callers.
+from orchestrator.secretdata import REDACTED as REDACTED
+from orchestrator.secretdata import SEALED as SEALED
+from orchestrator.secretdata import redact as redact
+from orchestrator.secretdata import seal as seal
+from orchestrator.secretdata import unseal as unseal
 
-def is_secret_param(name: str) -> bool:
-    return bool(_SECRET_NAME.search(name))
-
-
-def split_secrets(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(plain data, secret parameters) — only top-level keys are considered."""
-    plain = {k: v for k, v in data.items() if not is_secret_param(k)}
-    hidden = {k: v for k, v in data.items() if is_secret_param(k)}
-    return plain, hidden
-
-
-def redact(value: Any) -> Any:
-    """A copy with every secret-named key's value replaced, at any depth."""
-    if isinstance(value, dict):
-        return {k: (REDACTED if is_secret_param(str(k)) else redact(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
+is_secret_param = secretdata.is_secret_name
+split_secrets = secretdata.split
 
 
 def new_secret() -> str:
@@ -95,27 +78,3 @@ class Vault:
         except InvalidToken:
             return False
         return True
-
-
-# Secret-named fields of a callback or modification wait in the inbox under this key,
-# encrypted, until they are applied to the task (which keeps them encrypted too).
-SEALED = "__sealed_secrets__"
-
-
-def seal(vault: Vault, payload: dict[str, Any]) -> dict[str, Any]:
-    """The payload with its secret-named top-level fields replaced by one encrypted field."""
-    plain, hidden = split_secrets({k: v for k, v in payload.items() if k != SEALED})
-    if hidden:
-        plain[SEALED] = vault.encrypt(json.dumps(hidden))
-    return plain
-
-
-def unseal(vault: Vault, payload: dict[str, Any]) -> dict[str, Any]:
-    """The payload ``seal`` was given (a sealed field that does not decrypt is dropped)."""
-    out = dict(payload)
-    token = out.pop(SEALED, None)
-    if isinstance(token, str):
-        hidden = vault.decrypt(token)
-        if hidden is not None:
-            out.update(json.loads(hidden))
-    return out

@@ -45,3 +45,17 @@ def test_rate_limits_are_checked_when_read(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("ORCH_TWILIO_RATE_LIMITS", "+15005550006=1,xyz")
     with pytest.raises(ConfigError, match="ORCH_TWILIO_RATE_LIMITS: 'xyz' is not sender=rate"):
         Settings.from_env()
+
+
+def test_seed_004_credential_names_are_aliases(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_ACCOUNT", "TWILIO_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TWILIO_ACCOUNT", "AC" + "1" * 32)
+    monkeypatch.setenv("TWILIO_TOKEN", "seed-004-token")
+    s = Settings.from_env()
+    assert (s.twilio_account_sid, s.twilio_auth_token) == ("AC" + "1" * 32, "seed-004-token")
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "seed-004-token")  # the same: fine
+    assert Settings.from_env().twilio_auth_token == "seed-004-token"
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "another")
+    with pytest.raises(ConfigError, match="TWILIO_AUTH_TOKEN and TWILIO_TOKEN"):
+        Settings.from_env()

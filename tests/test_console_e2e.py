@@ -132,7 +132,7 @@ def test_create_with_the_form_find_by_ref_and_read_the_timeline(tab: Tab, stack:
     assert stack.counts()["tasks"] == before
     tab.shot("new-task-errors")
     page.get_by_label("Number_from").fill("+15005550006")
-    page.get_by_label("Body").fill("Your order shipped")
+    page.locator("#in_Body").fill("Your order shipped")
     page.get_by_label("AuthToken").fill("not-shown-anywhere")
     page.get_by_label("AuthToken").fill("")
     page.get_by_role("button", name="Create task").click()

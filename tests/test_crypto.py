@@ -41,6 +41,10 @@ SECRET_NAMES = [
     "PrivateKey",
     "access_token",
     "AccessToken",
+    "api_key",  # issue 15: common names, and headers stored as data
+    "X-Api-Key",
+    "Authorization",
+    "proxy_authorization",
 ]
 PLAIN_NAMES = [
     "Body",
@@ -57,7 +61,6 @@ PLAIN_NAMES = [
     "From",
     "MediaUrl",
     "token_count",
-    "api_key",
     "key",
     "ErrorCode",
     "",
@@ -83,8 +86,9 @@ def test_split_secrets() -> None:
         "nested": {"AuthToken": "inner"},
     }
     plain, hidden = split_secrets(data)
-    assert plain == {"Body": "hi", "Number_to": "+1", "nested": {"AuthToken": "inner"}}
-    assert hidden == {"AuthToken": "tok", "password": "pw"}
+    # Nested secrets too (issue 15): one rule at every depth.
+    assert plain == {"Body": "hi", "Number_to": "+1", "nested": {}}
+    assert hidden == {"AuthToken": "tok", "password": "pw", "nested": {"AuthToken": "inner"}}
     assert data["AuthToken"] == "tok"  # the input is left alone
 
 

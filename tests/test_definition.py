@@ -815,15 +815,17 @@ def test_getting_callback_parses() -> None:
     assert waiting.kind == "wait"
     assert waiting.title == "Waiting for Callback"
     assert waiting.exits() == [
+        "original_finished",
         "final_status",
         "waiting_for_callback",
-        "original_not_found",
-        "original_not_found",
-        "original_not_found",
-        "original_not_found",
+        *["check_original"] * 5,
         "no_callback",
     ]
-    modify = waiting.logics[1]
+    assert definition.node("check_original").exits() == [
+        "original_finished",
+        "original_not_found",
+    ]
+    modify = waiting.logics[2]
     assert modify.get("process") == "sending-sms"
     assert modify.get("missing", "dflt") == "dflt"
 

@@ -25,6 +25,11 @@ def test_read_timeout_adopts_the_message_instead_of_resending(db_url: str) -> No
         assert stack.sim_stats()["messages_created"] == 1
         [message] = httpx.get(f"{stack.sim}/_sim/messages").json()
         assert done["data"]["sid"] == message["sid"]
+        # The recovery is visible: the history names the adopted message and why.
+        [adopted] = [e for e in stack.history(done["task_id"]) if e["kind"] == "twilio_adopted"]
+        assert adopted["detail"]["sid"] == message["sid"]
+        assert adopted["detail"]["why"].startswith("no answer to the create")
+        assert "same To, From and Body" in adopted["detail"]["found_by"]
 
 
 def test_unknown_outcome_without_a_match_escalates_and_never_resends(db_url: str) -> None:
@@ -127,6 +132,9 @@ def test_started_effect_with_a_matching_message_is_adopted(db_url: str) -> None:
         assert waiting["node"]["id"] == "waiting_for_status"
         assert waiting["data"]["sid"] == sid
         assert stack.sim_stats()["messages_created"] == 1
+        [adopted] = [e for e in stack.history(task["task_id"]) if e["kind"] == "twilio_adopted"]
+        assert adopted["detail"]["sid"] == sid
+        assert adopted["detail"]["why"] == "an earlier attempt stopped unanswered"
 
 
 def test_a_send_begun_moments_ago_is_left_to_finish(db_url: str) -> None:

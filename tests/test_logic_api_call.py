@@ -132,7 +132,8 @@ def test_json_post_with_templates_headers_and_params(stack: Stack, server: str) 
     seen = done["data"]["echo"]
     assert (seen["method"], seen["path"]) == ("POST", "/echo/orders/42")
     assert seen["query"] == {"verbose": "true"}
-    assert seen["auth"] == "Bearer t0k"
+    assert CALLS[-1]["auth"] == "Bearer t0k"
+    assert "auth" not in seen  # a secret-named field of the answer is sealed, not data
     assert seen["content_type"] == "application/json"
     assert json.loads(seen["body"]) == {"order": 42, "items": [1, 2]}
     assert seen["idem"].startswith(done["task_id"])

@@ -24,9 +24,11 @@ from orchestrator.engine import apikeys
 from orchestrator.engine.rotation import rotate
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.service import Service
+from orchestrator.secretdata import seal, unseal
+from orchestrator.store import effects as effect_store
 from orchestrator.store import kv
 from orchestrator.store.db import Database
-from orchestrator.store.tables import callbacks, metadata
+from orchestrator.store.tables import callbacks, effects, metadata
 from orchestrator.twilio.simulator import SimulatorConfig
 
 KEY = "scan-api-key-0123456789"
@@ -138,6 +140,11 @@ def test_rotating_the_server_secret(sqlite_url: str) -> None:
     conv_id, old_hash = _wait_hash(old)
     pending = service.receive_callback("json", conv_id, old_hash, {"ref": "later", "password": "p"})
     assert pending["status"] == "accepted"
+    # An api_call answer's token, sealed in its effect's result.
+    answer = seal(old.vault, {"response": {"body": {"access_token": "tok-3"}}})
+    with old.db.write() as conn:
+        effect_store.begin(conn, task["task_id"], 0, 0, "api_call", {}, time.time())
+        effect_store.finish(conn, task["task_id"], 0, 0, answer, time.time())
 
     both = _runtime(sqlite_url, NEW, (OLD,))
     assert _node_for(both, conv_id, old_hash) is not None
@@ -146,10 +153,16 @@ def test_rotating_the_server_secret(sqlite_url: str) -> None:
     assert apikeys.secret_for_login(both, "rot") == key_secret
 
     report = rotate(both)
-    assert report.reencrypted == {"twilio_accounts": 1, "api_keys": 1, "tasks": 1, "callbacks": 1}
+    assert report.reencrypted == {
+        "twilio_accounts": 1,
+        "api_keys": 1,
+        "tasks": 1,
+        "callbacks": 1,
+        "effects": 1,
+    }
     assert not report.unreadable
     again = rotate(both)
-    assert again.reencrypted == {} and again.current == 4
+    assert again.reencrypted == {} and again.current == 5
 
     new_only = _runtime(sqlite_url, NEW)
     assert _token(new_only) == "tok-1"
@@ -166,7 +179,11 @@ def test_rotating_the_server_secret(sqlite_url: str) -> None:
     assert _node_for(new_only, conv_id, old_hash) is None
 
     stranger = _runtime(sqlite_url, "some-other-secret-" + "c" * 20)
-    assert len(rotate(stranger).unreadable) == 4
+    assert len(rotate(stranger).unreadable) == 5
+    with db.read() as conn:
+        stored = json.loads(conn.execute(select(effects.c.result)).scalar_one())
+    db.dispose()
+    assert unseal(new_only.vault, stored) == {"response": {"body": {"access_token": "tok-3"}}}
 
 
 def test_generated_secret_becomes_previous_when_orch_secret_is_set(sqlite_url: str) -> None:

@@ -350,10 +350,19 @@ def test_bad_auth_with_twilio_client_and_api_key(sim: Sim) -> None:
     with pytest.raises(TwilioRestException) as caught:
         wrong.messages.create(to="+14155551234", from_=FROM, body="x")
     assert (caught.value.status, caught.value.code) == (401, 20003)
-    # An API key (SK…) with the token as secret, the Account SID in the URL.
-    keyed = Client("SK" + "3" * 32, TOKEN, SID)
-    keyed.api.base_url = sim.url
-    assert keyed.messages.create(to="+14155551234", from_=FROM, body="x").status == "queued"
+    # An API key (SK…) with its own secret, the Account SID in the URL; the auth token
+    # is not a key's secret.
+    key = "SK" + "3" * 32
+    httpx.post(f"{sim.url}/_sim/config", json={"api_keys": {key: "key-secret"}}).raise_for_status()
+    for secret, works in (("key-secret", True), (TOKEN, False)):
+        keyed = Client(key, secret, SID)
+        keyed.api.base_url = sim.url
+        if works:
+            assert keyed.messages.create(to="+14155551234", from_=FROM, body="x").status == "queued"
+        else:
+            with pytest.raises(TwilioRestException) as caught:
+                keyed.messages.create(to="+14155551234", from_=FROM, body="x")
+            assert caught.value.code == 20003
 
 
 def test_not_found(client: Client, sim: Sim) -> None:

@@ -224,26 +224,50 @@ def test_send_to_many_template_error_names_the_metadata(stack: Stack) -> None:
     assert stack.sim_stats()["requests"] == 0
 
 
-def test_api_key_credentials_per_task(stack: Stack) -> None:
-    task = stack.create(
-        {
-            "Number_to": "+15551230001",
-            "Number_from": FROM,
-            "Body": "via key",
-            "AccountSid": ACCOUNT,
-            "ApiKeySid": "SK" + "3" * 32,
-            "ApiKeySecret": TOKEN,
-        }
+KEY_SID, KEY_SECRET = "SK" + "3" * 32, "api-key-secret"
+
+
+def test_api_key_credentials_per_task(db_url: str) -> None:
+    """The server holds TWILIO_AUTH_TOKEN of the same account, so only a per-task key
+    that is really used can make the wrong secret fail (issue 12 item 1)."""
+    sim = SimulatorConfig(
+        account_sid=ACCOUNT, auth_token=TOKEN, callback_delay=0.02, api_keys={KEY_SID: KEY_SECRET}
     )
-    done = stack.wait(task["task_id"])
-    assert done["node"]["id"] == "delivered"
-    shown = str(stack.task(task["task_id"])) + str(stack.history(task["task_id"]))
-    assert TOKEN not in shown
+    with running_stack(db_url, sim) as stack:
+        key = {"AccountSid": ACCOUNT, "ApiKeySid": KEY_SID}
+        good = stack.sms("+15551230001", "via key", **key, ApiKeySecret=KEY_SECRET)
+        bad = stack.sms("+15551230002", "wrong key", **key, ApiKeySecret="not-the-secret")
+        call = stack.create(
+            {"Number_to": "+15551230003", "Number_from": FROM, "Url": "https://example.com/t"}
+            | key
+            | {"ApiKeySecret": "not-the-secret"},
+            process="voice-call",
+        )
+        many = stack.create(
+            {"smsTo": "+15551230004", "smsFrom": FROM, "smsBody": "x"}
+            | key
+            | {"ApiKeySecret": "not-the-secret"},
+            process="send-to-many",
+        )
+        assert stack.wait(good["task_id"])["node"]["id"] == "delivered"
+        for task in (bad, call, many):
+            done = stack.wait(task["task_id"])
+            assert done["node"]["id"] == "api_error", done
+            assert done["data"]["error"] == "AUTHENTICATION_CONNECTION_ERROR", done
+        # Only the message with the right secret reached Twilio's records.
+        assert [m["to"] for m in _sim(stack, "messages")] == ["+15551230001"]
+        assert _sim(stack, "calls") == []
+        shown = str(stack.task(good["task_id"])) + str(stack.history(good["task_id"]))
+        assert KEY_SECRET not in shown
 
 
 def test_server_default_api_key(db_url: str) -> None:
     with running_stack(
-        db_url, twilio_auth_token=None, twilio_api_key="SK" + "4" * 32, twilio_api_secret=TOKEN
+        db_url,
+        SimulatorConfig(account_sid=ACCOUNT, auth_token=TOKEN, api_keys={KEY_SID: KEY_SECRET}),
+        twilio_auth_token=None,
+        twilio_api_key=KEY_SID,
+        twilio_api_secret=KEY_SECRET,
     ) as stack:
         # Callbacks of the default account need its auth token to be verified, so only
         # the create is checked here.

@@ -337,6 +337,7 @@ def test_twilio_error_mapping(status: int, code: int, message: str, name: str) -
         "code": code,
         "message": message,
         "url_more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "statusCode": str(status),
     }
     assert len(rec.requests) == 1
     assert sleeps == []
@@ -491,6 +492,7 @@ def test_not_found_without_code_uses_http_name() -> None:
         "error": "NOT_FOUND",
         "code": "NOT_FOUND",
         "message": "The requested resource was not found",
+        "statusCode": "404",
     }
 
 

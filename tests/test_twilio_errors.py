@@ -105,6 +105,7 @@ def test_twilio_error_attributes_and_task_data() -> None:
         "code": 21211,
         "message": "The 'To' number +15005550001 is not a valid phone number.",
         "url_more_info": "https://www.twilio.com/docs/errors/21211",
+        "statusCode": "400",
     }
     assert "21211" in str(err)
 

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from orchestrator import jsontext
+from orchestrator import jsontext, secretdata
 from orchestrator.engine.definition import Logic, parse_duration
 from orchestrator.engine.interpreter import LogicFailure, StepDeferred, StepResult
 from orchestrator.engine.templates import render
@@ -64,7 +64,7 @@ class ApiCalls:
         }
         prior = await self.rt.run_db(self._begin, task, logic.index, summary)
         if prior is not None and prior["status"] == "done":
-            outcome = prior["result"] or {}
+            outcome = secretdata.unseal(self.rt.vault, prior["result"] or {})
         elif prior is not None and not idempotent:
             settled = prior["created_at"] + timeout + ANSWER_GRACE
             if time.time() < settled:

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from orchestrator.crypto import split_secrets
+from orchestrator import secretdata
 from orchestrator.engine.interpreter import Reply
 from orchestrator.engine.runtime import Runtime
 from orchestrator.store import tasks as task_store
@@ -50,7 +50,7 @@ def send_reply(
     ):
         late = {"caller_task_id": caller_id, "reason": "the caller no longer waits for it"}
         return [], Event("reply_late", child.node_id, None, late)
-    plain, _hidden = split_secrets(dict(reply.data))
+    plain, _hidden = secretdata.split(dict(reply.data))
     data = {**caller.data, **plain}
     entry = "resume"
     if reply.exception:

@@ -304,6 +304,8 @@ def _parse_logic(nid: str, i: int, spec: Any, node_on_error: str | None, fail: A
             raise fail(f"must be one of {', '.join(TWILIO_ACTIONS)}", nid, f"{where}.action")
         if not isinstance(spec.get("params", {}), Mapping):
             raise fail("must be a mapping", nid, f"{where}.params")
+        if "base_url" in spec:
+            _check_base_url(nid, f"{where}.base_url", spec.get("base_url"), fail)
         cb = spec.get("status_callback")
         if cb is not None and not (isinstance(cb, str) or _is_callback_ref(cb)):
             raise fail(
@@ -353,6 +355,19 @@ def _check_api_call(nid: str, where: str, spec: Mapping[str, Any], fail: Any) ->
             raise fail(
                 "must be a positive duration such as 10, '30s' or '2min'", nid, f"{where}.timeout"
             )
+
+
+def _check_base_url(nid: str, where: str, value: Any, fail: Any) -> None:
+    """A twilio logic's ``base_url`` is the author's: a plain http(s) URL, no template (so
+    task data can never point a request, and its credentials, elsewhere)."""
+    from orchestrator.twilio.client import api_base
+
+    if not isinstance(value, str) or "{{" in value or "{%" in value:
+        raise fail("must be a plain http(s) URL, not a template", nid, where)
+    try:
+        api_base(value)
+    except ValueError as exc:
+        raise fail(str(exc), nid, where) from exc
 
 
 def _is_callback_ref(value: Any) -> bool:

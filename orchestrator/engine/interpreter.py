@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.crypto import split_secrets
+from orchestrator import secretdata
 from orchestrator.engine.conditions import all_match
 from orchestrator.engine.definition import Logic, Node, ProcessDefinition, parse_duration
 from orchestrator.engine.templates import TemplateError, render
@@ -90,7 +90,7 @@ def template_context(
         "create_time": int(task.created_at),
         "change_time": int(task.updated_at),
     }
-    return {**secrets, **data, "root": root}
+    return {**secretdata.merge(secrets, data), "root": root}
 
 
 class Interpreter:
@@ -166,15 +166,7 @@ class Interpreter:
         return self._fail(result, definition, node, None, fields, task, secrets, process_id)
 
     def _secrets(self, task: TaskRecord) -> dict[str, Any]:
-        if not task.secrets:
-            return {}
-        plain = self.rt.vault.decrypt(task.secrets)
-        if plain is None:
-            return {}
-        import json
-
-        loaded = json.loads(plain)
-        return loaded if isinstance(loaded, dict) else {}
+        return secretdata.opened(self.rt.vault, task.secrets)
 
     async def _run_logic(
         self,
@@ -191,7 +183,7 @@ class Interpreter:
             return str(logic.get("to")) if all_match(logic.get("if"), result.data) else None
         if kind == "set_param":
             values = render(dict(logic.get("set")), ctx)
-            plain, _hidden = split_secrets(values)
+            plain, _hidden = secretdata.split(values)
             result.data.update(plain)
             return None
         if kind == "twilio":
@@ -202,7 +194,7 @@ class Interpreter:
             return None
         if kind == "reply":
             data = render(dict(logic.get("data")), ctx) if logic.get("data") else dict(result.data)
-            plain, _hidden = split_secrets(data)
+            plain, _hidden = secretdata.split(data)
             result.reply = Reply(plain, bool(logic.get("exception", False)))
             return None
         if kind == "copy_task":
@@ -237,7 +229,7 @@ class Interpreter:
             data = render(dict(logic.get("data")), ctx)
         else:
             data = dict(result.data)
-        data, _hidden = split_secrets(data)
+        data, _hidden = secretdata.split(data)
         data.update(
             {
                 "copy_task_id": task.id,
@@ -268,7 +260,7 @@ class Interpreter:
                 data = render(dict(logic.get("data")), ctx)
             else:
                 data = dict(result.data)
-            data, _hidden = split_secrets(data)
+            data, _hidden = secretdata.split(data)
             target = await self.rt.run_db(self._lookup_copy_target, logic.get("process"), None)
             if node.time_limit is not None:
                 wake_at = self._deadline(node, ctx, result.data)
@@ -324,7 +316,7 @@ class Interpreter:
         task_id = render(logic.get("task_id"), ctx) if logic.get("task_id") else None
         ref = render(logic.get("ref"), ctx) if logic.get("ref") else None
         data = render(dict(logic.get("data") or {}), ctx)
-        data, _hidden = split_secrets(data)
+        data, _hidden = secretdata.split(data)
         target = await self.rt.run_db(
             self._lookup_modify_target, logic.get("process"), task_id, ref
         )
@@ -351,15 +343,17 @@ class Interpreter:
                 else task_store.find_by_ref(conn, proc.id, str(ref))
             )
             if found is None or found.process_id != proc.id or found.state == "done":
-                raise LogicFailure(
-                    {
-                        "error": "not_found_task",
-                        "code": "not_found_task",
-                        "message": "there is no unfinished task with that "
-                        f"{'task_id' if task_id else 'ref'} in "
-                        f"{proc.slug}",
-                    }
-                )
+                fields: dict[str, Any] = {
+                    "error": "not_found_task",
+                    "code": "not_found_task",
+                    "message": "there is no unfinished task with that "
+                    f"{'task_id' if task_id else 'ref'} in "
+                    f"{proc.slug}",
+                }
+                if found is not None and found.process_id == proc.id:
+                    # It exists but has ended: a process may treat that as no problem.
+                    fields["target_finished"] = True
+                raise LogicFailure(fields)
         return proc.id, found.id
 
     def _goto(

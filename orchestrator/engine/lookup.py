@@ -10,9 +10,9 @@ import datetime as dt
 import re
 from typing import Any
 
-from orchestrator.crypto import redact
 from orchestrator.engine.graph import edges as definition_edges
 from orchestrator.engine.service import ApiError, Service, iso
+from orchestrator.secretdata import redact
 from orchestrator.store import processes as process_store
 from orchestrator.store import tasks as task_store
 from orchestrator.store.records import TaskRecord

@@ -29,7 +29,7 @@ def rotate(rt: Runtime) -> RotationReport:
     with rt.db.read() as conn:
         items = list(vaulted.stored_values(conn, SEALED))
     for item in items:
-        if item.table == "callbacks":
+        if item.table in ("callbacks", "effects"):
             payload = json.loads(item.value)
             token = payload.get(SEALED)
         else:

@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from orchestrator.crypto import redact, seal, split_secrets
+from orchestrator import secretdata
+from orchestrator.engine import phones
 from orchestrator.engine.runtime import NotFound, Runtime, new_task_id
 from orchestrator.engine.transitions import awaits_reply, deliver
 from orchestrator.store import callbacks as inbox
@@ -122,7 +123,7 @@ class Service:
             },
             "state": task.state,
             "outcome": task.outcome,
-            "data": redact(task.data),
+            "data": secretdata.redact(task.data),
             "created_at": iso(task.created_at),
             "updated_at": iso(task.updated_at),
             "finished_at": iso(task.finished_at),
@@ -148,7 +149,7 @@ class Service:
                 413, "TASK_TOO_LARGE", f"task data is over {self.rt.settings.max_task_bytes} bytes"
             )
         digest = hmac.new(self.rt.secret.encode(), encoded.encode(), hashlib.sha256).hexdigest()
-        plain, hidden = split_secrets(data)
+        plain, hidden = secretdata.split(data)
         now = time.time()
         with self.rt.db.write() as conn:
             proc = self._process(conn, process_key)
@@ -164,6 +165,8 @@ class Service:
                         {"task_id": existing.id},
                     )
             _pid, _v, definition = self.rt.definition(proc.version_id, conn)
+            # Numbers as people type them ("+1 555 123 0001") are stored in E.164.
+            plain = phones.normalise_inputs(definition.inputs, plain)
             task = TaskRecord(
                 id=new_task_id(),
                 process_id=proc.id,
@@ -313,7 +316,7 @@ class Service:
                     "TASK_NOT_WAITING",
                     f"task {task.id} waits in node {task.node_id!r} for a called process",
                 )
-            sealed = seal(self.rt.vault, data)
+            sealed = secretdata.seal(self.rt.vault, data)
             cb_id = inbox.insert_callback(
                 conn,
                 process_id=proc.id,
@@ -413,7 +416,7 @@ class Service:
                 process_id=proc.id,
                 node_id=node_id,
                 form=form,
-                payload=seal(self.rt.vault, payload),
+                payload=secretdata.seal(self.rt.vault, payload),
                 received_at=now,
                 ref=ref,
                 task_id=task_id,

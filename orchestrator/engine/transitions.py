@@ -7,12 +7,11 @@ a wait node looks in the inbox first, so a callback that arrived early is applie
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from sqlalchemy import Connection
 
-from orchestrator.crypto import SEALED, split_secrets, unseal
+from orchestrator import secretdata
 from orchestrator.engine.calls import CallerChanged, send_reply
 from orchestrator.engine.definition import ProcessDefinition
 from orchestrator.engine.interpreter import LOOP_LIMIT, Reply, StepResult
@@ -48,7 +47,8 @@ def commit_step(
     expected = task.rev
     runnable: list[TaskRecord] = []
     for index, outcome in result.effects_done:
-        effect_store.finish(conn, task.id, task.step, index, outcome, now)
+        sealed = secretdata.seal(rt.vault, outcome)
+        effect_store.finish(conn, task.id, task.step, index, sealed, now)
     for copy in result.copies:
         child = TaskRecord(
             id=new_task_id(),
@@ -99,7 +99,10 @@ def commit_step(
             )
             runnable.extend(deliver(conn, rt, cb, owner, now))
 
-    task.data = result.data
+    # An answer (api_call, a callback merged earlier) may bring secret-named values:
+    # they are kept encrypted with the task, never in its data.
+    task.data, hidden = secretdata.split(result.data)
+    task.secrets = secretdata.closed(rt.vault, task.secrets, hidden)
     task.updated_at = now
     task.failures = 0  # the step went through
     events = list(result.events)
@@ -175,8 +178,19 @@ def _settle_late(conn: Connection, task: TaskRecord, now: float) -> None:
     """Callbacks that were waiting for a task that has now finished: kept as late."""
     for cb in inbox.unsettled_for_task(conn, task.id, task.process_id, task.ref):
         if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
-            late = Event("callback_late", task.node_id, None, _cb_detail(cb))
-            task_store.add_events(conn, task.id, [late], now)
+            _record_late(conn, task, cb, now)
+
+
+def _record_late(conn: Connection, task: TaskRecord, cb: CallbackRecord, now: float) -> None:
+    """A callback for a finished task lands in its history, and in the history of the task
+    it was copied from (the original a "Getting callback" copy follows), escalating nothing."""
+    late = Event("callback_late", task.node_id, None, _cb_detail(cb))
+    task_store.add_events(conn, task.id, [late], now)
+    if task.parent_task_id and task_store.get_task(conn, task.parent_task_id) is not None:
+        detail = {**_cb_detail(cb), "via_task_id": task.id}
+        task_store.add_events(
+            conn, task.parent_task_id, [Event("callback_late", None, None, detail)], now
+        )
 
 
 def _enter_waiting(task: TaskRecord, wake_at: float | None) -> None:
@@ -216,8 +230,7 @@ def deliver(
         return []
     if task.state == "done":
         if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
-            late = Event("callback_late", task.node_id, None, _cb_detail(cb))
-            task_store.add_events(conn, task.id, [late], now)
+            _record_late(conn, task, cb, now)
         return []
     if (
         task.state != "waiting"
@@ -268,11 +281,9 @@ def _release(
     if not inbox.set_status(conn, cb.id, "applied", now=now, task_id=task.id):
         return None  # another worker applied it
     expected = task.rev
-    plain, hidden = split_secrets(unseal(rt.vault, cb.payload))
+    plain, hidden = secretdata.split(secretdata.unseal(rt.vault, cb.payload))
     task.data.update(plain)
-    if hidden:
-        current = json.loads(rt.vault.decrypt(task.secrets) or "{}") if task.secrets else {}
-        task.secrets = rt.vault.encrypt(json.dumps({**current, **hidden}))
+    task.secrets = secretdata.closed(rt.vault, task.secrets, hidden)
     task.state, task.entry, task.wake_at, task.hops = "active", "resume", None, 0
     if owner is None:
         task.lease_owner = task.lease_until = None
@@ -298,5 +309,7 @@ def _cb_detail(cb: CallbackRecord) -> dict[str, Any]:
         "callback_id": cb.id,
         "form": cb.form,
         "source": cb.source_ip,
-        "fields": {k: v for k, v in split_secrets(cb.payload)[0].items() if k != SEALED},
+        "fields": {
+            k: v for k, v in secretdata.split(cb.payload)[0].items() if k != secretdata.SEALED
+        },
     }

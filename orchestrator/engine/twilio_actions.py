@@ -25,10 +25,13 @@ import time
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
+from orchestrator import secretdata
 from orchestrator.config import Settings, parse_rates
 from orchestrator.engine import twilio_input as check
+from orchestrator.engine import twilio_results as results
 from orchestrator.engine.definition import Logic
 from orchestrator.engine.interpreter import LogicFailure, NewTask, StepDeferred, StepResult
+from orchestrator.engine.template_files import with_template_body
 from orchestrator.store import effects as effect_store
 from orchestrator.store import kv, senders
 from orchestrator.store import tasks as task_store
@@ -62,12 +65,36 @@ class TwilioActions:
         ctx: dict[str, Any],
         result: StepResult,
     ) -> None:
-        from orchestrator.engine.templates import render
+        """Run the logic; its result and its failures also carry seed 002's names."""
+        from orchestrator.engine.templates import TemplateError, render
 
         raw = dict(logic.get("params") or {})
-        params = render(raw, ctx)
+        params: dict[str, Any] = {}
+        try:
+            params = render(raw, ctx)
+            await self._run(task, process_id, logic, ctx, result, raw, params)
+        except TemplateError as exc:
+            raise LogicFailure(results.failure(exc.as_task_data(), raw, params)) from exc
+        except LogicFailure as exc:
+            exc.fields = results.failure(exc.fields, raw, params)
+            raise
+        results.success(str(logic.get("action")), result.data)
+
+    async def _run(
+        self,
+        task: TaskRecord,
+        process_id: int,
+        logic: Logic,
+        ctx: dict[str, Any],
+        result: StepResult,
+        raw: dict[str, Any],
+        params: dict[str, Any],
+    ) -> None:
         action = logic.get("action")
+        check.types(raw, params, many=action == "send_to_many")
+        params = with_template_body(raw, params, ctx, bulk=action == "send_to_many")
         creds = check.credentials(self.rt.settings, raw, params)
+        creds = check.with_base_url(creds, logic.get("base_url"))
         if action == "fetch_message":
             await self._fetch(creds, raw, params, result)
             return
@@ -219,6 +246,10 @@ class TwilioActions:
             track = self.tracking(outcome["message"], creds, target)
             outcome = {**outcome, "track": track} if track else outcome
         result.effects_done.append((index, outcome))
+        if outcome.get("adopted"):
+            # Visible recovery: the history says which message was adopted, and why.
+            detail = {"sid": outcome["message"].get("sid"), **_adoption(outcome)}
+            result.events.append(Event("twilio_adopted", task.node_id, None, detail))
         if "error" in outcome:
             if raise_error:
                 raise LogicFailure(dict(outcome["error"]))
@@ -237,14 +268,16 @@ class TwilioActions:
     ) -> dict[str, Any]:
         prior = await self.rt.run_db(self._begin, task, index, summary, creds, kind)
         if prior is not None and prior["status"] == "done":
-            return dict(prior["result"] or {})
+            return secretdata.unseal(self.rt.vault, prior["result"] or {})
         if prior is not None:
             # Begun by a worker that lost its lease: it may still be waiting for Twilio's
             # answer. Only once that answer can no longer come is the message looked up.
             settled = prior["created_at"] + self._answer_deadline()
             if time.time() < settled:
                 raise StepDeferred(settled, "an earlier attempt of this send may still finish")
-            return await self._resolve_unknown(creds, form, prior["created_at"], kind)
+            return await self._resolve_unknown(
+                creds, form, prior["created_at"], kind, "an earlier attempt stopped unanswered"
+            )
         create = self.rt.twilio.create_call if kind == "call" else self.rt.twilio.create_message
         # The sender's slot is at most PACING_HORIZON away (a worker dying meanwhile leaves
         # a started record: the retry looks the message up and never sends blindly).
@@ -257,7 +290,9 @@ class TwilioActions:
             return {"message": message, "paced": paced} if paced else {"message": message}
         except TwilioError as exc:
             if exc.outcome_unknown:
-                return await self._resolve_unknown(creds, form, time.time() - 1, kind)
+                return await self._resolve_unknown(
+                    creds, form, time.time() - 1, kind, f"no answer to the create ({exc})"
+                )
             return {"error": exc.as_task_data()}
 
     def _retry_hook(self, task: TaskRecord) -> RetryHook:
@@ -315,7 +350,7 @@ class TwilioActions:
         self._saved_tokens[creds.account_sid] = digest
 
     async def _resolve_unknown(
-        self, creds: Credentials, form: dict[str, Any], since: float, kind: str
+        self, creds: Credentials, form: dict[str, Any], since: float, kind: str, why: str
     ) -> dict[str, Any]:
         """Find the message a lost answer would have described; adopt it if exactly one
         matches, else give up with TWILIO_OUTCOME_UNKNOWN (never send again). Calls are
@@ -333,7 +368,7 @@ class TwilioActions:
         if found is not None:
             matches = [m for m in found if _same_message(m, form, since)]
             if len(matches) == 1:
-                return {"message": matches[0], "adopted": True}
+                return {"message": matches[0], "adopted": True, "why": why, "since": since}
         return {
             "error": {
                 "error": "TWILIO_OUTCOME_UNKNOWN",
@@ -382,6 +417,15 @@ class TwilioActions:
         numbers = [str(r["phone_number"]) for r in records if r.get("phone_number")]
         result.data["recipient_list"] = numbers
         result.data["recipients"] = ",".join(numbers)
+
+
+def _adoption(outcome: Mapping[str, Any]) -> dict[str, Any]:
+    since = outcome.get("since")
+    when = dt.datetime.fromtimestamp(since, dt.UTC).isoformat() if since else None
+    return {
+        "why": outcome.get("why", "the create's answer was lost"),
+        "found_by": f"the one message listed with the same To, From and Body since {when}",
+    }
 
 
 def _same_message(message: Mapping[str, Any], form: Mapping[str, Any], since: float) -> bool:

@@ -7,6 +7,7 @@ is sent and the task escalates with an error that says which field to fix.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -14,8 +15,9 @@ from typing import Any
 import phonenumbers
 
 from orchestrator.config import Settings
+from orchestrator.engine import phones
 from orchestrator.engine.interpreter import LogicFailure
-from orchestrator.twilio.client import Credentials
+from orchestrator.twilio.client import Credentials, api_base
 
 _E164 = re.compile(r"^\+[1-9][0-9]{1,14}\Z")  # ASCII only: \d also takes other scripts' digits
 _ALPHA_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}\Z")
@@ -34,6 +36,44 @@ MAX_MEDIA = 10
 MAX_RECIPIENTS = 1000
 # Twilio's call progress events (StatusCallbackEvent).
 CALL_EVENTS = ("initiated", "ringing", "answered", "completed")
+
+
+# Parameters Twilio takes as one text value (a number is taken as its digits).
+TEXT_PARAMS = (
+    "AccountSid", "AuthToken", "ApiKeySid", "ApiKeySecret", "From", "MessagingServiceSid",
+    "Body", "BodyTemplate", "Url", "ApplicationSid", "Twiml", "Method", "Sid",
+    "ValidityPeriod", "Timeout",
+)  # fmt: skip
+# Parameters that may also be a list of such values.
+LIST_PARAMS = ("MediaUrl", "StatusCallbackEvent")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    return "an object" if isinstance(value, Mapping) else "a list"
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
+
+
+def types(raw: Mapping[str, Any], params: Mapping[str, Any], *, many: bool = False) -> None:
+    """INVALID_INPUT for a value of the wrong type (an object or a list where Twilio
+    takes text, say), before anything else is checked or sent: ``str()`` of it would
+    reach Twilio as Python text. ``many``: ``To`` may be a list (send_to_many)."""
+    for name in TEXT_PARAMS + LIST_PARAMS + ("To",):
+        value = params.get(name)
+        if value is None or _is_text(value):
+            continue
+        if isinstance(value, list) and (name in LIST_PARAMS or (many and name == "To")):
+            if all(_is_text(v) for v in value):
+                continue
+            raise invalid(raw, name, "must be a list of text values")
+        raise invalid(raw, name, f"must be text, not {_kind(value)}")
+    metadata = params.get("metadata")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise invalid(raw, "metadata", "must be an object")
 
 
 def source_name(raw: Any, fallback: str) -> str:
@@ -112,13 +152,27 @@ def credentials(
     return Credentials(account, account, str(token))
 
 
+def with_base_url(creds: Credentials, base_url: Any) -> Credentials:
+    """The credentials aimed at the logic's own Twilio base URL (seed 002's ``urlString``:
+    set by the process author, never by task data; checked at deploy)."""
+    if base_url is None:
+        return creds
+    try:
+        return dataclasses.replace(creds, base_url=api_base(str(base_url)))
+    except ValueError as exc:
+        raise LogicFailure(
+            {"error": "MISSING_INPUT", "code": "MISSING_INPUT", "field": "base_url",
+             "message": f"base_url: {exc}"}
+        ) from exc  # fmt: skip
+
+
 def sender(raw: Mapping[str, Any], params: Mapping[str, Any], form: dict[str, Any]) -> None:
     """``From`` (number, short code or alphanumeric ID) or ``MessagingServiceSid``."""
     number, service = params.get("From"), params.get("MessagingServiceSid")
     if blank(number) and blank(service):
         raise missing(raw, "From")
     if not blank(number):
-        text = str(number)
+        text = phones.e164(str(number)) or str(number)
         if not (is_phone(text) or _ALPHA_SENDER.match(text) or _SHORT_CODE.match(text)):
             raise invalid(raw, "From", "must be an E.164 number, short code or sender ID")
         form["From"] = text
@@ -134,9 +188,10 @@ def message_form(raw: Mapping[str, Any], params: Mapping[str, Any], *, mms: bool
     to = params.get("To")
     if blank(to):
         raise missing(raw, "To")
-    if not is_phone(str(to)):
+    number = phones.e164(str(to))
+    if number is None:
         raise invalid(raw, "To", "must be an E.164 number with '+' and country code")
-    form["To"] = str(to)
+    form["To"] = number
     sender(raw, params, form)
     body_and_media(raw, params, form, mms=mms)
     return form
@@ -182,16 +237,17 @@ def call_form(raw: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, An
     to, number = params.get("To"), params.get("From")
     if blank(to):
         raise missing(raw, "To")
-    text = str(to)
+    text = phones.e164(str(to)) or str(to)
     if not (is_phone(text) or text.startswith(("sip:", "client:"))):
         raise invalid(raw, "To", "must be an E.164 number, sip: URI or client: identity")
     form["To"] = text
     if blank(number):
         raise missing(raw, "From")
     # A Twilio number, a verified caller ID, or a client identity (seed 003).
-    if not (is_phone(str(number)) or str(number).startswith("client:")):
+    caller = phones.e164(str(number)) or str(number)
+    if not (is_phone(caller) or caller.startswith("client:")):
         raise invalid(raw, "From", "must be an E.164 number or a client: identity")
-    form["From"] = str(number)
+    form["From"] = caller
     url, app, twiml = params.get("Url"), params.get("ApplicationSid"), params.get("Twiml")
     given = [
         n for n, v in (("Url", url), ("ApplicationSid", app), ("Twiml", twiml)) if not blank(v)
@@ -240,10 +296,15 @@ def recipients(raw: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]:
     value = params.get("To")
     if blank(value):
         raise missing(raw, "To")
-    items = value if isinstance(value, list) else re.split(r"[\s,;]+", str(value))
+    if isinstance(value, list):
+        items = [str(v) for v in value]
+    else:
+        text = str(value)
+        # Commas or semicolons separate numbers typed with spaces; else spaces do too.
+        items = re.split(r"[,;]" if re.search(r"[,;]", text) else r"\s+", text)
     numbers: list[str] = []
     for item in items:
-        text = str(item).strip()
+        text = phones.e164(item) or item.strip()
         if not text:
             continue
         if not is_phone(text):

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import OperationalError
 
+from orchestrator import secretdata
 from orchestrator.engine.interpreter import Interpreter, StepDeferred, StepResult
 from orchestrator.engine.reconcile import sweep_once
 from orchestrator.engine.runtime import Runtime
@@ -336,7 +337,8 @@ class Worker:
     ) -> None:
         with self.rt.db.write() as conn:
             for index, outcome in done:
-                effect_store.finish(conn, task_id, step, index, outcome, time.time())
+                sealed = secretdata.seal(self.rt.vault, outcome)
+                effect_store.finish(conn, task_id, step, index, sealed, time.time())
 
     def _commit(self, task: TaskRecord, definition: Any, result: Any) -> list[TaskRecord]:
         """commit_step updates its arguments in place. PostgreSQL may ask for the

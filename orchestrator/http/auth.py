@@ -19,6 +19,8 @@ from orchestrator.engine.runtime import Runtime
 log = logging.getLogger("orchestrator.http")
 
 PROTECTED_PREFIX = "/api/v1"
+# Seed 003's Twilio package API is reached with the same keys.
+PROTECTED_PREFIXES = (PROTECTED_PREFIX, "/api/twilio")
 # Set by a reverse proxy: a request carrying one came from elsewhere, whatever the peer.
 FORWARD_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
 ANONYMOUS = "anonymous"
@@ -113,8 +115,8 @@ class ApiAuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or not (
-            path == PROTECTED_PREFIX or path.startswith(PROTECTED_PREFIX + "/")
+        if scope["type"] != "http" or not any(
+            path == prefix or path.startswith(prefix + "/") for prefix in PROTECTED_PREFIXES
         ):
             await self.app(scope, receive, send)
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.http.openapi_repair import REPAIR_PATHS
+from orchestrator.http.openapi_twilio_package import TWILIO_PACKAGE_PATHS
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -276,6 +277,7 @@ OPENAPI: dict[str, Any] = {
 }
 
 OPENAPI["paths"].update(REPAIR_PATHS)
+OPENAPI["paths"].update(TWILIO_PACKAGE_PATHS)
 
 # Every operation can be refused before it runs (http/auth.py).
 for _item in OPENAPI["paths"].values():

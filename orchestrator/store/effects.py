@@ -74,3 +74,22 @@ def at_step(conn: Connection, task_id: str, step: int) -> list[dict[str, Any]]:
         }
         for r in conn.execute(stmt)
     ]
+
+
+def created_resource(conn: Connection, task_id: str) -> dict[str, Any] | None:
+    """The first Twilio resource (message or call) a task created, as its effect stored
+    it (``{"message": {...}}``, secret fields sealed), or None."""
+    stmt = (
+        select(effects.c.result)
+        .where(
+            effects.c.task_id == task_id,
+            effects.c.status == "done",
+            effects.c.kind.in_(("twilio.create_message", "twilio.create_call")),
+        )
+        .order_by(effects.c.step, effects.c.logic_index)
+    )
+    for (text,) in conn.execute(stmt):
+        result = loads(text)
+        if isinstance(result, dict) and isinstance(result.get("message"), dict):
+            return result
+    return None

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
+from orchestrator.secretdata import redact
 from orchestrator.store import sql
 from orchestrator.store.records import TASK_COLUMNS, Event, TaskRecord, dumps, loads
 from orchestrator.store.tables import task_events, tasks
@@ -180,7 +181,8 @@ def add_events(conn: Connection, task_id: str, events: Iterable[Event], now: flo
             "kind": e.kind,
             "node_id": e.node_id,
             "to_node_id": e.to_node_id,
-            "detail": dumps(e.detail) if e.detail else None,
+            # History is stored bytes too: a secret-named value never reaches it.
+            "detail": dumps(redact(e.detail)) if e.detail else None,
         }
         for e in events
     ]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Column, Connection, Table, select, update
 
-from orchestrator.store.tables import api_keys, callbacks, tasks, twilio_accounts
+from orchestrator.store.tables import api_keys, callbacks, effects, tasks, twilio_accounts
 
 # (table, key column, encrypted column). Callback payloads are JSON with one sealed field.
 _COLUMNS: list[tuple[Table, Column[str], Column[str]]] = [
@@ -21,7 +21,7 @@ _COLUMNS: list[tuple[Table, Column[str], Column[str]]] = [
 class Stored:
     table: str
     key: str
-    value: str  # the encrypted text; for callbacks, the whole JSON payload
+    value: str  # the encrypted text; for callbacks and effects, the whole JSON document
 
 
 def stored_values(conn: Connection, sealed_marker: str) -> Iterator[Stored]:
@@ -35,6 +35,11 @@ def stored_values(conn: Connection, sealed_marker: str) -> Iterator[Stored]:
     )
     for row in conn.execute(unapplied):
         yield Stored("callbacks", str(row[0]), row[1])
+    # Effects' results with sealed answer fields (reused when a step is retried).
+    sealed = select(effects.c.task_id, effects.c.step, effects.c.logic_index, effects.c.result)
+    for effect in conn.execute(sealed.where(effects.c.result.contains(sealed_marker))):
+        task_id, step, index, result = effect
+        yield Stored("effects", f"{task_id}:{step}:{index}", result)
 
 
 def replace_value(conn: Connection, item: Stored, new_value: str) -> bool:
@@ -44,6 +49,19 @@ def replace_value(conn: Connection, item: Stored, new_value: str) -> bool:
             update(callbacks)
             .where(callbacks.c.id == int(item.key), callbacks.c.payload == item.value)
             .values(payload=new_value)
+        )
+        return conn.execute(stmt).rowcount == 1
+    if item.table == "effects":
+        task_id, step, index = item.key.rsplit(":", 2)
+        stmt = (
+            update(effects)
+            .where(
+                effects.c.task_id == task_id,
+                effects.c.step == int(step),
+                effects.c.logic_index == int(index),
+                effects.c.result == item.value,
+            )
+            .values(result=new_value)
         )
         return conn.execute(stmt).rowcount == 1
     for table, key, column in _COLUMNS:

@@ -53,6 +53,8 @@ class Credentials:
     account_sid: str
     username: str
     password: str
+    # Another Twilio base URL for these requests (a logic's ``base_url``), else the client's.
+    base_url: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("account_sid", "username", "password"):
@@ -64,12 +66,29 @@ class Credentials:
         return cls(account_sid=account_sid, username=account_sid, password=auth_token)
 
     def __repr__(self) -> str:
+        where = f", base_url={self.base_url!r}" if self.base_url else ""
         return (
             f"Credentials(account_sid={self.account_sid!r}, username={self.username!r}, "
-            "password='***')"
+            f"password='***'{where})"
         )
 
     __str__ = __repr__
+
+
+def api_base(url: str) -> str:
+    """A Twilio base URL as the client wants it (scheme, host, any prefix), also from the
+    forms people copy from Twilio's docs: ``…/2010-04-01`` and ``…/2010-04-01/Accounts/``
+    (seed 002's ``urlString``). ValueError for a blank or non-http(s) URL."""
+    text = url.strip().rstrip("/")
+    if not text:
+        raise ValueError("the Twilio base URL is blank")
+    for suffix in ("/Accounts", f"/{API_VERSION}"):
+        if text.endswith(suffix):
+            text = text[: -len(suffix)].rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    return text
 
 
 def _encode_form(params: FormParams) -> bytes:
@@ -313,6 +332,8 @@ class TwilioClient:
         headers = {} if form is None else {"Content-Type": "application/x-www-form-urlencoded"}
         auth = httpx.BasicAuth(creds.username, creds.password)
         path = url.split("?", 1)[0]
+        if creds.base_url and url.startswith("/"):
+            url = creds.base_url + url  # absolute: httpx leaves the client's base aside
         attempt = 0
         while True:
             attempt += 1

@@ -282,6 +282,8 @@ class TwilioError(Exception):
         data: dict[str, object] = {"error": self.error, "code": self.code, "message": self.message}
         if self.url_more_info:
             data["url_more_info"] = self.url_more_info
+        if self.http_status is not None:
+            data["statusCode"] = str(self.http_status)  # seed 002's name for it
         return data
 
 

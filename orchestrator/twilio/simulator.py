@@ -2,7 +2,7 @@
 
 Serves, in memory, the slice of Twilio's 2010 REST API the orchestrator uses (paths under
 ``/2010-04-01/Accounts/{AccountSid}``, HTTP Basic auth ``AccountSid:AuthToken`` or
-``SK…:AuthToken``): ``POST/GET Messages.json``, ``GET Messages/{Sid}.json``,
+``SK…:secret`` of a key in ``api_keys``): ``POST/GET Messages.json``, ``GET Messages/{Sid}.json``,
 ``POST/GET Calls.json``, ``GET Calls/{Sid}.json``, ``GET OutgoingCallerIds.json``.
 Answers and errors have Twilio's JSON shapes (``{"code","message","more_info","status"}``), so the
 official ``twilio`` client works against it (``client.api.base_url = "http://host:port"``).

@@ -97,9 +97,12 @@ class Simulator:
         self.stats["requests"] += 1
         cfg = self.config
         user, password = basic_auth(request.headers.get("Authorization", ""))
-        user_ok = user == cfg.account_sid or (user.startswith("SK") and len(user) > 2)
-        password_ok = secrets.compare_digest(password.encode(), cfg.auth_token.encode())
-        if user_ok and password_ok and request.path_params["account_sid"] == cfg.account_sid:
+        # As Twilio: the account's auth token, or an API key (SK…) with its own secret.
+        expected = cfg.auth_token if user == cfg.account_sid else cfg.api_keys.get(user)
+        password_ok = expected is not None and secrets.compare_digest(
+            password.encode(), expected.encode()
+        )
+        if password_ok and request.path_params["account_sid"] == cfg.account_sid:
             return None
         realm = {"WWW-Authenticate": 'Basic realm="Twilio API"'}
         return _error(SimError(401, 20003, "Authenticate"), realm)

@@ -18,6 +18,8 @@ class SimulatorConfig:
 
     account_sid: str = "AC" + "0" * 32
     auth_token: str = "simulator-auth-token"
+    # API keys of the account: SK… sid → its own secret (the auth token is not one).
+    api_keys: dict[str, str] = field(default_factory=dict)
     callback_delay: float = 0.02  # before the first callback and between callbacks
     duplicate_callbacks: bool = False  # post each callback twice, same idempotency token
     reorder_callbacks: bool = False  # post the terminal callback first
@@ -68,6 +70,12 @@ def apply_config(config: Any, changes: object) -> None:
                 )
             ):
                 raise ValueError("fail_next must be a list of [status, code] pairs")
+        elif name == "api_keys":
+            if not (
+                isinstance(value, dict)
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+            ):
+                raise ValueError("api_keys must map SK… sids to secrets")
         elif name == "caller_ids":
             if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
                 raise ValueError("caller_ids must be a list of strings")

@@ -9,13 +9,13 @@ from typing import Any
 from starlette.responses import Response
 
 from orchestrator import jsontext
-from orchestrator.crypto import is_secret_param
 from orchestrator.engine import sessions as server_sessions
 from orchestrator.engine.service import ApiError
 from orchestrator.http import auth
 from orchestrator.http.console import session as sessions
 from orchestrator.http.console.access import Visit, page
 from orchestrator.http.console.throttle import LoginThrottle
+from orchestrator.secretdata import is_secret_name
 
 # Which field an engine refusal belongs beside.
 _FIELD_OF = {
@@ -93,7 +93,7 @@ async def new_task(v: Visit) -> Response:
     view = await v.run(v.service.process_view, v.request.path_params["process"])
     inputs = [dict(i) for i in view["inputs"]]
     for item in inputs:
-        item["secret"] = is_secret_param(str(item["name"]))
+        item["secret"] = is_secret_name(str(item["name"]))
     form: dict[str, str] = {}
     errors: dict[str, str] = {}
     if v.request.method == "POST":
@@ -114,7 +114,7 @@ async def new_task(v: Visit) -> Response:
             except ApiError as err:
                 errors[_FIELD_OF.get(err.code, "form")] = err.message
     # Secrets typed in are never sent back in the page.
-    shown = {k: ("" if is_secret_param(k[3:]) else val) for k, val in form.items()}
+    shown = {k: ("" if is_secret_name(k[3:]) else val) for k, val in form.items()}
     # 200 even with errors: a 4xx page is logged as an error in the browser's console.
     return v.render("new_task.html", p=view, inputs=inputs, form=shown, errors=errors)
 

@@ -1,0 +1,38 @@
+"""Seed 003's ``POST /api/twilio/sendSms|sendMms|makeCall`` (access as for /api/v1:
+http/auth.py). The work is in engine/twilio_package.py; here only the HTTP side."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from orchestrator.engine import twilio_package as package
+from orchestrator.engine.service import ApiError, Service
+from orchestrator.http.auth import audit_source
+from orchestrator.http.responses import json_object
+
+# The longest wait for Twilio's answer to the create, whatever the retry settings say.
+MAX_WAIT = 120.0
+
+
+async def _operation(request: Request) -> JSONResponse:
+    operation = request.path_params["operation"]
+    if operation not in package.OPERATIONS:
+        names = ", ".join(package.OPERATIONS)
+        raise ApiError(404, "NOT_FOUND", f"no operation {operation!r}; there are {names}")
+    service: Service = request.app.state.service
+    body = await json_object(request)
+    settings = service.rt.settings
+    wait = min(MAX_WAIT, settings.twilio_timeout * max(settings.twilio_max_attempts, 1) + 10.0)
+    status, answer = await package.call(
+        service,
+        operation,
+        body,
+        source=audit_source(request, "twilio-package"),
+        wait=wait,
+    )
+    return JSONResponse(answer, status_code=status)
+
+
+routes = [Route("/api/twilio/{operation}", _operation, methods=["POST"])]
