@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -11,6 +10,7 @@ from collections.abc import Sequence
 from sqlalchemy import exc
 from sqlalchemy.engine import make_url
 
+from orchestrator import logs
 from orchestrator.commands.admin import cmd_apikey, cmd_secrets
 from orchestrator.commands.inspection import cmd_process, cmd_task
 from orchestrator.commands.server import (
@@ -149,11 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
+        logs.configure(verbose=args.verbose)
         result: int = args.func(args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -9,7 +9,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -82,9 +82,18 @@ def exports(sim_log_text: str) -> dict[str, str]:
     return dict(re.findall(r"^\s*export (\w+)=(\S+)$", sim_log_text, re.M))
 
 
-def sms_round_trip(orchestrator: list[str], cwd: Path, **env: str) -> dict[str, Any]:
+def sms_round_trip(
+    orchestrator: list[str],
+    cwd: Path,
+    *,
+    serve_args: tuple[str, ...] = (),
+    during: Callable[[str], None] | None = None,
+    **env: str,
+) -> dict[str, Any]:
     """Start both servers from ``cwd`` as README says; one SMS. Returns the task once
-    done ("task"), the server's view of Getting callback ("process") and its "url"."""
+    done ("task"), the server's view of Getting callback ("process") and its "url".
+    ``during(url)`` runs after the round trip, while both servers still run; the
+    server's output is in ``cwd / "serve.log"``."""
     sim_port, port = free_port(), free_port()
     base_env = clean_env(**env)
     with started(
@@ -97,7 +106,7 @@ def sms_round_trip(orchestrator: list[str], cwd: Path, **env: str) -> dict[str, 
         printed = exports((cwd / "sim.log").read_text())
         assert set(printed) == {"ORCH_TWILIO_API_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"}
         with started(
-            [*orchestrator, "serve", "--port", str(port)],
+            [*orchestrator, "serve", "--port", str(port), *serve_args],
             cwd,
             {**base_env, **printed},
             cwd / "serve.log",
@@ -128,4 +137,6 @@ def sms_round_trip(orchestrator: list[str], cwd: Path, **env: str) -> dict[str, 
                 f"{task}\n{(cwd / 'serve.log').read_text(errors='replace')}"
             )
             process = httpx.get(f"{url}/api/v1/processes/getting-callback", timeout=10).json()
+            if during is not None:
+                during(url)
             return {"task": task, "process": process, "url": url}

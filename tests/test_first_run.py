@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from firstrun import clean_env, sms_round_trip
 
 from orchestrator.cli import main
-from tests.firstrun import clean_env, sms_round_trip
 
 ORCHESTRATOR = [str(Path(sys.executable).parent / "orchestrator")]
 

@@ -12,9 +12,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from firstrun import clean_env, sms_round_trip
 
 from orchestrator.demo import CASES
-from tests.firstrun import clean_env, sms_round_trip
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

@@ -12,6 +12,7 @@ import signal
 import sys
 from typing import Any
 
+from orchestrator import logs
 from orchestrator.config import BOUND_URL_KEY, Settings, bound_public_url
 
 from .common import runtime, settings_from
@@ -42,10 +43,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ApiKeyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(
+    logs.notice(
         f"orchestrator on http://{args.host}:{args.port} - callback URLs use {settings.public_url}"
-        + ("" if settings.public_url_configured else " (set ORCH_PUBLIC_URL to change)"),
-        flush=True,
+        + ("" if settings.public_url_configured else " (set ORCH_PUBLIC_URL to change)")
     )
     uvicorn.run(
         app,
@@ -53,6 +53,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         log_level=args.log_level,
         access_log=args.access_log,
+        # Logging is set up by the command (ORCH_LOG_FORMAT, the access log's redaction).
+        log_config=None,
         server_header=False,  # no need to tell the internet what serves it
     )
     return 0

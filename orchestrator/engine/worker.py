@@ -87,6 +87,7 @@ class Worker:
         # before giving the leases back.
         self._db_inflight: set[asyncio.Future[Any]] = set()
         self.steps = 0
+        self._step_seconds = rt.metrics.step_seconds
 
     # -- lifecycle -------------------------------------------------------------------
     def wake(self) -> None:
@@ -274,10 +275,12 @@ class Worker:
     async def _execute(self, task: TaskRecord) -> None:
         try:
             while task.state == "active" and not self._stopping:
+                started = time.perf_counter()
                 process_id, _version, definition = self.rt.definition(task.version_id)
                 result = await self.interpreter.run(task, process_id, definition)
                 runnable = await self._db(self._commit, task, definition, result)
                 self.steps += 1
+                self._step_seconds.observe(time.perf_counter() - started)
                 if not runnable or runnable[0].id != task.id:
                     for other in runnable:
                         self._spawn(other)
