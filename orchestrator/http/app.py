@@ -22,7 +22,7 @@ from orchestrator.engine.deploy import ensure_shipped
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.service import ApiError, Service
 from orchestrator.engine.worker import Worker
-from orchestrator.http import api, console, corezoid, ops, webhooks
+from orchestrator.http import api, apipage, console, corezoid, ops, webhooks
 from orchestrator.http.auth import ApiAuthMiddleware, warn_if_open
 from orchestrator.http.headers import BASE_HEADERS, SecurityHeadersMiddleware
 from orchestrator.http.limits import BodyLimitMiddleware
@@ -96,7 +96,14 @@ def create_app(
     app = Starlette(
         # Webhooks before the Corezoid API: /api/1/json/callback/{conv_id}/{hash} has the
         # shape of /api/1/json/{login}/{time}/{signature} ("callback" is a reserved login).
-        routes=[*api.routes, *webhooks.routes, *corezoid.routes, *ops.routes, *console.routes],
+        routes=[
+            *api.routes,
+            *webhooks.routes,
+            *corezoid.routes,
+            *ops.routes,
+            *apipage.routes,
+            *console.routes,
+        ],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
