@@ -139,4 +139,4 @@ def sms_round_trip(
             process = httpx.get(f"{url}/api/v1/processes/getting-callback", timeout=10).json()
             if during is not None:
                 during(url)
-            return {"task": task, "process": process, "url": url}
+            return {"task": task, "process": process, "url": url, "exports": printed}
