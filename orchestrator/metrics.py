@@ -121,12 +121,17 @@ class Metrics:
             registry=r,
         )
         ProcessCollector(registry=r)  # CPU seconds, resident memory, open files
+        self._database: _DatabaseCollector | None = None
 
     def track_database(
         self, read: Callable[[Callable[[Any], Any]], Any], steps: Callable[[], int | None]
     ) -> None:
-        """Gauges read from the database at scrape time; ``read(fn)`` runs ``fn(conn)``."""
-        self.registry.register(_DatabaseCollector(read, steps))
+        """Gauges read from the database at scrape time; ``read(fn)`` runs ``fn(conn)``.
+        A second app on the same runtime replaces the first one's collector."""
+        if self._database is not None:
+            self.registry.unregister(self._database)
+        self._database = _DatabaseCollector(read, steps)
+        self.registry.register(self._database)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -28,6 +28,7 @@ from orchestrator.engine.reconcile import sweep_once
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.transitions import Conflict, commit_step, deliver
 from orchestrator.engine.twilio_actions import TwilioActions
+from orchestrator.logs import task_fields
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import effects as effect_store
 from orchestrator.store import tasks as task_store
@@ -291,7 +292,11 @@ class Worker:
         except StepDeferred as exc:
             await self._db(self._defer, task.id, exc.until)
         except Conflict as exc:
-            log.warning("task %s changed under this worker (lease lost); step dropped", task.id)
+            log.warning(
+                "task %s changed under this worker (lease lost); step dropped",
+                task.id,
+                extra=task_fields(task.id, node=task.node_id),
+            )
             if exc.effects:
                 # What Twilio answered is kept, so the worker that took over uses it.
                 await self._db(self._keep_effects, task.id, exc.step, exc.effects)
@@ -300,7 +305,9 @@ class Worker:
         except Exception as exc:
             # A bug or a database outage: keep the worker alive, retry the step later
             # (backing off), and escalate the task once it has failed too often.
-            log.exception("step of task %s failed", task.id)
+            log.exception(
+                "step of task %s failed", task.id, extra=task_fields(task.id, node=task.node_id)
+            )
             try:
                 await self._db(self._step_failed, task.id, type(exc).__name__)
             except Exception:
