@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import time
 import venv
 import zipfile
 from pathlib import Path
@@ -102,3 +104,16 @@ def test_installed_db_upgrade_deploy_and_process_list(installed: Path, tmp_path:
         .replace("slug: getting-callback", "slug: hello-copy", 1)
     )
     assert "hello-copy" in _run([cli, "deploy", "hello.yaml"], tmp_path).stdout
+    # The engine alone starts, runs, and stops cleanly on SIGTERM.
+    worker = subprocess.Popen(
+        [cli, "worker"], cwd=tmp_path, env=clean_env(), stderr=subprocess.PIPE, text=True
+    )
+    try:
+        time.sleep(3)
+        assert worker.poll() is None, worker.communicate()[1]
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, worker.communicate()[1]
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
