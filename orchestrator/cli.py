@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -11,6 +10,7 @@ from collections.abc import Sequence
 from sqlalchemy import exc
 from sqlalchemy.engine import make_url
 
+from orchestrator import logs
 from orchestrator.commands.admin import cmd_apikey, cmd_secrets
 from orchestrator.commands.inspection import cmd_process, cmd_task
 from orchestrator.commands.server import (
@@ -26,52 +26,113 @@ from orchestrator.commands.server import (
 from orchestrator.config import ConfigError, Settings
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already names one (or
+    there is none: a flag that is off, or a value taken from the environment)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (
+            action.default not in (None, False, argparse.SUPPRESS)
+            and "default" not in text
+            and (action.option_strings or action.nargs in ("?", "*"))
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="orchestrator", description=__doc__)
-    p.add_argument("--database-url", help="overrides ORCH_DATABASE_URL")
-    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p.add_argument(
+        "--database-url",
+        help="database URL (default: ORCH_DATABASE_URL, else sqlite:///./orchestrator.db)",
+    )
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="log at INFO level (or set ORCH_LOG_LEVEL)"
+    )
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     s = sub.add_parser("serve", help="API + webhooks + engine (applies migrations first)")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; 0.0.0.0 or :: needs ORCH_PUBLIC_URL",
+    )
+    s.add_argument(
+        "--port",
+        type=int,
+        default=8000,
+        help="port to listen on; without ORCH_PUBLIC_URL, callback URLs use host and port",
+    )
     s.add_argument("--no-engine", action="store_true", help="API and webhooks only")
-    s.add_argument("--concurrency", type=int, help="tasks the engine runs at once")
-    s.add_argument("--db-pool-size", type=int, help="database connections (and threads)")
-    s.add_argument("--log-level", default="info")
-    s.add_argument("--access-log", action="store_true")
+    s.add_argument(
+        "--concurrency",
+        type=int,
+        help="tasks the engine runs at once (default: ORCH_ENGINE_CONCURRENCY, else 256)",
+    )
+    s.add_argument(
+        "--db-pool-size",
+        type=int,
+        help="database connections (and threads) (default: ORCH_DB_POOL_SIZE, else 10)",
+    )
+    s.add_argument(
+        "--log-level",
+        default="info",
+        choices=("critical", "error", "warning", "info", "debug", "trace"),
+        help="uvicorn's own log level",
+    )
+    s.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log every request (callback hashes and signatures redacted)",
+    )
     s.set_defaults(func=cmd_serve)
 
     w = sub.add_parser("worker", help="the engine alone")
-    w.add_argument("--concurrency", type=int, default=None, help="tasks run at once")
-    w.add_argument("--db-pool-size", type=int, help="database connections (and threads)")
-
-    pu = sub.add_parser("purge", help="delete finished tasks older than the retention period")
-    pu.add_argument("--older-than-days", type=float, help="default: ORCH_RETENTION_DAYS")
-    pu.set_defaults(func=cmd_purge)
+    w.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="tasks run at once (default: ORCH_ENGINE_CONCURRENCY, else 256)",
+    )
+    w.add_argument(
+        "--db-pool-size",
+        type=int,
+        help="database connections (and threads) (default: ORCH_DB_POOL_SIZE, else 10)",
+    )
     w.set_defaults(func=cmd_worker)
 
+    pu = sub.add_parser("purge", help="delete finished tasks older than the retention period")
+    pu.add_argument(
+        "--older-than-days",
+        type=float,
+        help="age in days (default: ORCH_RETENTION_DAYS, else 30)",
+    )
+    pu.set_defaults(func=cmd_purge)
+
     db = sub.add_parser("db", help="database schema")
-    db_sub = db.add_subparsers(dest="db_cmd", required=True)
+    db_sub = db.add_subparsers(dest="db_cmd", required=True, metavar="COMMAND")
     db_sub.add_parser("upgrade", help="apply all migrations").set_defaults(func=cmd_db_upgrade)
 
     d = sub.add_parser("deploy", help="deploy process files as new versions")
-    d.add_argument("files", nargs="+")
+    d.add_argument("files", nargs="+", help="process files (.yaml, .yml or .json)")
     d.set_defaults(func=cmd_deploy)
 
     t = sub.add_parser("task", help="create and inspect tasks")
-    t_sub = t.add_subparsers(dest="task_cmd", required=True)
-    tc = t_sub.add_parser("create")
-    tc.add_argument("process")
-    tc.add_argument("--ref")
+    t_sub = t.add_subparsers(dest="task_cmd", required=True, metavar="COMMAND")
+    tc = t_sub.add_parser("create", help="start a task")
+    tc.add_argument("process", help="the process's slug or conv_id")
+    tc.add_argument("--ref", help="your reference for the task (unique while it runs)")
     tc.add_argument("--data", default="{}", help="task data as a JSON object")
-    for name in ("show", "history"):
-        t_sub.add_parser(name).add_argument("task_id")
-    tl = t_sub.add_parser("list")
-    tl.add_argument("process")
-    for opt in ("--ref", "--node", "--state", "--outcome"):
-        tl.add_argument(opt)
-    tl.add_argument("--limit", type=int, default=50)
+    for name, what in (("show", "a task's node, state and data"), ("history", "its events")):
+        t_sub.add_parser(name, help=what).add_argument("task_id", help="the task's id")
+    tl = t_sub.add_parser("list", help="a process's tasks, newest first")
+    tl.add_argument("process", help="the process's slug or conv_id")
+    tl.add_argument("--ref", help="only tasks with this ref")
+    tl.add_argument("--node", help="only tasks in this node (its id)")
+    tl.add_argument("--state", choices=("active", "waiting", "done"), help="only this state")
+    tl.add_argument("--outcome", choices=("success", "escalation"), help="only this outcome")
+    tl.add_argument("--limit", type=int, default=50, help="at most this many")
     for name, about in (
         ("retry", "run a task again from a node (default: the one that led to its end)"),
         ("cancel", "end an unfinished task in escalation with code CANCELLED"),
@@ -81,29 +142,33 @@ def build_parser() -> argparse.ArgumentParser:
         tr.add_argument("task_id", nargs="?", help="the task (or --process and --in-node)")
         tr.add_argument("--node", required=name == "move", help="target node id")
         if name == "cancel":
-            tr.add_argument("--reason")
+            tr.add_argument("--reason", help="why, kept in the history")
         tr.add_argument("--process", help="with --in-node: every task of that node")
         tr.add_argument("--in-node", help="the node whose tasks to repair (bulk)")
         tr.add_argument("--limit", type=int, default=1000, help="bulk: at most this many")
     t.set_defaults(func=cmd_task)
 
     pr = sub.add_parser("process", help="list and show processes")
-    pr_sub = pr.add_subparsers(dest="process_cmd", required=True)
-    pr_sub.add_parser("list")
-    pr_sub.add_parser("show").add_argument("process")
+    pr_sub = pr.add_subparsers(dest="process_cmd", required=True, metavar="COMMAND")
+    pr_sub.add_parser("list", help="processes with their task counts")
+    pr_sub.add_parser("show", help="nodes, counters and callback URLs").add_argument(
+        "process", help="the process's slug or conv_id"
+    )
     ex = pr_sub.add_parser("export", help="write the deployed definition (YAML, or JSON)")
-    ex.add_argument("process")
-    ex.add_argument("-o", "--output", help="file to write (.json: JSON); default stdout")
+    ex.add_argument("process", help="the process's slug or conv_id")
+    ex.add_argument("-o", "--output", help="file to write (.json: JSON) (default: stdout)")
     ex.add_argument("--version", type=int, help="a kept version (default: the current one)")
     gr = pr_sub.add_parser("graph", help="the process as a Mermaid (or DOT) graph")
-    gr.add_argument("process")
-    gr.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    gr.add_argument("process", help="the process's slug or conv_id")
+    gr.add_argument("--format", choices=("mermaid", "dot"), default="mermaid", help="notation")
     gr.add_argument("--version", type=int, help="a kept version (default: the current one)")
-    pr_sub.add_parser("versions", help="every deployed version").add_argument("process")
+    pr_sub.add_parser("versions", help="every deployed version").add_argument(
+        "process", help="the process's slug or conv_id"
+    )
     pr.set_defaults(func=cmd_process)
 
     ak = sub.add_parser("apikey", help="API keys for /api/v1 and the Corezoid API")
-    ak_sub = ak.add_subparsers(dest="apikey_cmd", required=True)
+    ak_sub = ak.add_subparsers(dest="apikey_cmd", required=True, metavar="COMMAND")
     akc = ak_sub.add_parser("create", help="a new key; its secret is printed once")
     akc.add_argument("--login", help="the key's login id (default: generated)")
     akc.add_argument(
@@ -113,11 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="read: GET only; operate: also submit, modify, repair, deploy (default)",
     )
     ak_sub.add_parser("list", help="keys (never their secrets)")
-    ak_sub.add_parser("revoke", help="refuse this key from now on").add_argument("login")
+    ak_sub.add_parser("revoke", help="refuse this key from now on").add_argument(
+        "login", help="the key's login id"
+    )
     ak.set_defaults(func=cmd_apikey)
 
     sec = sub.add_parser("secrets", help="stored secrets (see docs/security.md)")
-    sec_sub = sec.add_subparsers(dest="secrets_cmd", required=True)
+    sec_sub = sec.add_subparsers(dest="secrets_cmd", required=True, metavar="COMMAND")
     sec_sub.add_parser(
         "rotate",
         help="re-encrypt stored tokens under ORCH_SECRET (old ones from ORCH_PREVIOUS_SECRETS)",
@@ -125,16 +192,24 @@ def build_parser() -> argparse.ArgumentParser:
     sec.set_defaults(func=cmd_secrets)
 
     sim = sub.add_parser("simulate-twilio", help="a Twilio-compatible server on loopback")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8010)
-    sim.add_argument("--account-sid")
-    sim.add_argument("--auth-token")
-    sim.add_argument("--callback-delay", type=float, default=0.05)
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sim.add_argument("--port", type=int, default=8010, help="port to listen on")
+    sim.add_argument(
+        "--account-sid",
+        help="the account it accepts (default: TWILIO_ACCOUNT_SID, else AC000…000)",
+    )
+    sim.add_argument(
+        "--auth-token",
+        help="the account's token (default: TWILIO_AUTH_TOKEN, else simulator-auth-token)",
+    )
+    sim.add_argument(
+        "--callback-delay", type=float, default=0.05, help="seconds between status callbacks"
+    )
     sim.add_argument("--duplicate", action="store_true", help="send every callback twice")
     sim.add_argument("--reorder", action="store_true", help="terminal callback before sent")
     sim.add_argument("--early", action="store_true", help="first callback before the answer")
     sim.add_argument("--burst-429", type=int, default=0, help="answer the next N creates 429")
-    sim.add_argument("--lose-callbacks", action="store_true")
+    sim.add_argument("--lose-callbacks", action="store_true", help="send no status callback at all")
     sim.set_defaults(func=cmd_simulate)
 
     demo = sub.add_parser("demo", help="orchestrator + simulator: a few SMS end to end")
@@ -146,11 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     b = sub.add_parser("bench", help="round trips per second against the simulator")
-    b.add_argument("-n", "--tasks", type=int, default=2000)
+    b.add_argument("-n", "--tasks", type=int, default=2000, help="SMS to send")
     b.add_argument("--concurrency", type=int, default=64, help="submissions in flight")
     b.add_argument("--rate", type=float, default=0.0, help="submissions per second (0: max)")
-    b.add_argument("--engine-processes", type=int, default=1)
-    b.add_argument("--timeout", type=float, default=300.0)
+    b.add_argument("--engine-processes", type=int, default=1, help="engine processes to run")
+    b.add_argument("--timeout", type=float, default=300.0, help="seconds before giving up")
     b.add_argument(
         "--separate-engine",
         action="store_true",
@@ -162,16 +237,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="lose every callback: measure memory with N tasks left waiting",
     )
     b.set_defaults(func=cmd_bench)
+    _use_formatter(p)
     return p
+
+
+def _use_formatter(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = HelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _use_formatter(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
+        logs.configure(verbose=args.verbose)
         result: int = args.func(args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -50,6 +50,23 @@ def _aliased(name: str, alias: str) -> str | None:
     return value or other
 
 
+# Where serve keeps the callback base it derived from --host/--port (settings table), so
+# that `worker` and `process show` use the URL the running server really has.
+BOUND_URL_KEY = "bound_public_url"
+EVERY_INTERFACE = ("", "0.0.0.0", "::", "[::]")
+
+
+def bound_public_url(host: str, port: int) -> str:
+    """The callback base when ORCH_PUBLIC_URL is unset: the address serve listens on."""
+    if host in EVERY_INTERFACE or port == 0:
+        shown = host or "''"
+        raise ConfigError(
+            f"serve --host {shown} --port {port} gives no address Twilio can call back: "
+            "set ORCH_PUBLIC_URL to the URL that reaches this server"
+        )
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
 def _rate_limits() -> str | None:
     spec = os.environ.get("ORCH_TWILIO_RATE_LIMITS") or None
     parse_rates(spec)  # refused at start, not at the first send
@@ -77,6 +94,8 @@ def parse_rates(spec: str | None) -> dict[str, float]:
 class Settings:
     database_url: str = "sqlite:///./orchestrator.db"
     public_url: str = "http://127.0.0.1:8000"
+    # False when ORCH_PUBLIC_URL is unset and public_url is only the default.
+    public_url_configured: bool = False
     secret: str | None = None
     twilio_api_url: str = "https://api.twilio.com"
     twilio_account_sid: str | None = None
@@ -125,6 +144,7 @@ class Settings:
         values: dict[str, object] = {
             "database_url": os.environ.get("ORCH_DATABASE_URL") or cls.database_url,
             "public_url": _base_url("ORCH_PUBLIC_URL", cls.public_url),
+            "public_url_configured": bool(os.environ.get("ORCH_PUBLIC_URL")),
             "secret": os.environ.get("ORCH_SECRET") or None,
             "twilio_api_url": _base_url("ORCH_TWILIO_API_URL", cls.twilio_api_url),
             "twilio_account_sid": _aliased("TWILIO_ACCOUNT_SID", "TWILIO_ACCOUNT"),

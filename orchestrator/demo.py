@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import shlex
+import shutil
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -63,13 +68,17 @@ async def _demo(settings: Settings, keep_running: bool) -> int:
     )
     await asyncio.to_thread(upgrade, settings.database_url)
     orch = await start_server(create_app(settings), port=port)
-    print(f"orchestrator  {orch.url}   (database {settings.database_url})")
-    print(f"simulator     {sim.url}   (Twilio API stand-in, account {DEMO_ACCOUNT})\n")
+    if keep_running:
+        # Without --keep-running both servers end with the demo: their URLs would be dead.
+        print(f"orchestrator  {orch.url}   (database {settings.database_url})")
+        print(f"simulator     {sim.url}   (Twilio API stand-in, account {DEMO_ACCOUNT})\n")
+    else:
+        print(f"Database {settings.database_url}; the demo's servers stop when it ends.\n")
     rows: list[tuple[Any, ...]] = []
     async with httpx.AsyncClient(base_url=orch.url, timeout=10) as client:
         process = (await client.get("/api/v1/processes/getting-callback")).json()
         for node in process["nodes"]:
-            if node.get("callback_urls"):
+            if keep_running and node.get("callback_urls"):
                 print(
                     f"Getting callback, node {node['id']!r}, Twilio callback URL:\n"
                     f"    {node['callback_urls']['twilio']}\n"
@@ -98,7 +107,10 @@ async def _demo(settings: Settings, keep_running: bool) -> int:
                 )
             )
     _print_table(("case", "to", "outcome", "node", "status", "code", "message", "more info"), rows)
-    print(f"\nInspect a task: orchestrator task history {ids[0][1]}")
+    cli = cli_prefix(settings)
+    print("\nInspect the tasks (the database stays):")
+    print(f"  {cli} task history {ids[0][1]}")
+    print(f"  {cli} task list sending-sms --outcome escalation")
     if keep_running:
         print("Both servers keep running; Ctrl-C to stop.")
         try:
@@ -117,6 +129,26 @@ async def _wait_done(client: httpx.AsyncClient, task_id: str, deadline: float) -
         if task["state"] == "done" or time.time() > deadline:
             return task
         await asyncio.sleep(0.2)
+
+
+def cli_prefix(settings: Settings) -> str:
+    """How to run ``orchestrator`` again, as this shell can: the same executable, and
+    --database-url when the demo's database is not the one the environment names."""
+    exe = sys.argv[0]
+    found = shutil.which("orchestrator")
+    if (
+        found
+        and os.path.basename(exe) == "orchestrator"
+        and Path(found).resolve() == Path(exe).resolve()
+    ):
+        prog = "orchestrator"
+    elif os.path.basename(exe) == "orchestrator":
+        prog = shlex.quote(os.path.relpath(exe) if not os.path.isabs(exe) else exe)
+    else:
+        prog = f"{shlex.quote(sys.executable)} -m orchestrator"
+    if settings.database_url != (os.environ.get("ORCH_DATABASE_URL") or Settings.database_url):
+        prog += f" --database-url {shlex.quote(settings.database_url)}"
+    return prog
 
 
 def _short(text: Any, limit: int = 60) -> str:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from orchestrator.cli import main
+from orchestrator.cli import build_parser, main
 
 
 def run(capsys: pytest.CaptureFixture[str], db: str, *args: str) -> tuple[int, str, str]:
@@ -149,3 +152,22 @@ def test_bad_environment_value_is_named(
     monkeypatch.setenv("ORCH_LEASE_SECONDS", "abc")
     code, _, err = run(capsys, sqlite_url, "process", "list")
     assert (code, err) == (2, "error: ORCH_LEASE_SECONDS must be a number, not 'abc'\n")
+
+
+def _parsers(parser: argparse.ArgumentParser, name: str) -> Iterator[tuple[str, Any]]:
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child_name, child in action.choices.items():
+                yield from _parsers(child, f"{name} {child_name}")
+
+
+def test_every_option_has_help_with_its_default() -> None:
+    for name, parser in _parsers(build_parser(), "orchestrator"):
+        text = " ".join(parser.format_help().split())
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                continue
+            assert action.help, f"{name} {action.dest}: no help text"
+            if action.default not in (None, False, argparse.SUPPRESS):
+                assert f"default: {action.default}" in text, f"{name} {action.dest}"

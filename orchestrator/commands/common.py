@@ -25,8 +25,25 @@ def runtime(args: argparse.Namespace, *, upgrade: bool = True, **overrides: Any)
     if upgrade:
         db_upgrade(settings.database_url)
     rt = Runtime(settings)
+    adopt_server_url(rt)
     ensure_shipped(rt)
     return rt
+
+
+def adopt_server_url(rt: Any) -> None:
+    """Without ORCH_PUBLIC_URL, use the callback base the last ``serve`` bound (it keeps it
+    in the database), so a worker's StatusCallbacks and ``process show`` match the server."""
+    import dataclasses
+
+    from orchestrator.config import BOUND_URL_KEY
+    from orchestrator.store.kv import get_setting
+
+    if rt.settings.public_url_configured:
+        return
+    with rt.db.read() as conn:
+        stored = get_setting(conn, BOUND_URL_KEY)
+    if stored:
+        rt.settings = dataclasses.replace(rt.settings, public_url=stored)
 
 
 def print_json(value: Any) -> None:

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import shlex
 import signal
 import sys
 from typing import Any
 
-from orchestrator.config import Settings
+from orchestrator import logs
+from orchestrator.config import BOUND_URL_KEY, Settings, bound_public_url
 
 from .common import runtime, settings_from
 
@@ -29,21 +32,44 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from orchestrator.engine.apikeys import ApiKeyError
 
     settings = settings_from(args, **overrides)
+    if not settings.public_url_configured:
+        # Callback URLs name this server as it listens, never a default port it lacks.
+        settings = dataclasses.replace(settings, public_url=bound_public_url(args.host, args.port))
     db_upgrade(settings.database_url)
+    if not settings.public_url_configured:
+        _remember_bound_url(settings)
     try:
         app = create_app(settings, run_engine=not args.no_engine)
     except ApiKeyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    logs.notice(
+        f"orchestrator on http://{args.host}:{args.port} - callback URLs use {settings.public_url}"
+        + ("" if settings.public_url_configured else " (set ORCH_PUBLIC_URL to change)")
+    )
     uvicorn.run(
         app,
         host=args.host,
         port=args.port,
         log_level=args.log_level,
         access_log=args.access_log,
+        # Logging is set up by the command (ORCH_LOG_FORMAT, the access log's redaction).
+        log_config=None,
         server_header=False,  # no need to tell the internet what serves it
     )
     return 0
+
+
+def _remember_bound_url(settings: Settings) -> None:
+    from orchestrator.store.db import Database
+    from orchestrator.store.kv import set_setting
+
+    db = Database(settings.database_url, pool_size=1)
+    try:
+        with db.write() as conn:
+            set_setting(conn, BOUND_URL_KEY, settings.public_url)
+    finally:
+        db.dispose()
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -154,7 +180,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         rate_limit_429=args.burst_429,
         lose_callbacks=args.lose_callbacks,
     )
-    print(f"Twilio simulator on http://{args.host}:{args.port} (account {config.account_sid})")
+    url = f"http://{f'[{args.host}]' if ':' in args.host else args.host}:{args.port}"
+    print(
+        f"Twilio simulator on {url}\n"
+        f"  account sid  {config.account_sid}\n"
+        f"  auth token   {config.auth_token}\n"
+        "Point `orchestrator serve` at it (in the shell that starts serve):\n"
+        f"  export ORCH_TWILIO_API_URL={url}\n"
+        f"  export TWILIO_ACCOUNT_SID={config.account_sid}\n"
+        f"  export TWILIO_AUTH_TOKEN={shlex.quote(config.auth_token)}",
+        flush=True,
+    )
     try:
         asyncio.run(serve_simulator(config, args.host, args.port))
     except KeyboardInterrupt:

@@ -12,13 +12,14 @@ from typing import Any
 
 import yaml
 
+from orchestrator import resources
 from orchestrator.engine import schema
 from orchestrator.engine.definition import DefinitionError, ProcessDefinition, parse_definition
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.templates import TemplateError, check_syntax
 from orchestrator.store import processes as process_store
 
-SHIPPED_DIR = Path(__file__).resolve().parents[2] / "processes"
+SHIPPED_DIR = resources.processes_dir()
 
 
 def read_file(path: str | Path) -> dict[str, Any]:

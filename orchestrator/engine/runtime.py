@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 from orchestrator.config import Settings
 from orchestrator.crypto import Vault, hash_matches, new_secret, node_hash
 from orchestrator.engine.definition import ProcessDefinition, parse_definition
+from orchestrator.metrics import Metrics
 from orchestrator.store import kv
 from orchestrator.store import processes as process_store
 from orchestrator.store.db import Database
@@ -62,6 +63,7 @@ class Runtime:
             )
         # Callbacks from the HTTP side (same process) that wake the engine at once.
         self.wake_listeners: list[Callable[[], None]] = []
+        self.metrics = Metrics()
 
     # -- secrets -------------------------------------------------------------------
     @property
@@ -180,6 +182,7 @@ class Runtime:
                 self.settings.twilio_api_url,
                 timeout=self.settings.twilio_timeout,
                 retry=RetryPolicy(max_attempts=self.settings.twilio_max_attempts),
+                observe=self.metrics.twilio_request,
             )
         return self._twilio
 

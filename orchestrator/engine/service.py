@@ -75,6 +75,23 @@ class Service:
             "counts": task_store.state_counts(conn, p.id),
         }
 
+    def process_inputs(self) -> list[dict[str, Any]]:
+        """Every process with its declared inputs (for the API description)."""
+        with self.rt.db.read() as conn:
+            records = process_store.list_processes(conn)
+        out = []
+        for p in records:
+            definition = self.rt.definition(p.version_id)[2]
+            out.append(
+                {
+                    "slug": p.slug,
+                    "title": p.title,
+                    "description": definition.description,
+                    "inputs": list(definition.inputs),
+                }
+            )
+        return out
+
     def process_view(self, key: str) -> dict[str, Any]:
         with self.rt.db.read() as conn:
             p = self._process(conn, key)

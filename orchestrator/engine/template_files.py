@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from orchestrator import resources
 from orchestrator.engine import twilio_input as check
 from orchestrator.engine.templates import TemplateError, render
 
@@ -25,9 +26,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 
 def shipped_processes_dir() -> Path:
     """Where the shipped processes (and their ``templates/``) are."""
-    from orchestrator.engine.deploy import SHIPPED_DIR
-
-    return SHIPPED_DIR
+    return resources.processes_dir()
 
 
 def read_template(processes_dir: Path, name: str) -> str:

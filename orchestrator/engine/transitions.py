@@ -7,6 +7,7 @@ a wait node looks in the inbox first, so a callback that arrived early is applie
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import Connection
@@ -17,10 +18,13 @@ from orchestrator.engine.definition import ProcessDefinition
 from orchestrator.engine.interpreter import LOOP_LIMIT, Reply, StepResult
 from orchestrator.engine.runtime import Runtime, new_task_id
 from orchestrator.engine.statuses import supersedes
+from orchestrator.logs import task_fields
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import effects as effect_store
 from orchestrator.store import tasks as task_store
 from orchestrator.store.records import CallbackRecord, Event, TaskRecord
+
+log = logging.getLogger("orchestrator.engine")
 
 
 class Conflict(RuntimeError):
@@ -165,6 +169,7 @@ def commit_step(
         # After the save (which locks the row): a callback stored meanwhile either sees
         # the task done, or is found here. Either way it lands in the history.
         _settle_late(conn, task, now)
+        _finished(rt, definition, task, now)
     if task.state == "waiting" and definition.node(task.node_id).kind == "wait":
         released = _apply_pending(conn, rt, task, owner, now)
         if released is not None:
@@ -172,6 +177,25 @@ def commit_step(
     if task.state == "active":
         runnable.insert(0, task)
     return runnable
+
+
+def _finished(rt: Runtime, definition: ProcessDefinition, task: TaskRecord, now: float) -> None:
+    outcome = task.outcome or "unknown"
+    rt.metrics.task_duration(definition.slug, outcome).observe(max(0.0, now - task.created_at))
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "task finished in %s (%s)",
+            task.node_id,
+            outcome,
+            extra=task_fields(
+                task.id, definition.slug, task.node_id, _sid(task.data), outcome=outcome
+            ),
+        )
+
+
+def _sid(data: dict[str, Any]) -> str | None:
+    sid = data.get("sid") or data.get("MessageSid") or data.get("CallSid")
+    return sid if isinstance(sid, str) else None
 
 
 def _settle_late(conn: Connection, task: TaskRecord, now: float) -> None:
@@ -264,6 +288,7 @@ def _release(
     unless it would move a Twilio status backwards: then it is only recorded."""
     if cb.form == "twilio" and not _advances(cb.payload, task.data):
         if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
+            rt.metrics.callbacks(cb.form, "ignored").inc()
             task_store.add_events(
                 conn,
                 task.id,
@@ -280,6 +305,16 @@ def _release(
         return None
     if not inbox.set_status(conn, cb.id, "applied", now=now, task_id=task.id):
         return None  # another worker applied it
+    rt.metrics.callbacks(cb.form, "applied").inc()
+    if log.isEnabledFor(logging.INFO):
+        slug = rt.process(conn, task.process_id).slug
+        status = cb.payload.get("MessageStatus") or cb.payload.get("CallStatus")
+        log.info(
+            "callback applied in %s%s",
+            task.node_id,
+            f" (status {status})" if isinstance(status, str) else "",
+            extra=task_fields(task.id, slug, task.node_id, cb.ref),
+        )
     expected = task.rev
     plain, hidden = secretdata.split(secretdata.unseal(rt.vault, cb.payload))
     task.data.update(plain)

@@ -32,6 +32,7 @@ from orchestrator.engine import twilio_results as results
 from orchestrator.engine.definition import Logic
 from orchestrator.engine.interpreter import LogicFailure, NewTask, StepDeferred, StepResult
 from orchestrator.engine.template_files import with_template_body
+from orchestrator.logs import task_fields
 from orchestrator.store import effects as effect_store
 from orchestrator.store import kv, senders
 from orchestrator.store import tasks as task_store
@@ -287,6 +288,12 @@ class TwilioActions:
         paced = {"slot": slot, "sent_at": time.time()} if slot else None
         try:
             message = await create(creds, form, on_retry=self._retry_hook(task))
+            if log.isEnabledFor(logging.INFO):
+                slug = self.rt.definition(task.version_id)[2].slug
+                sid = str(message.get("sid") or "") or None
+                log.info(
+                    "Twilio %s created", kind, extra=task_fields(task.id, slug, task.node_id, sid)
+                )
             return {"message": message, "paced": paced} if paced else {"message": message}
         except TwilioError as exc:
             if exc.outcome_unknown:

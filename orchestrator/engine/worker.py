@@ -29,6 +29,7 @@ from orchestrator.engine.reconcile import sweep_once
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.transitions import Conflict, commit_step, deliver
 from orchestrator.engine.twilio_actions import TwilioActions
+from orchestrator.logs import task_fields
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import effects as effect_store
 from orchestrator.store import tasks as task_store
@@ -88,6 +89,7 @@ class Worker:
         # before giving the leases back.
         self._db_inflight: set[asyncio.Future[Any]] = set()
         self.steps = 0
+        self._step_seconds = rt.metrics.step_seconds
 
     # -- lifecycle -------------------------------------------------------------------
     def wake(self) -> None:
@@ -275,10 +277,12 @@ class Worker:
     async def _execute(self, task: TaskRecord) -> None:
         try:
             while task.state == "active" and not self._stopping:
+                started = time.perf_counter()
                 process_id, _version, definition = self.rt.definition(task.version_id)
                 result = await self.interpreter.run(task, process_id, definition)
                 runnable = await self._db(self._commit, task, definition, result)
                 self.steps += 1
+                self._step_seconds.observe(time.perf_counter() - started)
                 if not runnable or runnable[0].id != task.id:
                     for other in runnable:
                         self._spawn(other)
@@ -289,7 +293,11 @@ class Worker:
         except StepDeferred as exc:
             await self._db(self._defer, task.id, exc.until)
         except Conflict as exc:
-            log.warning("task %s changed under this worker (lease lost); step dropped", task.id)
+            log.warning(
+                "task %s changed under this worker (lease lost); step dropped",
+                task.id,
+                extra=task_fields(task.id, node=task.node_id),
+            )
             if exc.effects:
                 # What Twilio answered is kept, so the worker that took over uses it.
                 await self._db(self._keep_effects, task.id, exc.step, exc.effects)
@@ -298,7 +306,9 @@ class Worker:
         except Exception as exc:
             # A bug or a database outage: keep the worker alive, retry the step later
             # (backing off), and escalate the task once it has failed too often.
-            log.exception("step of task %s failed", task.id)
+            log.exception(
+                "step of task %s failed", task.id, extra=task_fields(task.id, node=task.node_id)
+            )
             try:
                 await self._db(self._step_failed, task.id, type(exc).__name__)
             except Exception:

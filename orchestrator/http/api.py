@@ -12,9 +12,8 @@ from starlette.routing import Route
 from orchestrator.engine.definition import DefinitionError
 from orchestrator.engine.deploy import deploy_definitions
 from orchestrator.engine.service import ApiError, Service
-from orchestrator.http import repair
+from orchestrator.http import apidoc, repair
 from orchestrator.http.auth import audit_source
-from orchestrator.http.openapi import OPENAPI
 from orchestrator.http.responses import json_body, json_object
 
 T = TypeVar("T")
@@ -146,7 +145,8 @@ async def deploy_process(request: Request) -> JSONResponse:
 
 
 async def openapi(request: Request) -> JSONResponse:
-    return JSONResponse(OPENAPI)
+    service: Service = request.app.state.service
+    return JSONResponse(apidoc.document(await _run(request, service.process_inputs)))
 
 
 routes = [

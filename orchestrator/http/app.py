@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
+from sqlalchemy import Connection
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -19,13 +22,16 @@ from orchestrator.engine.deploy import ensure_shipped
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.service import ApiError, Service
 from orchestrator.engine.worker import Worker
-from orchestrator.http import api, console, corezoid, ops, twilio_package, webhooks
+from orchestrator.http import api, apipage, console, corezoid, ops, twilio_package, webhooks
 from orchestrator.http.auth import ApiAuthMiddleware, warn_if_open
 from orchestrator.http.headers import BASE_HEADERS, SecurityHeadersMiddleware
 from orchestrator.http.limits import BodyLimitMiddleware
+from orchestrator.http.observe import RequestMetricsMiddleware
 from orchestrator.http.responses import error_response
+from orchestrator.logs import redact_path
 
 log = logging.getLogger("orchestrator.http")
+T = TypeVar("T")
 _HASH = re.compile(r"[0-9a-f]{40}")
 
 
@@ -44,7 +50,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     # Callback URL hashes are credentials: kept out of the log.
-    path = _HASH.sub("<hash>", request.url.path)
+    path = redact_path(_HASH.sub("<hash>", request.url.path))
     log.exception("unhandled error on %s %s", request.method, path)
     return JSONResponse(
         {
@@ -96,6 +102,7 @@ def create_app(
             *webhooks.routes,
             *corezoid.routes,
             *ops.routes,
+            *apipage.routes,
             *console.routes,
         ],
         exception_handlers={
@@ -107,10 +114,21 @@ def create_app(
     )
     app.state.service = service
     app.state.worker = None
+    rt.metrics.track_database(
+        functools.partial(_read, rt),
+        lambda: app.state.worker.steps if app.state.worker is not None else None,
+    )
     # The last added runs first: headers on every answer, then the size limit, then auth.
     app.add_middleware(ApiAuthMiddleware, runtime=rt)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(
         SecurityHeadersMiddleware, https=settings.public_url.lower().startswith("https://")
     )
+    # Outermost: the latency includes every middleware, and every answer is counted.
+    app.add_middleware(RequestMetricsMiddleware, metrics=rt.metrics)
     return app
+
+
+def _read(rt: Runtime, fn: Callable[[Connection], T]) -> T:
+    with rt.db.read() as conn:
+        return fn(conn)

@@ -37,7 +37,11 @@ OPENAPI: dict[str, Any] = {
     "info": {
         "title": "orchestrator",
         "version": "1",
-        "description": "Submit tasks to processes, inspect and modify them.",
+        "description": "Submit tasks to processes, inspect and modify them; the callback "
+        "URLs of wait nodes, the Corezoid-compatible API and the health and metrics "
+        "endpoints are described too. `/api/v1` takes `Authorization: Bearer <secret>` "
+        "once any API key exists (`orchestrator apikey create`); without one, only "
+        "loopback clients may call it.",
     },
     "paths": {
         "/api/v1/processes": {
@@ -279,9 +283,70 @@ OPENAPI: dict[str, Any] = {
 OPENAPI["paths"].update(REPAIR_PATHS)
 OPENAPI["paths"].update(TWILIO_PACKAGE_PATHS)
 
-# Every operation can be refused before it runs (http/auth.py).
+# Tag, summary and description of every /api/v1 operation, by operationId.
+OPERATIONS: dict[str, tuple[str, str, str]] = {
+    "listProcesses": (
+        "Processes",
+        "List processes",
+        "Every deployed process with its current version and its task counts (active, "
+        "waiting, success, escalation).",
+    ),
+    "deployProcess": (
+        "Processes",
+        "Deploy process definitions",
+        "Deploy one definition (an object) or several (an array) in the process file format "
+        "(docs/process-format.md) as new versions. An unchanged definition keeps its version "
+        "(200); any new version answers 201. Errors name the node and field, and deploy "
+        "nothing.",
+    ),
+    "getProcess": (
+        "Processes",
+        "Show a process",
+        "A process by slug or conv_id: its nodes with their task counters, the callback URLs "
+        "of each wait node (JSON, Twilio plugin and NVP forms, built on the URL this server "
+        "really uses), its declared inputs and its versions.",
+    ),
+    "createTask": (
+        "Tasks",
+        "Create a task",
+        "Start a task in a process with `data` (the process's declared inputs are listed "
+        "below). A repeated request with the same `ref` and data returns the existing task "
+        "(200); the same `ref` with other data while that task is unfinished is refused "
+        "(409). Parameters named like secrets (`AuthToken`, `password`…) are kept encrypted "
+        "beside the task and never returned.",
+    ),
+    "listTasks": (
+        "Tasks",
+        "List a process's tasks",
+        "Newest first, filtered by ref, node, state and outcome; page with `limit` and the "
+        "`next_cursor` of the previous page.",
+    ),
+    "modifyTaskByRef": (
+        "Tasks",
+        "Modify a waiting task (Corezoid's modify)",
+        "Merge `data` into the unfinished task with this ref, as a callback would, and let "
+        "it go on from the node where it waits.",
+    ),
+    "getTask": (
+        "Tasks",
+        "Show a task",
+        "Node, state, outcome and data (secrets redacted).",
+    ),
+    "getTaskHistory": (
+        "Tasks",
+        "A task's history",
+        "Every transition, each callback with its raw fields, every logic error and Twilio "
+        "retry, oldest first.",
+    ),
+}
+
 for _item in OPENAPI["paths"].values():
     for _op in _item.values():
+        # An operation may carry its own; tests/test_api_docs.py fails any left without.
+        if _op["operationId"] in OPERATIONS:
+            _tag, _op["summary"], _op["description"] = OPERATIONS[_op["operationId"]]
+            _op["tags"] = [_tag]
+        # Every operation can be refused before it runs (http/auth.py).
         _op["responses"].setdefault(
             "401", _json(_ref("Error"), "No API key, or an unknown or revoked one")
         )

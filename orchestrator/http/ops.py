@@ -6,13 +6,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from orchestrator.engine.service import Service
-from orchestrator.store import callbacks as inbox
-from orchestrator.store import processes as process_store
-from orchestrator.store import tasks as task_store
+from orchestrator.metrics import CONTENT_TYPE
 
 T = TypeVar("T")
 
@@ -35,35 +33,12 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-def _metrics_text(service: Service, steps: int | None) -> str:
-    lines = [
-        "# HELP orchestrator_tasks Tasks by process and state (done split by outcome).",
-        "# TYPE orchestrator_tasks gauge",
-    ]
-    with service.rt.db.read() as conn:
-        for proc in process_store.list_processes(conn):
-            for state, n in task_store.state_counts(conn, proc.id).items():
-                lines.append(f'orchestrator_tasks{{process="{proc.slug}",state="{state}"}} {n}')
-        lines += [
-            "# HELP orchestrator_callbacks Callbacks in the inbox by status.",
-            "# TYPE orchestrator_callbacks gauge",
-        ]
-        for status, n in sorted(inbox.counts(conn).items()):
-            lines.append(f'orchestrator_callbacks{{status="{status}"}} {n}')
-    if steps is not None:
-        lines += [
-            "# HELP orchestrator_engine_steps_total Node transitions run by this process.",
-            "# TYPE orchestrator_engine_steps_total counter",
-            f"orchestrator_engine_steps_total {steps}",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-async def metrics(request: Request) -> PlainTextResponse:
+async def metrics(request: Request) -> Response:
+    """This process's metrics (orchestrator/metrics.py); the database gauges are read
+    during the rendering, so it runs where database work runs."""
     service: Service = request.app.state.service
-    worker = getattr(request.app.state, "worker", None)
-    text = await _run(request, _metrics_text, service, worker.steps if worker else None)
-    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+    body = await _run(request, service.rt.metrics.render)
+    return Response(body, media_type=CONTENT_TYPE)
 
 
 routes = [

@@ -6,7 +6,9 @@ callback in the inbox and answers 200; the engine applies it moments later.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
@@ -16,6 +18,9 @@ from starlette.routing import Route
 
 from orchestrator.engine.service import ApiError, Service
 from orchestrator.http.responses import json_object
+from orchestrator.logs import redact_path
+
+log = logging.getLogger("orchestrator.webhooks")
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 
@@ -71,9 +76,42 @@ async def _accept(request: Request, form: str, payload: dict[str, Any], **kw: An
             **kw,
         ),
     )
+    counted = "duplicate" if result["status"] == "duplicate" else "received"
+    service.rt.metrics.callbacks(form, counted).inc()
     return JSONResponse(result)
 
 
+Handler = Callable[[Request], Awaitable[JSONResponse]]
+
+
+def _watched(form: str) -> Callable[[Handler], Handler]:
+    """Every refused callback is counted and logged at WARNING with its reason; the
+    path is logged with its hash hidden (it is the URL's credential)."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def watched(request: Request) -> JSONResponse:
+            try:
+                return await handler(request)
+            except ApiError as exc:
+                service: Service = request.app.state.service
+                reason = service.rt.metrics.callback_rejected(form, exc.code)
+                path = redact_path(request.url.path)
+                log.warning(
+                    "callback refused (%s: %s) on POST %s",
+                    reason,
+                    exc.code,
+                    path,
+                    extra={"reason": reason, "code": exc.code, "form": form, "path": path},
+                )
+                raise
+
+        return watched
+
+    return wrap
+
+
+@_watched("json")
 async def json_callback(request: Request) -> JSONResponse:
     payload = await json_object(request)
     return await _accept(
@@ -81,6 +119,7 @@ async def json_callback(request: Request) -> JSONResponse:
     )
 
 
+@_watched("twilio")
 async def twilio_callback(request: Request) -> JSONResponse:
     pairs = await _form_pairs(request)
     return await _accept(
@@ -94,6 +133,7 @@ async def twilio_callback(request: Request) -> JSONResponse:
     )
 
 
+@_watched("nvp")
 async def nvp_callback(request: Request) -> JSONResponse:
     pairs = await _form_pairs(request)
     return await _accept(

@@ -16,15 +16,12 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
-ROOT = Path(__file__).resolve().parents[2]
 log = logging.getLogger("orchestrator.store")
-MIGRATIONS_DIR = ROOT / "migrations"
 
 
 def normalize_url(url: str) -> str:
@@ -192,13 +189,9 @@ class Checkpointer:
 
 
 def alembic_config(url: str) -> Any:
-    from alembic.config import Config
+    from orchestrator import resources
 
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
-    cfg.attributes["configure_logger"] = False
-    return cfg
+    return resources.alembic_config(normalize_url(url))
 
 
 def upgrade(url: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -170,11 +171,14 @@ class TwilioClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         max_connections: int = 16,
+        observe: Callable[[str, str, str, float], None] | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("base_url must be an http(s) URL")
         self._retry = retry or RetryPolicy()
+        # Told of every HTTP request: (action, outcome, Twilio error code, seconds).
+        self._observe = observe
         self._sleep = sleep
         # One client for all accounts: refuse cookies so nothing leaks between accounts.
         jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
@@ -219,13 +223,15 @@ class TwilioClient:
     ) -> dict[str, Any]:
         """``POST …/Messages.json``; Twilio answers 201 with the Message."""
         path = self._path(creds, "Messages.json")
-        return await self._send("POST", path, creds, form=params, on_retry=on_retry)
+        return await self._send(
+            "POST", path, creds, form=params, on_retry=on_retry, action="create_message"
+        )
 
     async def fetch_message(self, creds: Credentials, sid: str) -> dict[str, Any]:
         if not sid:
             raise ValueError("sid must not be empty")
         path = self._path(creds, f"Messages/{quote(sid, safe='')}.json")
-        return await self._send("GET", path, creds)
+        return await self._send("GET", path, creds, action="fetch_message")
 
     async def list_messages(
         self,
@@ -251,13 +257,18 @@ class TwilioClient:
     ) -> dict[str, Any]:
         """``POST …/Calls.json``; Twilio answers 201 with the Call."""
         path = self._path(creds, "Calls.json")
-        return await self._send("POST", path, creds, form=params, on_retry=on_retry)
+        return await self._send(
+            "POST", path, creds, form=params, on_retry=on_retry, action="create_call"
+        )
 
     async def fetch_call(self, creds: Credentials, sid: str) -> dict[str, Any]:
         if not sid:
             raise ValueError("sid must not be empty")
         return await self._send(
-            "GET", self._path(creds, f"Calls/{quote(sid, safe='')}.json"), creds
+            "GET",
+            self._path(creds, f"Calls/{quote(sid, safe='')}.json"),
+            creds,
+            action="fetch_call",
         )
 
     async def list_outgoing_caller_ids(
@@ -298,7 +309,7 @@ class TwilioClient:
         url = f"{self._path(creds, resource)}?{urlencode(pairs)}"
         records: list[dict[str, Any]] = []
         for _ in range(max_pages):
-            page = await self._send("GET", url, creds)
+            page = await self._send("GET", url, creds, action=f"list_{key}")
             items = page.get(key)
             if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
                 raise TwilioError(UNKNOWN_ERROR, f"Twilio page has no '{key}' list")
@@ -326,6 +337,7 @@ class TwilioClient:
         *,
         form: FormParams | None = None,
         on_retry: RetryHook | None = None,
+        action: str = "request",
     ) -> dict[str, Any]:
         idempotent = method == "GET"
         content = None if form is None else _encode_form(form)
@@ -337,12 +349,15 @@ class TwilioClient:
         attempt = 0
         while True:
             attempt += 1
+            started = time.perf_counter()
             try:
                 async with self._slots:
                     response = await self._http.request(
                         method, url, content=content, headers=headers, auth=auth
                     )
             except httpx.RequestError as exc:
+                if self._observe is not None:
+                    self._observe(action, "no_answer", "", time.perf_counter() - started)
                 reason = _scrub(f"{type(exc).__name__}: {exc}".rstrip(": "), creds)
                 if not isinstance(exc, _NOT_SENT) and not idempotent:
                     raise TwilioError(
@@ -368,8 +383,13 @@ class TwilioClient:
                 continue
 
             if response.is_success:
+                if self._observe is not None:
+                    self._observe(action, "ok", "", time.perf_counter() - started)
                 return self._decode(response, method, path, idempotent=idempotent)
             error = _api_error(response, creds, idempotent=idempotent)
+            if self._observe is not None:
+                outcome = "retryable" if error.retryable else "error"
+                self._observe(action, outcome, str(error.code), time.perf_counter() - started)
             if error.retryable:
                 delay = self._retry.next_delay(attempt, retry_after=_retry_after(response))
                 if delay is not None:
