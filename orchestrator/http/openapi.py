@@ -343,7 +343,7 @@ OPERATIONS: dict[str, tuple[str, str, str]] = {
 for _item in OPENAPI["paths"].values():
     for _op in _item.values():
         # An operation may carry its own; tests/test_api_docs.py fails any left without.
-        if _op["operationId"] in OPERATIONS:
+        if _op.get("operationId") in OPERATIONS:
             _tag, _op["summary"], _op["description"] = OPERATIONS[_op["operationId"]]
             _op["tags"] = [_tag]
         # Every operation can be refused before it runs (http/auth.py).

@@ -25,10 +25,18 @@ _FIELDS = {
     "move": {"node": _TEXT},
 }
 _SUMMARY = {
-    "retry": "Run a task again from a node (default: the node that led to its end; "
-    "refused with ALREADY_SENT if that node sent something: name it to send again)",
-    "cancel": "End an unfinished task in an escalation node with code CANCELLED",
-    "move": "Put an unfinished task in another node (it runs that node from the top)",
+    "retry": "Retry a task from a node",
+    "cancel": "Cancel an unfinished task",
+    "move": "Move an unfinished task to another node",
+}
+_DESCRIPTION = {
+    "retry": "Run a finished or stuck task again from `node` (default: the node that led to "
+    "its end). Refused with ALREADY_SENT if that node already sent something (a message or a "
+    "call): name the node to send again. Recorded in the task's history with the key's login.",
+    "cancel": "End a task that is not in a final node in an escalation node with "
+    "`code=CANCELLED` and the given reason. Recorded in the task's history.",
+    "move": "Put an unfinished task in another node; it runs that node from the top. Recorded "
+    "in the task's history.",
 }
 _BULK = {
     "type": "object",
@@ -56,6 +64,8 @@ for _action, _fields in _FIELDS.items():
         "post": {
             "operationId": f"{_action}Task",
             "summary": _SUMMARY[_action],
+            "description": _DESCRIPTION[_action],
+            "tags": ["Repair"],
             "parameters": [_path("task_id")],
             "requestBody": _body(_fields),
             "responses": {
@@ -68,8 +78,11 @@ for _action, _fields in _FIELDS.items():
     REPAIR_PATHS[f"/api/v1/processes/{{process}}/nodes/{{node}}/{_action}"] = {
         "post": {
             "operationId": f"{_action}NodeTasks",
-            "summary": f"{_action.capitalize()} every task in a node, at most `limit` "
-            "(1-1000) per request; answers how many were touched and skipped",
+            "summary": f"{_SUMMARY[_action]}: every task in a node",
+            "description": f"{_DESCRIPTION[_action]} Applied to the node's tasks, at most "
+            "`limit` (1-1000) per request; answers how many were touched and skipped (and why), "
+            "with a cursor to continue.",
+            "tags": ["Repair"],
             "parameters": [_path("process", "conv_id or slug"), _path("node")],
             "requestBody": _body(
                 {

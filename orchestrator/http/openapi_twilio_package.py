@@ -56,6 +56,7 @@ def _operation(name: str) -> dict[str, Any]:
         }
     return {
         "post": {
+            "operationId": f"twilioPackage{name[0].upper()}{name[1:]}",
             "summary": summary,
             "description": "Seed 003's Twilio package: answers once Twilio answered the "
             "create (docs/seed-003-api.md).",
