@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from orchestrator.config import Settings, parse_rates
+from orchestrator.engine import opt_outs
 from orchestrator.engine import twilio_input as check
 from orchestrator.engine.definition import Logic
 from orchestrator.engine.interpreter import LogicFailure, NewTask, StepDeferred, StepResult
@@ -206,6 +207,13 @@ class TwilioActions:
         Twilio record; on an error, raises LogicFailure (or returns {"error": …} when
         ``raise_error`` is False). A message whose callbacks go to ``target`` (a wait
         node) is tracked for the reconciliation sweep."""
+        if kind == "message":
+            # Before pacing and the effect record: an opted-out pair costs nothing.
+            refused = await opt_outs.refusal(self.rt, form)
+            if refused is not None:
+                if raise_error:
+                    raise LogicFailure(refused)
+                return {"error": refused}
         if kind == "message" and slot is None:
             slot = await self.pace(form, horizon=PACING_HORIZON, task=task)
         summary = {k: v for k, v in form.items() if k != "Body"}
@@ -220,6 +228,8 @@ class TwilioActions:
             outcome = {**outcome, "track": track} if track else outcome
         result.effects_done.append((index, outcome))
         if "error" in outcome:
+            if kind == "message":
+                await opt_outs.note_refusal(self.rt, form, outcome["error"])
             if raise_error:
                 raise LogicFailure(dict(outcome["error"]))
             return {"error": dict(outcome["error"])}

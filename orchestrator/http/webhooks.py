@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from orchestrator.engine.service import ApiError, Service
@@ -57,7 +57,7 @@ def _flatten(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     return out
 
 
-async def _accept(request: Request, form: str, payload: dict[str, Any], **kw: Any) -> JSONResponse:
+async def _accept(request: Request, form: str, payload: dict[str, Any], **kw: Any) -> Response:
     service: Service = request.app.state.service
     p = request.path_params
     result = await _run(
@@ -71,17 +71,20 @@ async def _accept(request: Request, form: str, payload: dict[str, Any], **kw: An
             **kw,
         ),
     )
+    if "twiml" in result:
+        # An incoming SMS (SPEC §10): Twilio reads the answer as TwiML.
+        return Response(result["twiml"], media_type="text/xml")
     return JSONResponse(result)
 
 
-async def json_callback(request: Request) -> JSONResponse:
+async def json_callback(request: Request) -> Response:
     payload = await json_object(request)
     return await _accept(
         request, "json", payload, idem_token=request.headers.get("idempotency-key")
     )
 
 
-async def twilio_callback(request: Request) -> JSONResponse:
+async def twilio_callback(request: Request) -> Response:
     pairs = await _form_pairs(request)
     return await _accept(
         request,
@@ -94,7 +97,7 @@ async def twilio_callback(request: Request) -> JSONResponse:
     )
 
 
-async def nvp_callback(request: Request) -> JSONResponse:
+async def nvp_callback(request: Request) -> Response:
     pairs = await _form_pairs(request)
     return await _accept(
         request,
