@@ -240,3 +240,25 @@ def test_twilio_21610_records_the_pair(stack: Stack) -> None:
     again = stack.wait(stack.sms(unsubscribed)["task_id"])
     assert again["data"]["code"] == "OPTED_OUT"
     assert stack.sim_stats()["requests"] == before
+
+
+def test_opt_outs_over_api_cli_and_console(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestrator.cli import main
+
+    text(stack, "UNSUBSCRIBE", person="+15551230002")
+    text(stack, "quit", person="+15551230003", ours="+14155550100")
+    api = stack.client.get("/api/v1/opt-outs", params={"sender": "+14155550100"}).json()
+    assert [o["recipient"] for o in api["opt_outs"]] == ["+15551230003"]
+    assert stack.client.get("/api/v1/opt-outs", params={"limit": "0"}).status_code == 422
+    assert stack.client.get("/api/v1/opt-outs", params={"nope": "1"}).status_code == 422
+    assert main(["--database-url", stack.settings.database_url, "optout", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "+15551230002" in out and "keyword:UNSUBSCRIBE" in out and "keyword:QUIT" in out
+    page = stack.client.get("/console/opt-outs", params={"recipient": "+15551230002"})
+    assert page.status_code == 200
+    assert "+15551230002" in page.text and "+15551230003" not in page.text
+    # The process page lists the incoming-message URL of Incoming SMS's start node.
+    process_page = stack.client.get("/console/processes/incoming-sms").text
+    assert incoming_url(stack) in process_page
