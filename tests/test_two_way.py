@@ -262,3 +262,45 @@ def test_opt_outs_over_api_cli_and_console(
     # The process page lists the incoming-message URL of Incoming SMS's start node.
     process_page = stack.client.get("/console/processes/incoming-sms").text
     assert incoming_url(stack) in process_page
+
+
+def test_documented_confirmation_flow_branches_on_yes_no_and_anything_else(
+    stack: Stack,
+) -> None:
+    """The example of docs/process-format.md §3.11, deployed as written."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "process-format.md").read_text()
+    section = doc.split("**Example: a confirmation that branches on YES / NO", 1)[1]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert block is not None
+    stack.deploy(yaml.safe_load(block.group(1)))
+
+    def confirm(to: str) -> str:
+        data = {"Number_to": to, "Number_from": FROM, "at": "10:00"}
+        task_id: str = stack.create(data, process="confirm-appointment")["task_id"]
+        wait_node(stack, task_id, "answer")
+        return task_id
+
+    yes, no, unclear = (confirm(f"+1555123000{i}") for i in (1, 2, 4))
+    text(stack, " Yes", person="+15551230001")
+    text(stack, "no", person="+15551230002")
+    text(stack, "maybe?", person="+15551230004")
+    assert stack.wait(yes)["node"]["id"] == "confirmed"
+    assert stack.wait(no)["node"]["id"] == "cancelled"
+    deadline = time.time() + 10
+    while (
+        len(
+            [m for m in httpx.get(f"{stack.sim}/_sim/messages").json() if m["to"] == "+15551230004"]
+        )
+        < 2
+    ):
+        assert time.time() < deadline, "no second question was sent"
+        time.sleep(0.05)
+    wait_node(stack, unclear, "answer")
+    text(stack, "YES", person="+15551230004")
+    done = stack.wait(unclear)
+    assert done["node"]["id"] == "confirmed" and done["data"]["reply"] == "YES"
