@@ -304,3 +304,87 @@ def test_documented_confirmation_flow_branches_on_yes_no_and_anything_else(
     text(stack, "YES", person="+15551230004")
     done = stack.wait(unclear)
     assert done["node"]["id"] == "confirmed" and done["data"]["reply"] == "YES"
+
+
+def test_send_to_many_skips_an_opted_out_recipient(stack: Stack) -> None:
+    text(stack, "END", person="+15551230002")
+    before = stack.sim_stats()["messages_created"]
+    data = {"smsTo": ["+15551230001", "+15551230002"], "smsFrom": FROM, "smsBody": "news"}
+    done = stack.run("send-to-many", data)
+    assert done["data"]["failedNumbers"] == "+15551230002"
+    assert done["data"]["failedDetails"]["+15551230002"]["code"] == "OPTED_OUT"
+    assert list(done["data"]["smsResult"].values()) == ["+15551230001"]
+    assert stack.sim_stats()["messages_created"] == before + 1
+
+
+# -- the process format ---------------------------------------------------------------------
+def _definition_error(raw: dict[str, Any]) -> str:
+    from orchestrator.engine.definition import DefinitionError, parse_definition
+
+    with pytest.raises(DefinitionError) as info:
+        parse_definition(raw)
+    return str(info.value)
+
+
+def _process(nodes: dict[str, Any], **top: Any) -> dict[str, Any]:
+    base = {"slug": "p", "title": "P", "nodes": nodes, **top}
+    base["nodes"].setdefault("bad", {"kind": "escalation"})
+    base["nodes"].setdefault("ok", {"kind": "success"})
+    return base
+
+
+def test_wait_reply_and_expect_reply_are_checked() -> None:
+    from orchestrator.engine.definition import parse_definition
+
+    pair = {"from": "{{ Number_to }}", "to": "{{ Number_from }}"}
+    good = _process(
+        {
+            "start": {
+                "kind": "start",
+                "logics": [{"type": "expect_reply", **pair}, {"type": "go", "to": "w"}],
+            },
+            "w": {
+                "kind": "wait",
+                "logics": [{"type": "wait_reply", **pair}, {"type": "go", "to": "ok"}],
+            },
+        },
+        incoming_sms={"reply": "Thanks {{ From }}"},
+    )
+    assert parse_definition(good).incoming_sms == {"reply": "Thanks {{ From }}"}
+    no_from = _process(
+        {
+            "start": {"kind": "start", "logics": [{"type": "go", "to": "w"}]},
+            "w": {
+                "kind": "wait",
+                "logics": [{"type": "wait_reply", "to": "+1"}, {"type": "go", "to": "ok"}],
+            },
+        }
+    )
+    assert "logics[0].from" in _definition_error(no_from)
+    outside = _process(
+        {
+            "start": {
+                "kind": "start",
+                "logics": [{"type": "wait_reply", **pair}, {"type": "go", "to": "ok"}],
+            },
+        }
+    )
+    assert "wait_reply belongs in a wait node" in _definition_error(outside)
+    second = _process(
+        {
+            "start": {"kind": "start", "logics": [{"type": "go", "to": "w"}]},
+            "w": {
+                "kind": "wait",
+                "logics": [
+                    {"type": "wait_callback"},
+                    {"type": "wait_reply", **pair},
+                    {"type": "go", "to": "ok"},
+                ],
+            },
+        }
+    )
+    assert "one wait logic" in _definition_error(second)
+    bad_incoming = _process(
+        {"start": {"kind": "start", "logics": [{"type": "go", "to": "ok"}]}}, incoming_sms="yes"
+    )
+    assert "incoming_sms" in _definition_error(bad_incoming)
