@@ -74,14 +74,7 @@ def deliver_incoming(
             if task is None or task.state == "done":
                 continue  # a listener left behind; now gone
             payload = reply_fields(fields)
-            inbox.readdress(
-                conn,
-                cb.id,
-                form="reply",
-                process_id=task.process_id,
-                task_id=task.id,
-                payload=payload,
-            )
+            inbox.readdress(conn, cb.id, form="reply", task_id=task.id, payload=payload)
             reply = CallbackRecord(
                 cb.id,
                 task.process_id,

@@ -146,18 +146,12 @@ def lock_new(conn: Connection, callback_id: int) -> bool:
 
 
 def readdress(
-    conn: Connection,
-    callback_id: int,
-    *,
-    form: str,
-    process_id: int,
-    task_id: str,
-    payload: dict[str, Any],
+    conn: Connection, callback_id: int, *, form: str, task_id: str, payload: dict[str, Any]
 ) -> None:
-    """Turn a locked new callback into one for ``task_id`` (any of its wait nodes)."""
-    values = {"form": form, "process_id": process_id, "task_id": task_id, "node_id": "*"}
+    """Turn a locked new callback into one for ``task_id`` (any of its wait nodes). The
+    row keeps its process and dedupe key: a retry of the same message stays a duplicate."""
     conn.execute(
         callbacks.update()
         .where(callbacks.c.id == callback_id)
-        .values(**values, payload=dumps(payload))
+        .values(form=form, task_id=task_id, node_id="*", payload=dumps(payload))
     )
