@@ -204,6 +204,17 @@ def test_sms_failure_is_the_asks_escalation(stack: Stack) -> None:
     assert done["data"]["code"] == "30003"
 
 
+def test_ask_without_our_number_escalates_before_sending(stack: Stack) -> None:
+    blank = stack.run("ask-sms", {"Number_to": PERSON, "Number_from": " ", "Body": "Reply YES"})
+    assert blank["node"]["id"] == "not_sent"
+    assert blank["data"]["code"] == "BAD_CONVERSATION"
+    assert "to must give a phone number" in blank["data"]["message"]
+    missing = stack.run("ask-sms", {"Number_to": PERSON, "Body": "Reply YES"})
+    assert missing["node"]["id"] == "not_sent"
+    assert missing["data"]["code"] == "TEMPLATE_METADATA_ERROR"
+    assert stack.sim_stats()["requests"] == 0
+
+
 def test_simulator_rule_replies_by_itself(stack: Stack) -> None:
     stack.sim_config(reply_rules=[{"pattern": r"^\+1555123000[5-9]$", "body": "Yes", "delay": 0.1}])
     done = stack.wait(ask(stack, to="+15551230007"))

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 # Twilio's default opt-out and opt-in keywords (the whole body, trimmed, any case).
 OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
 OPT_IN_KEYWORDS = frozenset({"START", "YES", "UNSTOP"})
+# The longest MessageSid / address kept (a sid is 34, "whatsapp:+…" about 25).
+MAX_ADDRESS = 64
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
@@ -62,6 +64,10 @@ def store_incoming(
     person, ours = payload.get("From"), payload.get("To")
     if not sid or not person or not ours:
         raise IncomingRefused("an incoming message needs MessageSid, From and To")
+    if any(not isinstance(v, str) or len(v) > MAX_ADDRESS for v in (sid, person, ours)):
+        raise IncomingRefused(
+            f"MessageSid, From and To must be single values of at most {MAX_ADDRESS} characters"
+        )
     cb_id = inbox.insert_callback(
         conn,
         process_id=process_id,

@@ -99,20 +99,13 @@ def template_context(
 
 def conversation(logic: Logic, ctx: dict[str, Any]) -> tuple[str, str]:
     """(the person's number, our number) of an expect_reply or wait_reply logic."""
-    pair = []
-    for key in ("from", "to"):
-        value = render(logic.get(key), ctx)
-        text = "" if value is None else str(value).strip()
-        if not text or len(text) > 64:
-            raise LogicFailure(
-                {
-                    "error": "BAD_CONVERSATION",
-                    "code": "BAD_CONVERSATION",
-                    "message": f"{logic.type}.{key} must give a phone number (1-64 characters)",
-                }
-            )
-        pair.append(text)
-    return pair[0], pair[1]
+    from orchestrator.engine.replies import conversation_pair
+
+    try:
+        return conversation_pair(render(logic.get("from"), ctx), render(logic.get("to"), ctx))
+    except ValueError as exc:
+        fields = {"error": "BAD_CONVERSATION", "code": "BAD_CONVERSATION"}
+        raise LogicFailure({**fields, "message": f"{logic.type}: {exc}"}) from exc
 
 
 class Interpreter:

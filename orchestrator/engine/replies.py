@@ -13,6 +13,7 @@ engines apply each message once.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import Connection
@@ -27,6 +28,25 @@ from orchestrator.store.records import CallbackRecord, Event, TaskRecord
 # Candidate listeners looked at per message before it starts a task of its own; each
 # round drops listeners of finished tasks, so a long tail of them cannot loop forever.
 MAX_ROUNDS = 20
+
+
+# "+1 (555) 123-0001": a number as people write it, compared as Twilio writes it.
+_LOOSE_NUMBER = re.compile(r"^\+[\d\s\-().]+\Z")
+MAX_NUMBER = 64
+
+
+def conversation_pair(person: Any, ours: Any) -> tuple[str, str]:
+    """The pair a task listens on, from the rendered ``from`` and ``to`` of its logic;
+    ValueError when either is not 1-64 characters."""
+    pair = []
+    for name, value in (("from", person), ("to", ours)):
+        text = "" if value is None else str(value).strip()
+        if _LOOSE_NUMBER.match(text):
+            text = re.sub(r"[\s\-().]", "", text)
+        if not 1 <= len(text) <= MAX_NUMBER:
+            raise ValueError(f"{name} must give a phone number (1-{MAX_NUMBER} characters)")
+        pair.append(text)
+    return pair[0], pair[1]
 
 
 def reply_fields(fields: dict[str, Any]) -> dict[str, Any]:
