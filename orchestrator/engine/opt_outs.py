@@ -16,7 +16,7 @@ TWILIO_UNSUBSCRIBED = "21610"
 
 
 def _senders(form: Mapping[str, Any]) -> list[str]:
-    return [str(form[k]) for k in ("From", "MessagingServiceSid") if form.get(k)]
+    return [str(form[k]) for k in ("From", "MessagingServiceSid") if form.get(k)][:2]
 
 
 async def refusal(rt: Any, form: Mapping[str, Any]) -> dict[str, Any] | None:

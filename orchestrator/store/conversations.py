@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, select
+from sqlalchemy import Connection, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from orchestrator.store import sql
 from orchestrator.store.tables import reply_listeners, sms_opt_outs
 
 # Candidates read per look-up: more than one, so a listener of a finished task (left
@@ -90,14 +91,19 @@ def opt_in(conn: Connection, recipient: str, sender: str) -> bool:
     return bool(conn.execute(stmt).rowcount)
 
 
+# Checked before every send: plain SQL (see store/sql.py).
+_OPTED_OUT = sql.Statement(
+    "SELECT sender FROM sms_opt_outs WHERE recipient = :recipient AND sender IN (:a, :b)"
+)
+
+
 def opted_out(conn: Connection, recipient: str, senders: list[str]) -> str | None:
-    """The first of ``senders`` the recipient opted out of, or None."""
+    """The first of ``senders`` (one or two: a number, a messaging service) the recipient
+    opted out of, or None."""
     if not senders:
         return None
-    stmt = select(sms_opt_outs.c.sender).where(
-        and_(sms_opt_outs.c.recipient == recipient, sms_opt_outs.c.sender.in_(senders))
-    )
-    found = {str(r[0]) for r in conn.execute(stmt)}
+    params = {"recipient": recipient, "a": senders[0], "b": senders[-1]}
+    found = {str(r[0]) for r in sql.execute(conn, _OPTED_OUT, params).fetchall()}
     return next((s for s in senders if s in found), None)
 
 
