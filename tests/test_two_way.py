@@ -402,3 +402,54 @@ def test_wait_reply_and_expect_reply_are_checked() -> None:
         {"start": {"kind": "start", "logics": [{"type": "go", "to": "ok"}]}}, incoming_sms="yes"
     )
     assert "incoming_sms" in _definition_error(bad_incoming)
+
+
+def test_a_send_begun_before_the_opt_out_is_resolved_not_refused(stack: Stack) -> None:
+    """A worker sent the message and died before its commit; then the recipient texted
+    STOP. The step runs again: the send is resolved from its record (the message is
+    adopted), not refused, so the task tells the truth: the SMS went out."""
+    import json
+
+    from sqlalchemy import update
+
+    from orchestrator.store import effects as effect_store
+    from orchestrator.store import processes as process_store
+    from orchestrator.store.tables import tasks
+
+    r = httpx.post(
+        f"{stack.sim}/2010-04-01/Accounts/{ACCOUNT}/Messages.json",
+        auth=(ACCOUNT, TOKEN),
+        data={"To": "+15551230003", "From": FROM, "Body": "sent before STOP"},
+    )
+    assert r.status_code == 201
+    text(stack, "STOP", person="+15551230003")
+    # Any task, once its own first step is over, rewritten into Sending SMS's send step.
+    task = stack.create({"sid": "SMx"}, ref="SMx", process="getting-callback")
+    stack.wait(task["task_id"], state="waiting")
+    data = {"Number_to": "+15551230003", "Number_from": FROM, "Body": "sent before STOP"}
+    with stack.db.write() as conn:
+        proc = process_store.get_process(conn, "sending-sms")
+        assert proc is not None
+        conn.execute(
+            update(tasks)
+            .where(tasks.c.id == task["task_id"])
+            .values(
+                process_id=proc.id,
+                version_id=proc.version_id,
+                ref=None,
+                node_id="calling_api",
+                state="active",
+                entry="enter",
+                step=7,
+                lease_owner=None,
+                lease_until=None,
+                data=json.dumps(data),
+            )
+        )
+        effect_store.begin(
+            conn, task["task_id"], 7, 0, "twilio.create_message", {}, time.time() - 3600
+        )
+    stack.client.post("/api/v1/processes/sending-sms/tasks", json={"data": {}})  # wake
+    waiting = stack.wait(task["task_id"], state="waiting", timeout=20)
+    assert waiting["node"]["id"] == "waiting_for_status"
+    assert waiting["data"]["sid"] == r.json()["sid"]

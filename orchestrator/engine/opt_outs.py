@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.store import conversations
+from orchestrator.store import effects as effect_store
 
 OPTED_OUT_CODE = "OPTED_OUT"
 OPTED_OUT_ERROR = "RECIPIENT_OPTED_OUT"
@@ -19,8 +20,12 @@ def _senders(form: Mapping[str, Any]) -> list[str]:
     return [str(form[k]) for k in ("From", "MessagingServiceSid") if form.get(k)][:2]
 
 
-async def refusal(rt: Any, form: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The escalation fields when ``form``'s recipient opted out of its sender."""
+async def refusal(
+    rt: Any, form: Mapping[str, Any], effect: tuple[str, int, int]
+) -> dict[str, Any] | None:
+    """The escalation fields when ``form``'s recipient opted out of its sender, unless
+    this send (``effect``: task id, step, logic index) was begun before the opt-out: a
+    step run again after a crash then resolves it from its record, as always."""
     recipient = str(form.get("To") or "")
     senders = _senders(form)
     if not recipient or not senders:
@@ -28,7 +33,10 @@ async def refusal(rt: Any, form: Mapping[str, Any]) -> dict[str, Any] | None:
 
     def check() -> str | None:
         with rt.db.read() as conn:
-            return conversations.opted_out(conn, recipient, senders)
+            sender = conversations.opted_out(conn, recipient, senders)
+            if sender is not None and effect_store.exists(conn, *effect):
+                return None
+            return sender
 
     sender = await rt.run_db(check)
     if sender is None:

@@ -209,7 +209,7 @@ class TwilioActions:
         node) is tracked for the reconciliation sweep."""
         if kind == "message":
             # Before pacing and the effect record: an opted-out pair costs nothing.
-            refused = await opt_outs.refusal(self.rt, form)
+            refused = await opt_outs.refusal(self.rt, form, (task.id, task.step, index))
             if refused is not None:
                 if raise_error:
                     raise LogicFailure(refused)

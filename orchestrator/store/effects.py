@@ -59,3 +59,9 @@ def finish(
         twilio_messages.track(conn, **result["track"])
     params = {"task_id": task_id, "step": step, "logic_index": logic_index, "now": now}
     sql.execute(conn, _FINISH, {**params, "result": dumps(result)})
+
+
+def exists(conn: Connection, task_id: str, step: int, logic_index: int) -> bool:
+    """Whether this effect was begun already (by an earlier run of the step)."""
+    key = {"task_id": task_id, "step": step, "logic_index": logic_index}
+    return sql.first(sql.execute(conn, _GET, key)) is not None
