@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from orchestrator import logs
 from orchestrator.commands.admin import cmd_apikey, cmd_secrets
 from orchestrator.commands.inspection import cmd_process, cmd_task
+from orchestrator.commands.optouts import add_parser as add_optout_parser
 from orchestrator.commands.server import (
     cmd_bench,
     cmd_db_upgrade,
@@ -182,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         "login", help="the key's login id"
     )
     ak.set_defaults(func=cmd_apikey)
+    add_optout_parser(sub)
 
     sec = sub.add_parser("secrets", help="stored secrets (see docs/security.md)")
     sec_sub = sec.add_subparsers(dest="secrets_cmd", required=True, metavar="COMMAND")

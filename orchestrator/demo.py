@@ -46,6 +46,55 @@ CASES: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
+# Two-way SMS (SPEC §10): the simulator plays the recipients. Recipients matching
+# REPLY_PATTERN text back YES shortly after an SMS reaches them.
+REPLY_PATTERN = r"^\+15551237"
+ASKED = "+15551237001"
+OPTED_OUT = "+15551238002"
+TWO_WAY_HEADER = ("case", "to", "outcome", "node", "reply", "code", "message")
+
+
+async def _two_way(client: httpx.AsyncClient, sim_url: str) -> list[tuple[Any, ...]]:
+    """An ask answered by the recipient, and a send to a recipient who texted STOP."""
+    view = (await client.get("/api/v1/processes/incoming-sms")).json()
+    start = next(n for n in view["nodes"] if n["kind"] == "start")
+    url = start["callback_urls"]["twilio"]
+    print(f"Incoming SMS, start node, Twilio incoming-message URL:\n    {url}\n")
+    rule = {"pattern": REPLY_PATTERN, "body": "YES", "delay": 0.3}
+    async with httpx.AsyncClient(base_url=sim_url, timeout=10) as sim:
+        config = {"incoming_url": url, "reply_rules": [rule]}
+        (await sim.post("/_sim/config", json=config)).raise_for_status()
+        body = {"From": OPTED_OUT, "To": FROM, "Body": "STOP"}
+        (await sim.post("/_sim/incoming", json=body)).raise_for_status()
+    asked = {"Number_to": ASKED, "Number_from": FROM, "Body": "Confirm tomorrow 10:00? YES/NO"}
+    started = time.time()
+    cases = [
+        ("ask, the recipient answers", "ask-sms", asked),
+        ("STOP texted, then a send", "sending-sms", {**asked, "Number_to": OPTED_OUT}),
+    ]
+    ids = []
+    for label, process, data in cases:
+        resp = await client.post(f"/api/v1/processes/{process}/tasks", json={"data": data})
+        resp.raise_for_status()
+        ids.append((label, resp.json()["task_id"]))
+    rows = []
+    for label, task_id in ids:
+        task = await _wait_done(client, task_id, started + 30)
+        d = task["data"]
+        rows.append(
+            (
+                label,
+                d.get("Number_to", ""),
+                task["outcome"] or task["state"],
+                task["node"]["title"],
+                d.get("reply") or "",
+                str(d.get("code") or ""),
+                _short(d.get("message")),
+            )
+        )
+    return rows
+
+
 async def _demo(settings: Settings, keep_running: bool) -> int:
     from orchestrator.http.app import create_app
     from orchestrator.store.db import upgrade
@@ -106,7 +155,12 @@ async def _demo(settings: Settings, keep_running: bool) -> int:
                     d.get("url_more_info") or "",
                 )
             )
+        print()
+        two_way = await _two_way(client, sim.url)
     _print_table(("case", "to", "outcome", "node", "status", "code", "message", "more info"), rows)
+    print("\nTwo-way SMS (the simulator plays the recipients):")
+    _print_table(TWO_WAY_HEADER, two_way)
+    rows += two_way
     cli = cli_prefix(settings)
     print("\nInspect the tasks (the database stays):")
     print(f"  {cli} task history {ids[0][1]}")

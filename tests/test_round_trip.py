@@ -225,8 +225,9 @@ def test_wrong_hash_and_unknown_process_are_404(stack: Stack) -> None:
     base, _hash = url.rsplit("/", 1)
     r = httpx.post(f"{base}/{'0' * 40}", data={"MessageSid": "SMx"})
     assert r.status_code == 404
+    conv_id = url.split("/twilio/", 1)[1].split("/", 1)[0]
     r = httpx.post(
-        url.replace("/twilio/1/", "/twilio/999/").replace("/twilio/2/", "/twilio/999/"),
+        url.replace(f"/twilio/{conv_id}/", "/twilio/999/"),
         data={"MessageSid": "SMx"},
     )
     assert r.status_code == 404

@@ -705,6 +705,8 @@ def test_stats_count_everything(client: Client, sim: Sim, receiver: Receiver) ->
         "calls_created": 1,
         "callbacks_sent": 2,
         "callbacks_failed": 0,
+        "incoming_sent": 0,
+        "incoming_failed": 0,
         "requests": 4,
     }
     assert len(httpx.get(f"{sim.url}/_sim/calls").json()) == 1

@@ -25,9 +25,21 @@ LOGIC_TYPES = (
     "api_call",
     "call_process",
     "reply",
+    "expect_reply",
+    "wait_reply",
 )
+# Logics that open a wait node: the task waits there until a callback releases it.
+WAIT_LOGICS = ("wait_callback", "wait_reply")
 # Logics that may fail and so need somewhere to send the task.
-FALLIBLE_LOGICS = ("twilio", "copy_task", "modify_task", "set_param", "api_call", "call_process")
+FALLIBLE_LOGICS = (
+    "twilio",
+    "copy_task",
+    "modify_task",
+    "set_param",
+    "api_call",
+    "call_process",
+    "expect_reply",
+)
 # Of those, the ones whose failures are routine (a server down, a ref taken): the author
 # must say where the task goes.
 NEEDS_ON_ERROR = ("twilio", "copy_task", "modify_task", "api_call", "call_process")
@@ -147,6 +159,9 @@ class ProcessDefinition:
     description: str = ""
     inputs: tuple[Mapping[str, Any], ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict)
+    # ``incoming_sms``: the start node takes Twilio's incoming messages (SPEC §10);
+    # ``reply`` is the template of an immediate TwiML answer, if any.
+    incoming_sms: Mapping[str, Any] | None = None
 
     def node(self, node_id: str) -> Node:
         return self.nodes[node_id]
@@ -163,7 +178,7 @@ def parse_definition(raw: Any, *, file: str | None = None) -> ProcessDefinition:
     def fail(msg: str, node: str | None = None, fld: str | None = None) -> DefinitionError:
         return DefinitionError(msg, file=file, node=node, field=fld)
 
-    allowed_top = {"slug", "title", "description", "inputs", "nodes", "on_error"}
+    allowed_top = {"slug", "title", "description", "inputs", "nodes", "on_error", "incoming_sms"}
     for key in raw:
         if key not in allowed_top:
             raise fail(f"unknown key (allowed: {', '.join(sorted(allowed_top))})", fld=key)
@@ -183,6 +198,7 @@ def parse_definition(raw: Any, *, file: str | None = None) -> ProcessDefinition:
         isinstance(i, Mapping) and isinstance(i.get("name"), str) for i in inputs
     ):
         raise fail("must be a list of {name, required?, description?}", fld="inputs")
+    incoming = _parse_incoming(raw.get("incoming_sms"), fail)
     raw_nodes = raw.get("nodes")
     if not isinstance(raw_nodes, Mapping) or not raw_nodes:
         raise fail("must map node ids to nodes", fld="nodes")
@@ -223,7 +239,22 @@ def parse_definition(raw: Any, *, file: str | None = None) -> ProcessDefinition:
         description=description,
         inputs=tuple(inputs),
         raw=raw,
+        incoming_sms=incoming,
     )
+
+
+def _parse_incoming(spec: Any, fail: Any) -> Mapping[str, Any] | None:
+    """``incoming_sms: true`` or ``{reply: "template"}``; absent or false: None."""
+    if spec is None or spec is False:
+        return None
+    if spec is True:
+        return {}
+    if not isinstance(spec, Mapping) or set(spec) - {"reply"}:
+        raise fail("must be true or {reply: <text template>}", fld="incoming_sms")
+    reply = spec.get("reply")
+    if reply is not None and not (isinstance(reply, str) and reply.strip()):
+        raise fail("must be a non-empty text template", fld="incoming_sms.reply")
+    return dict(spec)
 
 
 def _targets(node: Node) -> list[tuple[str, str]]:
@@ -313,6 +344,10 @@ def _parse_logic(nid: str, i: int, spec: Any, node_on_error: str | None, fail: A
             )
     if ltype == "api_call":
         _check_api_call(nid, where, spec, fail)
+    if ltype in ("expect_reply", "wait_reply"):
+        for key in ("from", "to"):
+            if not (isinstance(spec.get(key), str) and spec[key].strip()):
+                raise fail("must be a phone number or a template giving one", nid, f"{where}.{key}")
     if ltype == "call_process" and spec.get("timeout") is not None:
         if parse_duration(spec.get("timeout")) is None:
             raise fail("must be a duration such as 30, '5min' or '1d'", nid, f"{where}.timeout")
@@ -431,10 +466,15 @@ def _check_node_shape(node: Node, fail: Any) -> None:
     if node.kind == "start" and node.time_limit:
         raise fail("a start node has no time limit", node.id, "time_limit")
     if node.kind == "wait":
-        if not types or types[0] != "wait_callback":
-            raise fail("a wait node starts with a wait_callback logic", node.id, "logics")
-    elif "wait_callback" in types:
-        raise fail("wait_callback belongs in a wait node", node.id, "logics")
+        if not types or types[0] not in WAIT_LOGICS:
+            raise fail(
+                "a wait node starts with a wait_callback or wait_reply logic", node.id, "logics"
+            )
+        if any(t in WAIT_LOGICS for t in types[1:]):
+            raise fail("a wait node has one wait logic, the first", node.id, "logics")
+    elif any(t in WAIT_LOGICS for t in types):
+        found = next(t for t in types if t in WAIT_LOGICS)
+        raise fail(f"{found} belongs in a wait node", node.id, "logics")
     if node.kind == "delay" and (types or not node.time_limit):
         raise fail("a delay node has only a time_limit", node.id, "time_limit")
     for lg in node.logics:

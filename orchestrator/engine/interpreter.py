@@ -77,6 +77,10 @@ class StepResult:
     effects_done: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     account_tokens: dict[str, str] = field(default_factory=dict)
     reply: Reply | None = None
+    # Two-way SMS: (person's number, our number) to listen on from this step's commit
+    # (expect_reply), or once the task waits in the wait_reply node it enters.
+    listen: tuple[str, str] | None = None
+    wait_listen: tuple[str, str] | None = None
 
 
 def template_context(
@@ -91,6 +95,17 @@ def template_context(
         "change_time": int(task.updated_at),
     }
     return {**secretdata.merge(secrets, data), "root": root}
+
+
+def conversation(logic: Logic, ctx: dict[str, Any]) -> tuple[str, str]:
+    """(the person's number, our number) of an expect_reply or wait_reply logic."""
+    from orchestrator.engine.replies import conversation_pair
+
+    try:
+        return conversation_pair(render(logic.get("from"), ctx), render(logic.get("to"), ctx))
+    except ValueError as exc:
+        fields = {"error": "BAD_CONVERSATION", "code": "BAD_CONVERSATION"}
+        raise LogicFailure({**fields, "message": f"{logic.type}: {exc}"}) from exc
 
 
 class Interpreter:
@@ -191,6 +206,9 @@ class Interpreter:
             return None
         if kind == "api_call":
             await self.api.run(task, logic, ctx, result)
+            return None
+        if kind == "expect_reply":
+            result.listen = conversation(logic, ctx)
             return None
         if kind == "reply":
             data = render(dict(logic.get("data")), ctx) if logic.get("data") else dict(result.data)
@@ -379,6 +397,17 @@ class Interpreter:
                     "message": f"time limit of node {target!r}: {message}",
                 }
                 result.data.update(fields)
+                result.to = definition.default_escalation
+                result.wake_at = None
+                return result
+        if node.kind == "wait" and node.logics[0].type == "wait_reply":
+            ctx = template_context(task, result.data, secrets, process_id)
+            try:
+                result.wait_listen = conversation(node.logics[0], ctx)
+            except (TemplateError, LogicFailure) as exc:
+                fields = exc.as_task_data() if isinstance(exc, TemplateError) else exc.fields
+                result.data.update(fields)
+                result.events.append(Event("logic_error", target, definition.default_escalation))
                 result.to = definition.default_escalation
                 result.wake_at = None
         return result

@@ -143,7 +143,8 @@ class Runtime:
             self._wait_hashes.clear()
 
     def wait_node_for_hash(self, conn: Connection, conv_id: int, given: str) -> str | None:
-        """The wait node whose callback hash is ``given`` (any version of the process)."""
+        """The wait node (or start node: incoming SMS) whose callback hash is ``given``
+        (any version of the process)."""
         table = self._wait_hashes.get(conv_id)
         if table is None or given not in table:
             # URLs handed out under a previous secret keep working while it is configured.

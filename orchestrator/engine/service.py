@@ -16,7 +16,8 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator import secretdata
-from orchestrator.engine import phones
+from orchestrator.engine import incoming_sms, phones
+from orchestrator.engine.definition import ProcessDefinition
 from orchestrator.engine.runtime import NotFound, Runtime, new_task_id
 from orchestrator.engine.transitions import awaits_reply, deliver
 from orchestrator.store import callbacks as inbox
@@ -110,6 +111,9 @@ class Service:
             }
             if node.kind == "wait":
                 item["callback_urls"] = self.rt.callback_urls(p.id, node.id)
+            elif node.kind == "start" and definition.incoming_sms is not None:
+                # Twilio's incoming-message webhook (SPEC §10): only the plugin form.
+                item["callback_urls"] = {"twilio": self.rt.callback_urls(p.id, node.id)["twilio"]}
             node_list.append(item)
         return {
             **summary,
@@ -388,10 +392,14 @@ class Service:
         """Store a callback durably and wake the engine. Returns {"status": accepted|
         duplicate}. Nothing is stored when the URL, signature or body is refused."""
         now = time.time()
-        ref = None
-        dedupe = None
         with self.rt.db.write() as conn:
             proc, node_id = self._wait_node_for_hash(conn, conv_id, node_hash)
+            _pid, _v, definition = self.rt.definition(proc.version_id, conn)
+            # A start node's URL takes incoming SMS, in an ``incoming_sms`` process only.
+            is_start = node_id in definition.nodes and definition.node(node_id).kind == "start"
+            takes_messages = is_start and definition.incoming_sms is not None
+            if is_start and not takes_messages:
+                raise ApiError(404, "NOT_FOUND", "unknown callback URL")
             if form == "twilio":
                 account = str(payload.get("AccountSid", ""))
                 token = self.rt.account_token(conn, account) if account else None
@@ -404,49 +412,106 @@ class Service:
                     raise ApiError(
                         403, "INVALID_SIGNATURE", "X-Twilio-Signature is missing or does not match"
                     )
-                ref = payload.get("MessageSid") or payload.get("CallSid") or payload.get("SmsSid")
-                if not ref:
-                    raise ApiError(422, "MISSING_SID", "the callback has no MessageSid or CallSid")
-                status = payload.get("MessageStatus") or payload.get("CallStatus") or ""
-                dedupe = f"{ref}:{status}:{payload.get('SequenceNumber', '')}"
-                if payload.get("MessageStatus"):
-                    # A final status closes the message for the reconciliation sweep.
-                    message_store.note_status(conn, str(ref), str(status))
-                code = payload.get("ErrorCode")
-                if code and "ErrorMessage" not in payload:
-                    payload["ErrorMessage"] = describe_error_code(code)
-            elif task_id is None:
-                task_id = _str_or_none(payload.get("task_id"))
-                ref = _str_or_none(payload.get("ref"))
-                if task_id is None and ref is None:
-                    raise ApiError(
-                        422,
-                        "MISSING_TASK_ID",
-                        "the body needs a task_id or ref field naming the task",
-                    )
-            if task_id is not None:
-                task = task_store.get_task(conn, task_id)
-                if task is None or task.process_id != proc.id:
-                    raise ApiError(404, "TASK_NOT_FOUND", f"no task {task_id!r} in this process")
-            cb_id = inbox.insert_callback(
-                conn,
-                process_id=proc.id,
-                node_id=node_id,
-                form=form,
-                payload=secretdata.seal(self.rt.vault, payload),
-                received_at=now,
-                ref=ref,
-                task_id=task_id,
-                dedupe_key=dedupe,
-                idem_token=f"{proc.id}:{idem_token}" if idem_token else None,
-                source_ip=source_ip,
-            )
-            if cb_id is not None:
-                notify(conn)
+            if takes_messages:
+                answer = self._store_message(
+                    conn, proc.id, node_id, definition, payload, form, source_ip, now
+                )
+            else:
+                answer = None
+                ref, task_id, dedupe = self._addressee(conn, proc.id, form, payload, task_id)
+                cb_id = inbox.insert_callback(
+                    conn,
+                    process_id=proc.id,
+                    node_id=node_id,
+                    form=form,
+                    payload=secretdata.seal(self.rt.vault, payload),
+                    received_at=now,
+                    ref=ref,
+                    task_id=task_id,
+                    dedupe_key=dedupe,
+                    idem_token=f"{proc.id}:{idem_token}" if idem_token else None,
+                    source_ip=source_ip,
+                )
+                if cb_id is not None:
+                    notify(conn)
+        if answer is not None:
+            self.rt.wake()
+            return answer
         if cb_id is None:
             return {"status": "duplicate"}
         self.rt.wake()
         return {"status": "accepted", "callback_id": cb_id}
+
+    def _addressee(
+        self,
+        conn: Connection,
+        process_id: int,
+        form: str,
+        payload: dict[str, Any],
+        task_id: str | None,
+    ) -> tuple[str | None, str | None, str | None]:
+        """(ref, task id, dedupe key) of a callback for a wait node; refuses a callback
+        that names no task."""
+        ref = None
+        dedupe = None
+        if form == "twilio":
+            ref = payload.get("MessageSid") or payload.get("CallSid") or payload.get("SmsSid")
+            if not ref:
+                raise ApiError(422, "MISSING_SID", "the callback has no MessageSid or CallSid")
+            status = payload.get("MessageStatus") or payload.get("CallStatus") or ""
+            dedupe = f"{ref}:{status}:{payload.get('SequenceNumber', '')}"
+            if payload.get("MessageStatus"):
+                # A final status closes the message for the reconciliation sweep.
+                message_store.note_status(conn, str(ref), str(status))
+            code = payload.get("ErrorCode")
+            if code and "ErrorMessage" not in payload:
+                payload["ErrorMessage"] = describe_error_code(code)
+        elif task_id is None:
+            task_id = _str_or_none(payload.get("task_id"))
+            ref = _str_or_none(payload.get("ref"))
+            if task_id is None and ref is None:
+                raise ApiError(
+                    422,
+                    "MISSING_TASK_ID",
+                    "the body needs a task_id or ref field naming the task",
+                )
+        if task_id is not None:
+            task = task_store.get_task(conn, task_id)
+            if task is None or task.process_id != process_id:
+                raise ApiError(404, "TASK_NOT_FOUND", f"no task {task_id!r} in this process")
+        return (str(ref) if ref is not None else None), task_id, dedupe
+
+    def _store_message(
+        self,
+        conn: Connection,
+        process_id: int,
+        node_id: str,
+        definition: ProcessDefinition,
+        payload: dict[str, Any],
+        form: str,
+        source_ip: str | None,
+        now: float,
+    ) -> dict[str, Any]:
+        """An incoming SMS posted to an ``incoming_sms`` process's start node URL."""
+        if form != "twilio":
+            raise ApiError(404, "NOT_FOUND", "unknown callback URL")
+        try:
+            cb_id, answer = incoming_sms.store_incoming(
+                conn,
+                self.rt,
+                process_id,
+                node_id,
+                definition,
+                payload,
+                source_ip=source_ip,
+                now=now,
+            )
+        except incoming_sms.IncomingRefused as exc:
+            raise ApiError(422, "MISSING_FIELD", str(exc)) from exc
+        if cb_id is not None:
+            notify(conn)
+        status = "duplicate" if cb_id is None else "accepted"
+        return {"status": status, "callback_id": cb_id, "twiml": answer}
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -20,6 +20,7 @@ from orchestrator.engine.runtime import Runtime, new_task_id
 from orchestrator.engine.statuses import supersedes
 from orchestrator.logs import task_fields
 from orchestrator.store import callbacks as inbox
+from orchestrator.store import conversations
 from orchestrator.store import effects as effect_store
 from orchestrator.store import tasks as task_store
 from orchestrator.store.records import CallbackRecord, Event, TaskRecord
@@ -170,10 +171,17 @@ def commit_step(
         # the task done, or is found here. Either way it lands in the history.
         _settle_late(conn, task, now)
         _finished(rt, definition, task, now)
+        conversations.forget(conn, task.id)
+    elif result.listen is not None:
+        # Committed before the task's next step (which may send the SMS): a reply that
+        # beats the task to its wait node is kept for it.
+        conversations.listen(conn, task.id, *result.listen, now)
     if task.state == "waiting" and definition.node(task.node_id).kind == "wait":
         released = _apply_pending(conn, rt, task, owner, now)
         if released is not None:
             task = released
+        elif result.wait_listen is not None:
+            conversations.listen(conn, task.id, *result.wait_listen, now)
     if task.state == "active":
         runnable.insert(0, task)
     return runnable
@@ -240,6 +248,10 @@ def deliver(
     """Try to apply a stored callback to its task. An unknown task or one not yet waiting
     leaves it pending (it is applied when the task reaches the node); a finished task
     keeps it in its history as a late callback."""
+    if cb.form == "sms":
+        from orchestrator.engine.replies import deliver_incoming
+
+        return deliver_incoming(conn, rt, cb, owner, now)
     task: TaskRecord | None
     if cb.task_id:
         task = task_store.get_task(conn, cb.task_id, for_update=True)

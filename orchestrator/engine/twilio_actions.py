@@ -27,6 +27,7 @@ from typing import Any
 
 from orchestrator import secretdata
 from orchestrator.config import Settings, parse_rates
+from orchestrator.engine import opt_outs
 from orchestrator.engine import twilio_input as check
 from orchestrator.engine import twilio_results as results
 from orchestrator.engine.definition import Logic
@@ -234,6 +235,13 @@ class TwilioActions:
         Twilio record; on an error, raises LogicFailure (or returns {"error": …} when
         ``raise_error`` is False). A message whose callbacks go to ``target`` (a wait
         node) is tracked for the reconciliation sweep."""
+        if kind == "message":
+            # Before pacing and the effect record: an opted-out pair costs nothing.
+            refused = await opt_outs.refusal(self.rt, form, (task.id, task.step, index))
+            if refused is not None:
+                if raise_error:
+                    raise LogicFailure(refused)
+                return {"error": refused}
         if kind == "message" and slot is None:
             slot = await self.pace(form, horizon=PACING_HORIZON, task=task)
         summary = {k: v for k, v in form.items() if k != "Body"}
@@ -252,6 +260,8 @@ class TwilioActions:
             detail = {"sid": outcome["message"].get("sid"), **_adoption(outcome)}
             result.events.append(Event("twilio_adopted", task.node_id, None, detail))
         if "error" in outcome:
+            if kind == "message":
+                await opt_outs.note_refusal(self.rt, form, outcome["error"])
             if raise_error:
                 raise LogicFailure(dict(outcome["error"]))
             return {"error": dict(outcome["error"])}

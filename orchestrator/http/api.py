@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from orchestrator.engine import opt_outs
 from orchestrator.engine.definition import DefinitionError
 from orchestrator.engine.deploy import deploy_definitions
 from orchestrator.engine.service import ApiError, Service
@@ -17,6 +18,7 @@ from orchestrator.http.auth import audit_source
 from orchestrator.http.responses import json_body, json_object
 
 T = TypeVar("T")
+MAX_OPT_OUTS = opt_outs.MAX_LIST
 
 
 async def _run(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -144,6 +146,26 @@ async def deploy_process(request: Request) -> JSONResponse:
     )
 
 
+async def list_opt_outs(request: Request) -> JSONResponse:
+    """Recipients who opted out of a sender (SPEC §10), newest first."""
+    query = request.query_params
+    unknown = set(query) - {"recipient", "sender", "limit"}
+    if unknown:
+        raise ApiError(422, "INVALID_FILTER", f"unknown filters: {', '.join(sorted(unknown))}")
+    raw_limit = query.get("limit", "100")
+    if not (raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= MAX_OPT_OUTS):
+        raise ApiError(422, "INVALID_FILTER", f"limit must be 1-{MAX_OPT_OUTS}")
+    rows = await _run(
+        request,
+        opt_outs.list_view,
+        _service(request).rt,
+        recipient=query.get("recipient") or None,
+        sender=query.get("sender") or None,
+        limit=int(raw_limit),
+    )
+    return JSONResponse({"opt_outs": rows})
+
+
 async def openapi(request: Request) -> JSONResponse:
     service: Service = request.app.state.service
     return JSONResponse(apidoc.document(await _run(request, service.process_inputs)))
@@ -160,4 +182,5 @@ routes = [
     Route("/api/v1/tasks/{task_id}", get_task, methods=["GET"]),
     Route("/api/v1/tasks/{task_id}/history", task_history, methods=["GET"]),
     *repair.routes,
+    Route("/api/v1/opt-outs", list_opt_outs, methods=["GET"]),
 ]

@@ -165,6 +165,28 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/api/v1/opt-outs": {
+            "get": {
+                "operationId": "listOptOuts",
+                "description": "Recipients who texted an opt-out keyword (STOP, …) to one of "
+                "our senders, or whom Twilio refused with 21610; newest first. Sends to "
+                "these pairs escalate with code OPTED_OUT.",
+                "parameters": [
+                    _query("recipient", {"type": "string"}),
+                    _query("sender", {"type": "string"}),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"opt_outs": {"type": "array", "items": _ref("OptOut")}},
+                        }
+                    ),
+                    "422": _ERR,
+                },
+            }
+        },
     },
     # Required once any API key exists; without one, loopback clients need none.
     "security": [{"bearer": []}, {}],
@@ -234,6 +256,15 @@ OPENAPI: dict[str, Any] = {
                     "node_id": {"type": ["string", "null"]},
                     "to_node_id": {"type": ["string", "null"]},
                     "detail": {},
+                },
+            },
+            "OptOut": {
+                "type": "object",
+                "properties": {
+                    "recipient": {"type": "string"},
+                    "sender": {"type": "string"},
+                    "source": {"type": "string", "description": "keyword:STOP, twilio:21610, …"},
+                    "created_at": {"type": "string"},
                 },
             },
             "ProcessSummary": {

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from orchestrator.engine.service import ApiError, Service
@@ -62,7 +62,7 @@ def _flatten(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     return out
 
 
-async def _accept(request: Request, form: str, payload: dict[str, Any], **kw: Any) -> JSONResponse:
+async def _accept(request: Request, form: str, payload: dict[str, Any], **kw: Any) -> Response:
     service: Service = request.app.state.service
     p = request.path_params
     result = await _run(
@@ -76,12 +76,15 @@ async def _accept(request: Request, form: str, payload: dict[str, Any], **kw: An
             **kw,
         ),
     )
-    counted = "duplicate" if result["status"] == "duplicate" else "received"
+    counted = "duplicate" if result.get("status") == "duplicate" else "received"
     service.rt.metrics.callbacks(form, counted).inc()
+    if "twiml" in result:
+        # An incoming SMS (SPEC §10): Twilio reads the answer as TwiML.
+        return Response(result["twiml"], media_type="text/xml")
     return JSONResponse(result)
 
 
-Handler = Callable[[Request], Awaitable[JSONResponse]]
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _watched(form: str) -> Callable[[Handler], Handler]:
@@ -90,7 +93,7 @@ def _watched(form: str) -> Callable[[Handler], Handler]:
 
     def wrap(handler: Handler) -> Handler:
         @functools.wraps(handler)
-        async def watched(request: Request) -> JSONResponse:
+        async def watched(request: Request) -> Response:
             try:
                 return await handler(request)
             except ApiError as exc:
@@ -112,7 +115,7 @@ def _watched(form: str) -> Callable[[Handler], Handler]:
 
 
 @_watched("json")
-async def json_callback(request: Request) -> JSONResponse:
+async def json_callback(request: Request) -> Response:
     payload = await json_object(request)
     return await _accept(
         request, "json", payload, idem_token=request.headers.get("idempotency-key")
@@ -120,7 +123,7 @@ async def json_callback(request: Request) -> JSONResponse:
 
 
 @_watched("twilio")
-async def twilio_callback(request: Request) -> JSONResponse:
+async def twilio_callback(request: Request) -> Response:
     pairs = await _form_pairs(request)
     return await _accept(
         request,
@@ -134,7 +137,7 @@ async def twilio_callback(request: Request) -> JSONResponse:
 
 
 @_watched("nvp")
-async def nvp_callback(request: Request) -> JSONResponse:
+async def nvp_callback(request: Request) -> Response:
     pairs = await _form_pairs(request)
     return await _accept(
         request,

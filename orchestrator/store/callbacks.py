@@ -133,3 +133,25 @@ def counts(conn: Connection) -> dict[str, int]:
 
     stmt = select(callbacks.c.status, func.count()).group_by(callbacks.c.status)
     return {s: int(n) for s, n in conn.execute(stmt)}
+
+
+def lock_new(conn: Connection, callback_id: int) -> bool:
+    """Lock a callback still new (PostgreSQL: the row, until commit); False when another
+    worker has it or has settled it. Incoming messages are claimed this way before their
+    task is known."""
+    stmt = select(callbacks.c.id).where(callbacks.c.id == callback_id, callbacks.c.status == "new")
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return conn.execute(stmt).first() is not None
+
+
+def readdress(
+    conn: Connection, callback_id: int, *, form: str, task_id: str, payload: dict[str, Any]
+) -> None:
+    """Turn a locked new callback into one for ``task_id`` (any of its wait nodes). The
+    row keeps its process and dedupe key: a retry of the same message stays a duplicate."""
+    conn.execute(
+        callbacks.update()
+        .where(callbacks.c.id == callback_id)
+        .values(form=form, task_id=task_id, node_id="*", payload=dumps(payload))
+    )

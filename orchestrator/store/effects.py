@@ -93,3 +93,9 @@ def created_resource(conn: Connection, task_id: str) -> dict[str, Any] | None:
         if isinstance(result, dict) and isinstance(result.get("message"), dict):
             return result
     return None
+
+
+def exists(conn: Connection, task_id: str, step: int, logic_index: int) -> bool:
+    """Whether this effect was begun already (by an earlier run of the step)."""
+    key = {"task_id": task_id, "step": step, "logic_index": logic_index}
+    return sql.first(sql.execute(conn, _GET, key)) is not None

@@ -149,11 +149,12 @@ def deploy(
 
 
 def wait_node_ids(conn: Connection, process_id: int) -> list[str]:
-    """Ids of wait nodes in any version of the process (tasks may wait on old ones)."""
+    """Ids of nodes with callback URLs in any version of the process (tasks may wait on
+    old ones): wait nodes, and start nodes (an ``incoming_sms`` process's URL)."""
     stmt = (
         select(nodes.c.node_id)
         .distinct()
         .join(process_versions, process_versions.c.id == nodes.c.version_id)
-        .where(process_versions.c.process_id == process_id, nodes.c.kind == "wait")
+        .where(process_versions.c.process_id == process_id, nodes.c.kind.in_(("wait", "start")))
     )
     return [r[0] for r in conn.execute(stmt)]

@@ -253,3 +253,26 @@ seen_requests = Table(
     Column("seen_at", Float, nullable=False),
     Index("ix_seen_requests_seen_at", "seen_at"),
 )
+
+# Two-way SMS (SPEC §10). Tasks listening for the next message of a conversation: the
+# person ``from_number`` texting our ``to_number``; the oldest listener takes it.
+reply_listeners = Table(
+    "reply_listeners",
+    metadata,
+    Column("task_id", String(24), primary_key=True),
+    Column("from_number", String(64), nullable=False),
+    Column("to_number", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_reply_listeners_pair_created", "from_number", "to_number", "created_at"),
+)
+
+# Recipients who texted an opt-out keyword (or whom Twilio refused with 21610) to one of
+# our senders: nothing more is sent on that pair until they opt in again.
+sms_opt_outs = Table(
+    "sms_opt_outs",
+    metadata,
+    Column("recipient", String(64), primary_key=True),
+    Column("sender", String(64), primary_key=True),
+    Column("source", String(40), nullable=False),  # keyword:STOP | twilio:21610
+    Column("created_at", Float, nullable=False),
+)

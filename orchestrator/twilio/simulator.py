@@ -43,7 +43,10 @@ Twilio's connection overrides do) and then dropped, counted in ``callbacks_faile
 Test helpers (no auth): ``GET /_sim/stats``, ``GET /_sim/messages``, ``GET /_sim/calls``,
 ``GET /_sim/callbacks`` (last 1000 delivery attempts), ``GET|POST /_sim/config`` (JSON
 object of fields to change), ``POST /_sim/reset`` (forget everything, cancel pending
-callbacks, restore the config given to :func:`create_app`).
+callbacks, restore the config given to :func:`create_app`), ``POST /_sim/incoming`` (someone
+texts one of your numbers: a signed incoming-message webhook to ``incoming_url``) and
+``GET /_sim/incoming`` (the last 1000 posted, with the answers). ``reply_rules`` make
+recipients text back by themselves; see ``simulator_incoming.py``.
 
 Deliberate differences from Twilio: any ``From`` is accepted (except the magic ones); the
 first status is ``queued`` even with a ``MessagingServiceSid`` (Twilio: ``accepted`` and a
@@ -104,6 +107,7 @@ def create_app(config: SimulatorConfig) -> Starlette:
         Route("/_sim/callbacks", sim.sim_callbacks, methods=["GET"]),
         Route("/_sim/config", sim.sim_config, methods=["GET", "POST"]),
         Route("/_sim/reset", sim.sim_reset, methods=["POST"]),
+        Route("/_sim/incoming", sim.sim_incoming, methods=["GET", "POST"]),
     ]
     app = Starlette(
         routes=routes,

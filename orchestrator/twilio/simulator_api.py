@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from .simulator_callbacks import CallbackSender
 from .simulator_config import SimulatorConfig, apply_config
+from .simulator_incoming import IncomingSender, parse_request
 from .simulator_paging import date_filter, date_matches, page_payload, parse_paging
 from .simulator_records import (
     CallRecord,
@@ -47,7 +48,8 @@ FAIL_TEXT = {
 
 
 def _new_stats() -> dict[str, int]:
-    keys = ("messages_created", "calls_created", "callbacks_sent", "callbacks_failed")
+    keys: tuple[str, ...] = ("messages_created", "calls_created", "callbacks_sent")
+    keys += ("callbacks_failed", "incoming_sent", "incoming_failed")
     return dict.fromkeys((*keys, "requests"), 0)
 
 
@@ -78,12 +80,16 @@ class Simulator:
         self.calls: dict[str, CallRecord] = {}
         self.stats = _new_stats()
         self.callbacks = CallbackSender(config, self.stats)
+        self.incoming = IncomingSender(config, self.stats)
 
     async def close(self) -> None:
         await self.callbacks.close()
+        await self.incoming.close()
 
     async def reset(self) -> None:
         await self.callbacks.cancel_tasks()
+        await self.incoming.cancel_tasks()
+        self.incoming.log.clear()
         self.messages.clear()
         self.calls.clear()
         self.stats.update(_new_stats())  # in place: the callback sender counts into it
@@ -143,9 +149,11 @@ class Simulator:
             status_callback=first(form, "StatusCallback") or None,
             validity_period=first(form, "ValidityPeriod") or None,
         )
-        steps = message_steps(match_rule(self.config.rules, message.to, "delivered"))
+        outcome = match_rule(self.config.rules, message.to, "delivered")
+        steps = message_steps(outcome)
         self.messages[message.sid] = message
         self.stats["messages_created"] += 1
+        self.incoming.after_create(message.to, message.from_, outcome.status)
         return JSONResponse(await self.callbacks.start(message, steps), status_code=201)
 
     async def fetch_message(self, request: Request) -> Response:
@@ -280,6 +288,17 @@ class Simulator:
             except ValueError as exc:  # JSONDecodeError is a ValueError too
                 return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse(asdict(self.config))
+
+    async def sim_incoming(self, request: Request) -> Response:
+        """Someone texts one of our numbers: post the signed webhook now."""
+        if request.method == "GET":
+            return JSONResponse(list(self.incoming.log))
+        try:
+            from_, to, body, media, url = parse_request(await request.json())
+            answer = await self.incoming.send(from_, to, body, media, url)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(answer)
 
     async def sim_reset(self, request: Request) -> Response:
         await self.reset()

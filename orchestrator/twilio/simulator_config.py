@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .simulator_incoming import ReplyRule, coerce_reply_rules
 from .simulator_rules import DEFAULT_CALL_RULES, DEFAULT_RULES, OutcomeRule
 
 
@@ -36,6 +37,10 @@ class SimulatorConfig:
     rules: list[OutcomeRule] = field(default_factory=lambda: list(DEFAULT_RULES))
     call_rules: list[OutcomeRule] = field(default_factory=lambda: list(DEFAULT_CALL_RULES))
     callback_retry_delay: float = 0.2
+    # Incoming messages (simulator_incoming.py): where they are posted, and the rules by
+    # which recipients text back.
+    incoming_url: str = ""
+    reply_rules: list[ReplyRule] = field(default_factory=list)
 
 
 def _coerce_rules(value: object) -> list[OutcomeRule]:
@@ -61,6 +66,8 @@ def apply_config(config: Any, changes: object) -> None:
         current = getattr(config, name)
         if name in ("rules", "call_rules"):
             value = _coerce_rules(value)
+        elif name == "reply_rules":
+            value = coerce_reply_rules(value)
         elif name == "fail_next":
             if not (
                 isinstance(value, list)

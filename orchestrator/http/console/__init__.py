@@ -7,7 +7,7 @@ from starlette.responses import RedirectResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from orchestrator.http.console import forms, operate, pages
+from orchestrator.http.console import forms, operate, optouts, pages
 from orchestrator.http.console.access import HERE
 
 
@@ -19,6 +19,7 @@ routes = [
     Route("/", _home, methods=["GET"]),
     Route("/console", pages.processes, methods=["GET"]),
     Route("/console/search", pages.search, methods=["GET"]),
+    Route("/console/opt-outs", optouts.opt_outs, methods=["GET"]),
     Route("/console/login", forms.login, methods=["GET", "POST"]),
     Route("/console/logout", forms.logout, methods=["POST"]),
     Route("/console/tasks/{task_id}", pages.task, methods=["GET"]),
