@@ -215,6 +215,10 @@ class TwilioActions:
         # queueing for Twilio leaves no "started" record, so nothing is in doubt.
         async with self._send_slots:
             outcome = await self._record_and_send(task, index, creds, form, summary, kind, slot)
+        if "message" in outcome:
+            # Only a token Twilio has just accepted is kept: a mistyped one (20003) must
+            # never replace the one that verifies the account's messages in flight.
+            await self._remember_token(creds)
         if kind == "message" and "message" in outcome and "track" not in outcome:
             track = self.tracking(outcome["message"], creds, target)
             outcome = {**outcome, "track": track} if track else outcome
@@ -235,7 +239,7 @@ class TwilioActions:
         kind: str,
         slot: float | None,
     ) -> dict[str, Any]:
-        prior = await self.rt.run_db(self._begin, task, index, summary, creds, kind)
+        prior = await self.rt.run_db(self._begin, task, index, summary, kind)
         if prior is not None and prior["status"] == "done":
             return dict(prior["result"] or {})
         if prior is not None:
@@ -291,17 +295,18 @@ class TwilioActions:
         return (s.twilio_timeout + 5.0) * max(s.twilio_max_attempts, 4) + 10.0
 
     def _begin(
-        self, task: TaskRecord, index: int, summary: dict[str, Any], creds: Credentials, kind: str
+        self, task: TaskRecord, index: int, summary: dict[str, Any], kind: str
     ) -> dict[str, Any] | None:
         with self.rt.db.write() as conn:
             prior = effect_store.begin(
                 conn, task.id, task.step, index, f"twilio.create_{kind}", summary, time.time()
             )
-            self._remember_token(conn, creds)
         return prior
 
-    def _remember_token(self, conn: Any, creds: Credentials) -> None:
-        """Keep the account's auth token (encrypted) to verify its callbacks later."""
+    async def _remember_token(self, creds: Credentials) -> None:
+        """Keep the account's auth token (encrypted) to verify its callbacks later. Called
+        once Twilio accepted a request made with it, in a transaction of its own so it is
+        there before the message's first callback can be."""
         if creds.username != creds.account_sid:
             return  # an API key secret cannot verify signatures
         if creds.account_sid == self.rt.settings.twilio_account_sid:
@@ -309,9 +314,19 @@ class TwilioActions:
         digest = hashlib.sha256(creds.password.encode()).hexdigest()
         if self._saved_tokens.get(creds.account_sid) == digest:
             return
-        kv.save_account_token(
-            conn, creds.account_sid, self.rt.vault.encrypt(creds.password), time.time()
-        )
+
+        def save() -> None:
+            with self.rt.db.write() as conn:
+                sealed = self.rt.vault.encrypt(creds.password)
+                kv.save_account_token(conn, creds.account_sid, sealed, time.time())
+
+        try:
+            await self.rt.run_db(save)
+        except Exception:
+            # The message went out anyway; its callbacks are verified once a later send
+            # of the account saves the token (the reconciliation sweep covers the gap).
+            log.exception("saving the auth token of %s failed", creds.account_sid)
+            return
         self._saved_tokens[creds.account_sid] = digest
 
     async def _resolve_unknown(
