@@ -4,12 +4,14 @@ a callback for someone else's message."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
 from stack import ACCOUNT, FROM, TOKEN, Stack, running_stack
 
 from orchestrator.engine.runtime import Runtime
+from orchestrator.twilio.signature import compute_signature
 from orchestrator.twilio.simulator import SimulatorConfig
 
 
@@ -52,3 +54,95 @@ def test_a_token_is_not_kept_before_twilio_accepted_it(db_url: str) -> None:
         assert _stored_token(stack, ACCOUNT) is None
         assert stack.wait(_sms(stack, "+15551230001", TOKEN))["node"]["id"] == "delivered"
         assert _stored_token(stack, ACCOUNT) == TOKEN
+
+
+FAKE_ACCOUNT = "AC" + "f" * 32
+FAKE_TOKEN = "token-of-a-made-up-account"
+
+
+def _keep_token(stack: Stack, account: str, token: str) -> None:
+    """As if a task of ``account`` had sent with ``token`` and Twilio had accepted it."""
+    from orchestrator.store import kv
+
+    sealed = Runtime(stack.settings, stack.db).vault.encrypt(token)
+    with stack.db.write() as conn:
+        kv.save_account_token(conn, account, sealed, time.time())
+
+
+def _forge(url: str, sid: str, status: str) -> httpx.Response:
+    params = {"AccountSid": FAKE_ACCOUNT, "MessageSid": sid, "MessageStatus": status}
+    params["ErrorCode"] = "30008"
+    sig = compute_signature(url, params, FAKE_TOKEN)
+    return httpx.post(url, data=params, headers={"X-Twilio-Signature": sig})
+
+
+def test_another_accounts_token_cannot_sign_a_callback_for_a_victims_message(
+    db_url: str,
+) -> None:
+    with running_stack(db_url) as stack:
+        _keep_token(stack, FAKE_ACCOUNT, FAKE_TOKEN)
+        victim = stack.sms("+15551230000")["task_id"]  # the simulator sends no callbacks
+        sid = stack.wait(victim, state="waiting")["data"]["sid"]
+        child = stack.child(victim)["task_id"]
+        url = stack.callback_url("getting-callback", "twilio")
+        before = stack.counts()
+
+        forged = _forge(url, sid, "failed")
+        assert forged.status_code == 403, forged.text
+        assert forged.json()["error"]["code"] == "INVALID_SIGNATURE"
+        assert stack.counts() == before
+        time.sleep(0.3)
+        assert stack.task(victim)["state"] == "waiting"
+        assert "MessageStatus" not in stack.task(child)["data"]
+
+        # The sender's own token still works.
+        params = {"AccountSid": ACCOUNT, "MessageSid": sid, "MessageStatus": "delivered"}
+        sig = compute_signature(url, params, TOKEN)
+        assert httpx.post(url, data=params, headers={"X-Twilio-Signature": sig}).status_code == 200
+        assert stack.wait(victim)["node"]["id"] == "delivered"
+
+
+def test_an_early_callback_is_checked_again_against_the_sender_when_applied(
+    db_url: str,
+) -> None:
+    """Before the sid is recorded, only the body's account can be checked; once the
+    sender is known, the callback must match its token too, or it changes nothing."""
+    from orchestrator.store import twilio_messages as message_store
+
+    with running_stack(db_url) as stack:
+        _keep_token(stack, FAKE_ACCOUNT, FAKE_TOKEN)
+        url = stack.callback_url("getting-callback", "twilio")
+        sid = "SM" + "5" * 32
+        early = _forge(url, sid, "failed")
+        assert early.status_code == 200 and early.json()["status"] == "accepted"
+        process_id = stack.client.get("/api/v1/processes/getting-callback").json()["conv_id"]
+        with stack.db.write() as conn:  # the victim's send is recorded now
+            now = time.time()
+            message_store.track(
+                conn,
+                sid=sid,
+                account_sid=ACCOUNT,
+                process_id=process_id,
+                node_id="waiting_for_callback",
+                status="queued",
+                now=now,
+                check_at=now + 3600,
+            )
+        task_id = stack.create({"sid": sid}, ref=sid, process="getting-callback")["task_id"]
+        deadline = time.time() + 10
+        while not any(e["kind"] == "callback_rejected" for e in stack.history(task_id)):
+            assert time.time() < deadline, stack.history(task_id)
+            time.sleep(0.05)
+        rejected = [e for e in stack.history(task_id) if e["kind"] == "callback_rejected"]
+        assert rejected[0]["detail"]["fields"]["MessageStatus"] == "failed"
+        assert "__signed_request__" not in rejected[0]["detail"]["fields"]
+        task = stack.wait(task_id, state="waiting")
+        assert "MessageStatus" not in task["data"]
+
+        # A callback the sender signed, arriving early the same way, is applied.
+        params = {"AccountSid": ACCOUNT, "MessageSid": sid, "MessageStatus": "delivered"}
+        sig = compute_signature(url, params, TOKEN)
+        assert httpx.post(url, data=params, headers={"X-Twilio-Signature": sig}).status_code == 200
+        done = stack.wait(task_id)
+        assert done["data"]["MessageStatus"] == "delivered"
+        assert "__signed_request__" not in done["data"]

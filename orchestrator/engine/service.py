@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator.crypto import redact, seal, split_secrets
+from orchestrator.engine.callback_sender import BadSignature, verify_on_receipt
 from orchestrator.engine.runtime import NotFound, Runtime, new_task_id
 from orchestrator.engine.transitions import awaits_reply, deliver
 from orchestrator.store import callbacks as inbox
@@ -25,7 +26,6 @@ from orchestrator.store import twilio_messages as message_store
 from orchestrator.store.notify import notify
 from orchestrator.store.records import CallbackRecord, Event, ProcessRecord, TaskRecord, dumps
 from orchestrator.twilio.errors import describe_error_code
-from orchestrator.twilio.signature import validate_signature
 
 MAX_LIST = 500
 
@@ -365,23 +365,27 @@ class Service:
         with self.rt.db.write() as conn:
             proc, node_id = self._wait_node_for_hash(conn, conv_id, node_hash)
             if form == "twilio":
-                account = str(payload.get("AccountSid", ""))
-                token = self.rt.account_token(conn, account) if account else None
-                if (
-                    not token
-                    or not signature
-                    or url is None
-                    or not validate_signature(url, form_pairs or [], signature, token)
-                ):
+                ref = payload.get("MessageSid") or payload.get("CallSid") or payload.get("SmsSid")
+                try:
+                    # Verified with the token of the account that sent the message.
+                    confirmed = verify_on_receipt(
+                        conn,
+                        self.rt,
+                        payload,
+                        str(ref) if ref else None,
+                        url=url,
+                        signature=signature,
+                        pairs=form_pairs or [],
+                    )
+                except BadSignature:
                     raise ApiError(
                         403, "INVALID_SIGNATURE", "X-Twilio-Signature is missing or does not match"
-                    )
-                ref = payload.get("MessageSid") or payload.get("CallSid") or payload.get("SmsSid")
+                    ) from None
                 if not ref:
                     raise ApiError(422, "MISSING_SID", "the callback has no MessageSid or CallSid")
                 status = payload.get("MessageStatus") or payload.get("CallStatus") or ""
                 dedupe = f"{ref}:{status}:{payload.get('SequenceNumber', '')}"
-                if payload.get("MessageStatus"):
+                if payload.get("MessageStatus") and confirmed:
                     # A final status closes the message for the reconciliation sweep.
                     message_store.note_status(conn, str(ref), str(status))
                 code = payload.get("ErrorCode")

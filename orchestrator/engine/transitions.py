@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from orchestrator.crypto import SEALED, split_secrets, unseal
+from orchestrator.engine.callback_sender import SIGNED_REQUEST, signed_by_sender
 from orchestrator.engine.calls import CallerChanged, send_reply
 from orchestrator.engine.definition import ProcessDefinition
 from orchestrator.engine.interpreter import LOOP_LIMIT, Reply, StepResult
@@ -248,7 +249,18 @@ def _release(
 ) -> TaskRecord | None:
     """Merge the callback into a waiting task and make it runnable (leased to ``owner``,
     or to nobody, so that any engine may claim it),
-    unless it would move a Twilio status backwards: then it is only recorded."""
+    unless it would move a Twilio status backwards: then it is only recorded. A Twilio
+    callback that came before its sender was known is checked against the sender's
+    token now (see ``callback_sender``); signed by another account, it changes nothing."""
+    signed = cb.payload.get(SIGNED_REQUEST) if cb.form == "twilio" else None
+    if signed is not None and not signed_by_sender(conn, rt, cb.ref, str(signed)):
+        if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
+            reason = "not signed by the account that sent the message"
+            event = Event(
+                "callback_rejected", task.node_id, None, {**_cb_detail(cb), "reason": reason}
+            )
+            task_store.add_events(conn, task.id, [event], now)
+        return None
     if cb.form == "twilio" and not _advances(cb.payload, task.data):
         if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
             task_store.add_events(
@@ -269,6 +281,7 @@ def _release(
         return None  # another worker applied it
     expected = task.rev
     plain, hidden = split_secrets(unseal(rt.vault, cb.payload))
+    plain.pop(SIGNED_REQUEST, None)
     task.data.update(plain)
     if hidden:
         current = json.loads(rt.vault.decrypt(task.secrets) or "{}") if task.secrets else {}
@@ -298,5 +311,9 @@ def _cb_detail(cb: CallbackRecord) -> dict[str, Any]:
         "callback_id": cb.id,
         "form": cb.form,
         "source": cb.source_ip,
-        "fields": {k: v for k, v in split_secrets(cb.payload)[0].items() if k != SEALED},
+        "fields": {
+            k: v
+            for k, v in split_secrets(cb.payload)[0].items()
+            if k not in (SEALED, SIGNED_REQUEST)
+        },
     }

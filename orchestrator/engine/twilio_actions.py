@@ -29,6 +29,7 @@ from orchestrator.config import Settings, parse_rates
 from orchestrator.engine import twilio_input as check
 from orchestrator.engine.definition import Logic
 from orchestrator.engine.interpreter import LogicFailure, NewTask, StepDeferred, StepResult
+from orchestrator.engine.reconcile import GIVE_UP_AFTER
 from orchestrator.store import effects as effect_store
 from orchestrator.store import kv, senders
 from orchestrator.store import tasks as task_store
@@ -116,14 +117,20 @@ class TwilioActions:
         return url, ((proc.id, str(spec["node"])) if form == "twilio" else None)
 
     def tracking(
-        self, message: Mapping[str, Any], creds: Credentials, target: CallbackTarget
+        self,
+        message: Mapping[str, Any],
+        creds: Credentials,
+        target: CallbackTarget,
+        kind: str = "message",
     ) -> dict[str, Any] | None:
-        """What opens a sent message for the reconciliation sweep; it rides with the
-        effect's outcome and is written in the step's own commit (``effects.finish``)."""
-        after = self.rt.settings.reconcile_after
-        if target is None or after <= 0 or not message.get("sid"):
+        """What records a message or call whose callbacks come to one of our wait nodes:
+        its sender (whose token verifies them) and, for a message, its opening for the
+        reconciliation sweep. It rides with the effect's outcome and is written in the
+        step's own commit (``effects.finish``)."""
+        if target is None or not message.get("sid"):
             return None
         now = time.time()
+        after = self.rt.settings.reconcile_after
         return {
             "sid": str(message["sid"]),
             "account_sid": creds.account_sid,
@@ -131,7 +138,10 @@ class TwilioActions:
             "node_id": target[1],
             "status": str(message.get("status") or "queued"),
             "now": now,
-            "check_at": now + after,
+            # With the sweep off, the row only names the sender (looked at if it is
+            # turned on later, after its give-up delay: nothing to learn by then).
+            "check_at": now + (after if after > 0 else GIVE_UP_AFTER),
+            "final": kind == "call",  # calls are never swept
         }
 
     def follower(self, spec: Any) -> tuple[int, int, str] | None:
@@ -219,8 +229,8 @@ class TwilioActions:
             # Only a token Twilio has just accepted is kept: a mistyped one (20003) must
             # never replace the one that verifies the account's messages in flight.
             await self._remember_token(creds)
-        if kind == "message" and "message" in outcome and "track" not in outcome:
-            track = self.tracking(outcome["message"], creds, target)
+        if "message" in outcome and "track" not in outcome:
+            track = self.tracking(outcome["message"], creds, target, kind)
             outcome = {**outcome, "track": track} if track else outcome
         result.effects_done.append((index, outcome))
         if "error" in outcome:
