@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import OperationalError
 
 from orchestrator.engine.interpreter import Interpreter, StepDeferred, StepResult
-from orchestrator.engine.reconcile import sweep_once
+from orchestrator.engine.reconcile import recheck_after_restart, sweep_once
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.transitions import Conflict, commit_step, deliver
 from orchestrator.engine.twilio_actions import TwilioActions
@@ -161,17 +161,26 @@ class Worker:
             await asyncio.sleep(RETENTION_INTERVAL)
 
     async def _reconcile(self) -> None:
-        """Fetch messages whose final status never came (see engine/reconcile.py)."""
+        """Fetch messages whose final status never came (see engine/reconcile.py); soon
+        after this start, those still open from before it."""
         s = self.rt.settings
         if s.reconcile_after <= 0:
             return
+        restart_due: float | None = None
+        try:
+            restart_due = await self._db(recheck_after_restart, self.rt, time.time())
+        except Exception:
+            log.exception("bringing forward the look at messages sent before this start failed")
         while not self._stopping:
             try:
                 while await sweep_once(self.rt) and not self._stopping:
                     await asyncio.sleep(0)
             except Exception:
                 log.exception("reconciliation sweep failed; retrying later")
-            await asyncio.sleep(s.reconcile_interval)
+            pause = s.reconcile_interval
+            if restart_due is not None and restart_due > time.time():
+                pause = min(pause, restart_due - time.time() + 0.05)
+            await asyncio.sleep(pause)
 
     def _purge_batch(self, cutoff: float) -> bool:
         with self.rt.db.write() as conn:

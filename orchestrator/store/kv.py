@@ -22,6 +22,12 @@ def set_setting_if_absent(conn: Connection, key: str, value: str) -> str:
     return stored
 
 
+def set_setting(conn: Connection, key: str, value: str) -> None:
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(settings).values(key=key, value=value)
+    conn.execute(stmt.on_conflict_do_update(index_elements=[settings.c.key], set_={"value": value}))
+
+
 def save_account_token(
     conn: Connection, account_sid: str, token_encrypted: str, now: float
 ) -> None:

@@ -115,3 +115,19 @@ def get(conn: Connection, sid: str) -> OpenMessage | None:
     if row is None:
         return None
     return OpenMessage(row.sid, row.account_sid, row.process_id, row.node_id, row.status)
+
+
+def recheck_open(conn: Connection, *, created_from: float, created_before: float, at: float) -> int:
+    """Bring forward to ``at`` the look at every open message sent in
+    [``created_from``, ``created_before``) that is not due sooner; returns how many."""
+    result = conn.execute(
+        update(twilio_messages)
+        .where(
+            twilio_messages.c.final == 0,
+            twilio_messages.c.created_at >= created_from,
+            twilio_messages.c.created_at < created_before,
+            twilio_messages.c.check_at > at,
+        )
+        .values(check_at=at)
+    )
+    return int(result.rowcount or 0)
