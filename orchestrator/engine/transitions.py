@@ -65,6 +65,8 @@ def commit_step(
             lease_owner=owner,
             lease_until=now + rt.settings.lease_seconds,
             reply_to=copy.reply_to,
+            root_id=task.root_id or task.id,
+            generation=task.generation + 1,
         )
         task_store.insert_task(conn, child)
         by = "call_process" if copy.reply_to else "copy_task"

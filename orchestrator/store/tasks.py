@@ -58,6 +58,13 @@ def find_by_ref(
     return TaskRecord.from_mapping(row) if row else None
 
 
+def chain_size(conn: Connection, root_id: str, limit: int) -> int:
+    """How many tasks the chain rooted at ``root_id`` holds (the root included), counted
+    up to ``limit`` at most (a quota check needs no more)."""
+    inner = select(tasks.c.id).where(tasks.c.root_id == root_id).limit(limit).subquery()
+    return 1 + int(conn.execute(select(func.count()).select_from(inner)).scalar_one())
+
+
 def active_ref_taken(conn: Connection, process_id: int, ref: str) -> bool:
     return conn.execute(_REF_TAKEN, {"process_id": process_id, "ref": ref}).first() is not None
 

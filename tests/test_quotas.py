@@ -1,0 +1,99 @@
+"""Quotas stop a process that creates tasks without end: a chain's depth and its size,
+server-wide (ORCH_MAX_TASK_DEPTH, ORCH_MAX_CHAIN_TASKS) or per process (``limits``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+from stack import Stack, running_stack
+
+from orchestrator.store.tables import tasks
+
+
+def _self_copying(slug: str, copies: int, **limits: int) -> dict[str, Any]:
+    """A process whose every task copies itself ``copies`` times, then ends."""
+    logics: list[dict[str, Any]] = [{"type": "copy_task", "process": slug}] * copies
+    definition: dict[str, Any] = {
+        "slug": slug,
+        "title": slug,
+        "nodes": {
+            "start": {
+                "kind": "start",
+                "title": "Start",
+                "on_error": "stopped",
+                "logics": [*logics, {"type": "go", "to": "done"}],
+            },
+            "done": {"kind": "success", "title": "Done"},
+            "stopped": {"kind": "escalation", "title": "Stopped"},
+        },
+    }
+    if limits:
+        definition["limits"] = limits
+    return definition
+
+
+def _settled(stack: Stack, slug: str) -> list[dict[str, Any]]:
+    """Every task of ``slug`` once none is left running (bounded wait)."""
+    process_id = stack.client.get(f"/api/v1/processes/{slug}").json()["conv_id"]
+    deadline = time.time() + 30
+    while True:
+        with stack.db.read() as conn:
+            rows = conn.execute(
+                select(tasks.c.id, tasks.c.state, tasks.c.generation, tasks.c.data).where(
+                    tasks.c.process_id == process_id
+                )
+            ).all()
+        if rows and all(r.state == "done" for r in rows):
+            return [{"id": r.id, "generation": r.generation, "data": r.data} for r in rows]
+        assert time.time() < deadline, f"{len(rows)} tasks, still running"
+        assert len(rows) < 5000, "the quota did not stop it"
+        time.sleep(0.1)
+
+
+def test_a_task_copying_itself_stops_at_the_depth_quota(db_url: str) -> None:
+    with running_stack(db_url) as stack:  # the default depth quota: 32
+        stack.deploy(_self_copying("copy-me", 1))
+        root = stack.create({"n": 1}, process="copy-me")
+        rows = _settled(stack, "copy-me")
+        assert len(rows) == 33  # generations 0 to 32
+        assert sorted(r["generation"] for r in rows) == list(range(33))
+        last = next(r for r in rows if r["generation"] == 32)
+        task = stack.task(last["id"])
+        assert (task["outcome"], task["node"]["id"]) == ("escalation", "stopped")
+        assert task["data"]["code"] == "TASK_QUOTA_EXCEEDED"
+        assert "depth quota of 32" in task["data"]["message"]
+        assert stack.task(root["task_id"])["outcome"] == "success"
+        errors = [e for e in stack.history(last["id"]) if e["kind"] == "logic_error"]
+        assert errors[0]["detail"]["error"] == "TASK_QUOTA_EXCEEDED"
+
+
+def test_a_task_forking_itself_stops_at_the_chain_quota(db_url: str) -> None:
+    with running_stack(db_url, max_chain_tasks=60) as stack:
+        stack.deploy(_self_copying("fork-me", 2))
+        stack.create({"n": 1}, process="fork-me")
+        rows = _settled(stack, "fork-me")
+        # Steps of one chain running at once may each create their two before seeing
+        # the others': a bounded overshoot, never a runaway.
+        assert 60 <= len(rows) <= 60 + 2 * 16, len(rows)
+        stopped = [stack.task(r["id"]) for r in rows if r["data"] and "TASK_QUOTA" in r["data"]]
+        assert stopped and all(t["data"]["code"] == "TASK_QUOTA_EXCEEDED" for t in stopped)
+        assert "quota is 60" in stopped[0]["data"]["message"]
+        assert httpx.get(f"{stack.api}/healthz").status_code == 200
+        # Another chain starts afresh: the quota is per chain, not per process.
+        stack.create({"n": 2}, process="fork-me")
+        assert len(_settled(stack, "fork-me")) >= 2 * 60
+
+
+def test_a_process_file_sets_its_own_quotas(db_url: str) -> None:
+    with running_stack(db_url) as stack:
+        stack.deploy(_self_copying("short-chain", 1, depth=3))
+        stack.create({}, process="short-chain")
+        rows = _settled(stack, "short-chain")
+        assert len(rows) == 4
+        last = next(r for r in rows if r["generation"] == 3)
+        assert stack.task(last["id"])["data"]["code"] == "TASK_QUOTA_EXCEEDED"
+        with stack.db.read() as conn:
+            assert conn.execute(select(func.count()).select_from(tasks)).scalar_one() == 4
