@@ -14,6 +14,8 @@ from orchestrator.config import Settings
 
 from .common import runtime, settings_from
 
+SHUTDOWN_GRACE_SECONDS = 5
+
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
@@ -42,6 +44,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         access_log=args.access_log,
         server_header=False,  # no need to tell the internet what serves it
+        # On SIGTERM, requests still running after this long are cut off, so the engine
+        # stops (and gives its leases back) promptly even under load.
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
     return 0
 

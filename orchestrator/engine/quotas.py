@@ -14,8 +14,11 @@ Otherwise the creating logic fails with ``TASK_QUOTA_EXCEEDED`` and the task tak
 error path (an escalation) like any failed logic. The quotas are ``ORCH_MAX_TASK_DEPTH``
 and ``ORCH_MAX_CHAIN_TASKS``; a process file raises or lowers them for its own tasks with
 ``limits: {depth: N, chain_tasks: N}``. Tasks created together in one step are counted
-together; concurrent steps of one chain may overshoot the chain quota by the few tasks
-they create at once, never more.
+together; steps of one chain running at once count before any of them commits, so they
+may overshoot the chain quota by what they create at once (bounded by the engines'
+concurrency), never more. The engine runs a step's copies only as far as its
+concurrency allows (``Worker._take_on``), so a chain under its quota cannot crowd out
+older work either.
 """
 
 from __future__ import annotations

@@ -224,8 +224,8 @@ class Worker:
             await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)
             return True
         claimed = await self._db(self._claim, free)
-        for task in claimed:
-            self._spawn(task)
+        # Steps that ended meanwhile may have filled the room with their copies.
+        await self._take_on(claimed)
         return bool(claimed)
 
     def _claim(self, limit: int) -> list[TaskRecord]:
@@ -258,6 +258,21 @@ class Worker:
         self._running_ids[runner] = task.id
         runner.add_done_callback(self._forget)
 
+    async def _take_on(self, tasks: list[TaskRecord]) -> None:
+        """Run the tasks a step made runnable here (its copies, the tasks it released),
+        as far as ``concurrency`` allows; give the others' leases back, so they wait
+        their turn in the claim order instead of crowding out older work (a process
+        copying itself would otherwise grow this worker's running set without end)."""
+        room = max(0, self.concurrency - len(self._running))
+        for task in tasks[:room]:
+            self._spawn(task)
+        if tasks[room:]:
+            await self._db(self._unlease, [t.id for t in tasks[room:]])
+
+    def _unlease(self, ids: list[str]) -> None:
+        with self.rt.db.write() as conn:
+            task_store.release_leases(conn, self.owner, ids)
+
     def _forget(self, runner: asyncio.Task[None]) -> None:
         self._running.discard(runner)
         self._running_ids.pop(runner, None)
@@ -288,12 +303,10 @@ class Worker:
                 runnable = await self._db(self._commit, task, definition, result)
                 self.steps += 1
                 if not runnable or runnable[0].id != task.id:
-                    for other in runnable:
-                        self._spawn(other)
+                    await self._take_on(runnable)
                     return
                 task = runnable[0]
-                for other in runnable[1:]:
-                    self._spawn(other)
+                await self._take_on(runnable[1:])
         except StepDeferred as exc:
             await self._db(self._defer, task.id, exc.until)
         except Conflict as exc:

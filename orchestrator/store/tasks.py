@@ -142,13 +142,13 @@ def _claim(
     return [TaskRecord.from_mapping(m) for m in sql.mappings(sql.execute(conn, stmt, params))]
 
 
-def release_leases(conn: Connection, owner: str) -> int:
-    """Give back every lease ``owner`` holds (graceful shutdown)."""
-    result = conn.execute(
-        update(tasks)
-        .where(tasks.c.lease_owner == owner, tasks.c.state == "active")
-        .values(lease_owner=None, lease_until=None)
-    )
+def release_leases(conn: Connection, owner: str, task_ids: list[str] | None = None) -> int:
+    """Give back the leases ``owner`` holds: all of them (graceful shutdown), or those on
+    ``task_ids``. Active tasks only: claims see them at once."""
+    where = [tasks.c.lease_owner == owner, tasks.c.state == "active"]
+    if task_ids is not None:
+        where.append(tasks.c.id.in_(task_ids))
+    result = conn.execute(update(tasks).where(*where).values(lease_owner=None, lease_until=None))
     return int(result.rowcount or 0)
 
 
