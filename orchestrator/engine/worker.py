@@ -259,11 +259,13 @@ class Worker:
         runner.add_done_callback(self._forget)
 
     async def _take_on(self, tasks: list[TaskRecord]) -> None:
-        """Run the tasks a step made runnable here (its copies, the tasks it released),
-        as far as ``concurrency`` allows; give the others' leases back, so they wait
-        their turn in the claim order instead of crowding out older work (a process
-        copying itself would otherwise grow this worker's running set without end)."""
-        room = max(0, self.concurrency - len(self._running))
+        """Run the tasks leased to this worker by a claim or a step (its copies, the
+        tasks it released) while fewer than OVERFLOW x ``concurrency`` run; give the
+        others' leases back, so they wait their turn in the claim order instead of
+        crowding out older work (a process copying itself would otherwise grow this
+        worker's running set, and its memory, without end). The overflow spares a busy
+        engine a transaction per copy it can still run at once."""
+        room = max(0, OVERFLOW * self.concurrency - len(self._running))
         for task in tasks[:room]:
             self._spawn(task)
         if tasks[room:]:
@@ -387,6 +389,9 @@ class Worker:
 
 
 WAKE_COALESCE_SECONDS = 0.002
+# Tasks leased to a worker beyond its concurrency (callbacks and copies) still run at
+# once up to this multiple of it; further ones are handed back to the claim order.
+OVERFLOW = 2
 CALLBACK_BATCH = 200
 CLAIM_RETRY_DELAY = 1.0
 RETENTION_INTERVAL = 60.0
