@@ -14,18 +14,27 @@ engine sent is recorded by its sid (``store/twilio_messages``):
   signature and form pairs, encrypted) and verified once more when it is applied: if by
   then the sid has a recorded sender, that sender's token must match too, or the
   callback is recorded as ``callback_rejected`` and changes nothing.
+
+The tokens themselves are kept by ``AccountTokens``, once Twilio has accepted them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import time
 from typing import Any
 
 from sqlalchemy import Connection
 
 from orchestrator.engine.runtime import Runtime
+from orchestrator.store import kv
 from orchestrator.store import twilio_messages as message_store
+from orchestrator.twilio.client import Credentials
 from orchestrator.twilio.signature import validate_signature
+
+log = logging.getLogger(__name__)
 
 # A payload key holding the encrypted signed request of a callback whose sender was not
 # known when it arrived; never merged into task data.
@@ -76,3 +85,38 @@ def signed_by_sender(conn: Connection, rt: Runtime, sid: str | None, sealed: str
     request = json.loads(plain)
     pairs = [(str(k), str(v)) for k, v in request["pairs"]]
     return validate_signature(str(request["url"]), pairs, str(request["signature"]), token)
+
+
+class AccountTokens:
+    """Keeps each account's auth token (encrypted) to verify its callbacks: only a token
+    Twilio has just accepted (``remember`` is called after a 2xx), so a mistyped one
+    (20003) never replaces the one that verifies the account's messages in flight."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._saved: dict[str, str] = {}  # account -> SHA-256 of the token saved last
+
+    async def remember(self, creds: Credentials) -> None:
+        """Save the token in a transaction of its own, before the step's commit, so it
+        is there before the message's first callback can be."""
+        if creds.username != creds.account_sid:
+            return  # an API key secret cannot verify signatures
+        if creds.account_sid == self.rt.settings.twilio_account_sid:
+            return  # TWILIO_AUTH_TOKEN verifies the default account
+        digest = hashlib.sha256(creds.password.encode()).hexdigest()
+        if self._saved.get(creds.account_sid) == digest:
+            return
+        sealed = self.rt.vault.encrypt(creds.password)
+
+        def save() -> None:
+            with self.rt.db.write() as conn:
+                kv.save_account_token(conn, creds.account_sid, sealed, time.time())
+
+        try:
+            await self.rt.run_db(save)
+        except Exception:
+            # The message went out anyway; its callbacks are verified once a later send
+            # of the account saves the token (the reconciliation sweep covers the gap).
+            log.exception("saving the auth token of %s failed", creds.account_sid)
+            return
+        self._saved[creds.account_sid] = digest

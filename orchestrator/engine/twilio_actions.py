@@ -27,11 +27,12 @@ from typing import Any
 
 from orchestrator.config import Settings, parse_rates
 from orchestrator.engine import twilio_input as check
+from orchestrator.engine.callback_sender import AccountTokens
 from orchestrator.engine.definition import Logic
 from orchestrator.engine.interpreter import LogicFailure, NewTask, StepDeferred, StepResult
 from orchestrator.engine.reconcile import GIVE_UP_AFTER
 from orchestrator.store import effects as effect_store
-from orchestrator.store import kv, senders
+from orchestrator.store import senders
 from orchestrator.store import tasks as task_store
 from orchestrator.store.records import Event, TaskRecord
 from orchestrator.twilio.client import Credentials, RetryHook
@@ -50,7 +51,7 @@ CallbackTarget = tuple[int, str] | None
 class TwilioActions:
     def __init__(self, runtime: Any) -> None:
         self.rt = runtime
-        self._saved_tokens: dict[str, str] = {}
+        self.tokens = AccountTokens(runtime)
         # As many sends at once as the Twilio client has connections (see client.py).
         self._send_slots = asyncio.Semaphore(TWILIO_SEND_SLOTS)
         self._rates = parse_rates(runtime.settings.twilio_rate_limits)
@@ -228,7 +229,7 @@ class TwilioActions:
         if "message" in outcome:
             # Only a token Twilio has just accepted is kept: a mistyped one (20003) must
             # never replace the one that verifies the account's messages in flight.
-            await self._remember_token(creds)
+            await self.tokens.remember(creds)
         if "message" in outcome and "track" not in outcome:
             track = self.tracking(outcome["message"], creds, target, kind)
             outcome = {**outcome, "track": track} if track else outcome
@@ -312,32 +313,6 @@ class TwilioActions:
                 conn, task.id, task.step, index, f"twilio.create_{kind}", summary, time.time()
             )
         return prior
-
-    async def _remember_token(self, creds: Credentials) -> None:
-        """Keep the account's auth token (encrypted) to verify its callbacks later. Called
-        once Twilio accepted a request made with it, in a transaction of its own so it is
-        there before the message's first callback can be."""
-        if creds.username != creds.account_sid:
-            return  # an API key secret cannot verify signatures
-        if creds.account_sid == self.rt.settings.twilio_account_sid:
-            return
-        digest = hashlib.sha256(creds.password.encode()).hexdigest()
-        if self._saved_tokens.get(creds.account_sid) == digest:
-            return
-
-        def save() -> None:
-            with self.rt.db.write() as conn:
-                sealed = self.rt.vault.encrypt(creds.password)
-                kv.save_account_token(conn, creds.account_sid, sealed, time.time())
-
-        try:
-            await self.rt.run_db(save)
-        except Exception:
-            # The message went out anyway; its callbacks are verified once a later send
-            # of the account saves the token (the reconciliation sweep covers the gap).
-            log.exception("saving the auth token of %s failed", creds.account_sid)
-            return
-        self._saved_tokens[creds.account_sid] = digest
 
     async def _resolve_unknown(
         self, creds: Credentials, form: dict[str, Any], since: float, kind: str
