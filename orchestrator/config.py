@@ -112,6 +112,13 @@ class Settings:
     reconcile_after: float = 3600.0
     reconcile_interval: float = 60.0
     reconcile_batch: int = 100
+    # Callbacks Twilio sent while no server was up are gone: this long after a start,
+    # messages still waiting from before it are fetched (0: only after reconcile_after).
+    reconcile_after_restart: float = 30.0
+    # Quotas against a process that creates tasks without end (engine/quotas.py): how
+    # deep a chain of created tasks may go, and how many tasks one chain may hold.
+    max_task_depth: int = 32
+    max_chain_tasks: int = 10000
     # Request bodies above this are refused with 413 before they are parsed.
     max_request_bytes: int = 256 * 1024
     max_task_bytes: int = 128 * 1024
@@ -157,6 +164,11 @@ class Settings:
             "reconcile_after": _float("ORCH_RECONCILE_AFTER", cls.reconcile_after),
             "reconcile_interval": _float("ORCH_RECONCILE_INTERVAL", cls.reconcile_interval),
             "reconcile_batch": _int("ORCH_RECONCILE_BATCH", cls.reconcile_batch),
+            "reconcile_after_restart": _float(
+                "ORCH_RECONCILE_AFTER_RESTART", cls.reconcile_after_restart
+            ),
+            "max_task_depth": _int("ORCH_MAX_TASK_DEPTH", cls.max_task_depth),
+            "max_chain_tasks": _int("ORCH_MAX_CHAIN_TASKS", cls.max_chain_tasks),
             "max_request_bytes": _int("ORCH_MAX_REQUEST_BYTES", cls.max_request_bytes),
             "twilio_timeout": _float("ORCH_TWILIO_TIMEOUT", cls.twilio_timeout),
             "twilio_max_attempts": _int("ORCH_TWILIO_MAX_ATTEMPTS", cls.twilio_max_attempts),

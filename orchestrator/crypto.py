@@ -14,18 +14,6 @@ from collections.abc import Sequence
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from orchestrator import secretdata
-
-# The secret-name rule lives in ``orchestrator.secretdata``; these names stay for callers.
-from orchestrator.secretdata import REDACTED as REDACTED
-from orchestrator.secretdata import SEALED as SEALED
-from orchestrator.secretdata import redact as redact
-from orchestrator.secretdata import seal as seal
-from orchestrator.secretdata import unseal as unseal
-
-is_secret_param = secretdata.is_secret_name
-split_secrets = secretdata.split
-
 
 def new_secret() -> str:
     return secrets.token_urlsafe(32)

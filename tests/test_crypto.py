@@ -9,16 +9,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.crypto import (
-    REDACTED,
-    Vault,
-    hash_matches,
-    is_secret_param,
-    new_secret,
-    node_hash,
-    redact,
-    split_secrets,
-)
+from orchestrator.crypto import Vault, hash_matches, new_secret, node_hash
+from orchestrator.secretdata import REDACTED, redact
+from orchestrator.secretdata import is_secret_name as is_secret_param
+from orchestrator.secretdata import split as split_secrets
 
 SECRET_NAMES = [
     "AuthToken",

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
 from orchestrator.config import Settings
-from orchestrator.crypto import Vault, seal, unseal
+from orchestrator.crypto import Vault
 from orchestrator.engine.corezoid import FormatError, parse_package, parse_time
 from orchestrator.engine.definition import (
     LOGIC_TYPES,
@@ -37,6 +37,7 @@ from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.templates import TemplateError, render
 from orchestrator.http.app import create_app
 from orchestrator.http.webhooks import _flatten
+from orchestrator.secretdata import seal, unseal
 from orchestrator.twilio.signature import compute_signature, validate_signature
 
 # ORCH_FUZZ_SCALE=20 (say) runs a deeper search by hand; the suite stays bounded.

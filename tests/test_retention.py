@@ -72,3 +72,54 @@ def test_purge_removes_only_old_finished_tasks(db_url: str) -> None:
         left = {t for t in ids if task_store.get_task(conn, t) is not None}
     assert left == set(ids[3:])
     rt.db.dispose()
+
+
+def _finished_tasks(rt: Runtime, ages: list[float]) -> list[str]:
+    """Finished tasks, each finished ``age`` seconds ago."""
+    service = Service(rt)
+    ids = [service.create_task("getting-callback", None, {"n": i})[0]["task_id"] for i in ages]
+    now = time.time()
+    with rt.db.write() as conn:
+        for task_id, age in zip(ids, ages, strict=True):
+            task = task_store.get_task(conn, task_id)
+            assert task is not None
+            task.state, task.outcome, task.finished_at = "done", "success", now - age
+            assert task_store.save_task(conn, task, task.rev)
+    return ids
+
+
+def _left_after_engine_ran(db_url: str, days: float, ages: list[float]) -> list[bool]:
+    """Run a real engine (its background retention job included) for a moment; which
+    of the tasks finished ``ages`` seconds ago are still there?"""
+    import asyncio
+
+    from orchestrator.engine.worker import Worker
+
+    rt = Runtime(Settings(database_url=db_url, retention_days=days, poll_interval=0.05))
+    ensure_shipped(rt)
+    ids = _finished_tasks(rt, ages)
+
+    async def run_engine() -> None:
+        worker = Worker(rt)
+        runner = asyncio.create_task(worker.run())
+        await asyncio.sleep(1.0)  # the job's first pass runs as the engine starts
+        await worker.stop()
+        await runner
+
+    asyncio.run(run_engine())
+    with rt.db.read() as conn:
+        left = [task_store.get_task(conn, t) is not None for t in ids]
+    rt.db.dispose()
+    return left
+
+
+DAY = 86400.0
+
+
+def test_the_engines_retention_job_purges_after_days_not_seconds(db_url: str) -> None:
+    # 40 days ago: purged; 10 days and one minute ago: kept (30 days is not 30 seconds).
+    assert _left_after_engine_ran(db_url, 30, [40 * DAY, 10 * DAY, 60]) == [False, True, True]
+
+
+def test_the_engines_retention_job_with_zero_days_keeps_everything(db_url: str) -> None:
+    assert _left_after_engine_ran(db_url, 0, [400 * DAY, 40 * DAY, 60]) == [True, True, True]

@@ -19,12 +19,11 @@ from stack import ACCOUNT, FROM, running_stack
 from test_api import WAITER
 
 from orchestrator.config import Settings
-from orchestrator.crypto import SEALED
 from orchestrator.engine import apikeys
 from orchestrator.engine.rotation import rotate
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.service import Service
-from orchestrator.secretdata import seal, unseal
+from orchestrator.secretdata import SEALED, seal, unseal
 from orchestrator.store import effects as effect_store
 from orchestrator.store import kv
 from orchestrator.store.db import Database

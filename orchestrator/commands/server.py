@@ -17,6 +17,8 @@ from orchestrator.config import BOUND_URL_KEY, Settings, bound_public_url
 
 from .common import runtime, settings_from
 
+SHUTDOWN_GRACE_SECONDS = 5
+
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
@@ -56,6 +58,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Logging is set up by the command (ORCH_LOG_FORMAT, the access log's redaction).
         log_config=None,
         server_header=False,  # no need to tell the internet what serves it
+        # On SIGTERM, requests still running after this long are cut off, so the engine
+        # stops (and gives its leases back) promptly even under load.
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
     return 0
 

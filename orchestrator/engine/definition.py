@@ -149,6 +149,10 @@ class Node:
         return [t for t in targets if isinstance(t, str)]
 
 
+# Per-process quotas a process file may set under ``limits``.
+LIMITS = ("depth", "chain_tasks")
+
+
 @dataclass(frozen=True)
 class ProcessDefinition:
     slug: str
@@ -162,6 +166,9 @@ class ProcessDefinition:
     # ``incoming_sms``: the start node takes Twilio's incoming messages (SPEC §10);
     # ``reply`` is the template of an immediate TwiML answer, if any.
     incoming_sms: Mapping[str, Any] | None = None
+    # Quotas of this process's tasks that create tasks (engine/quotas.py); the keys of
+    # LIMITS, each overriding its server-wide default.
+    limits: Mapping[str, int] = field(default_factory=dict)
 
     def node(self, node_id: str) -> Node:
         return self.nodes[node_id]
@@ -178,7 +185,16 @@ def parse_definition(raw: Any, *, file: str | None = None) -> ProcessDefinition:
     def fail(msg: str, node: str | None = None, fld: str | None = None) -> DefinitionError:
         return DefinitionError(msg, file=file, node=node, field=fld)
 
-    allowed_top = {"slug", "title", "description", "inputs", "nodes", "on_error", "incoming_sms"}
+    allowed_top = {
+        "slug",
+        "title",
+        "description",
+        "inputs",
+        "nodes",
+        "on_error",
+        "incoming_sms",
+        "limits",
+    }
     for key in raw:
         if key not in allowed_top:
             raise fail(f"unknown key (allowed: {', '.join(sorted(allowed_top))})", fld=key)
@@ -199,6 +215,14 @@ def parse_definition(raw: Any, *, file: str | None = None) -> ProcessDefinition:
     ):
         raise fail("must be a list of {name, required?, description?}", fld="inputs")
     incoming = _parse_incoming(raw.get("incoming_sms"), fail)
+    limits = raw.get("limits", {})
+    if not isinstance(limits, Mapping) or not all(
+        k in LIMITS and isinstance(v, int) and not isinstance(v, bool) and v >= 1
+        for k, v in limits.items()
+    ):
+        raise fail(
+            f"must map {' and/or '.join(LIMITS)} to whole numbers of at least 1", fld="limits"
+        )
     raw_nodes = raw.get("nodes")
     if not isinstance(raw_nodes, Mapping) or not raw_nodes:
         raise fail("must map node ids to nodes", fld="nodes")
@@ -240,6 +264,7 @@ def parse_definition(raw: Any, *, file: str | None = None) -> ProcessDefinition:
         inputs=tuple(inputs),
         raw=raw,
         incoming_sms=incoming,
+        limits=dict(limits),
     )
 
 

@@ -14,10 +14,10 @@ from xml.sax.saxutils import escape
 
 from sqlalchemy import Connection
 
-from orchestrator.crypto import seal
 from orchestrator.engine.definition import ProcessDefinition
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.templates import TemplateError, render
+from orchestrator.secretdata import seal
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import conversations
 

@@ -256,7 +256,9 @@ class Interpreter:
                 "copy_node_id": task.node_id,
             }
         )
-        target = await self.rt.run_db(self._lookup_copy_target, logic.get("process"), ref)
+        target = await self.rt.run_db(
+            self._lookup_copy_target, logic.get("process"), ref, task, len(result.copies)
+        )
         process_id, version_id, start = target
         result.copies.append(NewTask(process_id, version_id, start, ref, data, task.id))
 
@@ -279,7 +281,9 @@ class Interpreter:
             else:
                 data = dict(result.data)
             data, _hidden = secretdata.split(data)
-            target = await self.rt.run_db(self._lookup_copy_target, logic.get("process"), None)
+            target = await self.rt.run_db(
+                self._lookup_copy_target, logic.get("process"), None, task, 0
+            )
             if node.time_limit is not None:
                 wake_at = self._deadline(node, ctx, result.data)
             else:
@@ -304,11 +308,20 @@ class Interpreter:
         )
         return result
 
-    def _lookup_copy_target(self, process_key: str, ref: str | None) -> tuple[int, int, str]:
+    def _lookup_copy_target(
+        self, process_key: str, ref: str | None, creator: TaskRecord, pending: int
+    ) -> tuple[int, int, str]:
+        """The process a copy_task or call_process starts a task in, once the creator's
+        quotas allow one more task (engine/quotas.py)."""
+        from orchestrator.engine.quotas import exceeded
         from orchestrator.engine.runtime import NotFound
         from orchestrator.store import tasks as task_store
 
         with self.rt.db.read() as conn:
+            own = self.rt.definition(creator.version_id, conn)[2]
+            refused = exceeded(conn, self.rt.settings, own, creator, pending)
+            if refused is not None:
+                raise LogicFailure(refused)
             try:
                 proc = self.rt.process(conn, process_key)
             except NotFound as exc:

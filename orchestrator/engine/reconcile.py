@@ -8,15 +8,23 @@ passed without a final status, the sweep fetches the message
 if Twilio had posted it (same dedupe key: a real callback arriving later is a duplicate).
 A message still not final is looked at again after another ``reconcile_after``, and
 given up after ``GIVE_UP_AFTER``. Any number of workers may sweep: each batch is claimed.
+
+After a start (``recheck_after_restart``), callbacks Twilio sent while no server was up
+are gone (Twilio does not retry them by default), so every message still open from
+before the start is looked at ``reconcile_after_restart`` seconds later instead of after
+``reconcile_after``. Fetches are paced (``FETCHES_PER_SECOND``) so that a long backlog
+does not run into Twilio's rate limits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 from orchestrator.store import callbacks as inbox
+from orchestrator.store import kv
 from orchestrator.store import twilio_messages as message_store
 from orchestrator.store.notify import notify
 from orchestrator.store.twilio_messages import FINAL_STATUSES, OpenMessage
@@ -28,6 +36,29 @@ log = logging.getLogger(__name__)
 # Twilio keeps trying a message for at most its validity period (max 10 h); after three
 # days without a final status there is nothing left to learn.
 GIVE_UP_AFTER = 3 * 86400.0
+# One sweeping engine fetches at most this many messages a second.
+FETCHES_PER_SECOND = 20.0
+# Starts closer together than this (a rolling restart of several engines) bring forward
+# only the messages sent since the previous start: those before it are already due.
+RESTART_GAP = 600.0
+_LAST_START = "reconcile_restart_at"
+
+
+def recheck_after_restart(rt: Any, started: float) -> float | None:
+    """Bring forward the look at messages open from before ``started``; returns when
+    they are due (None when the setting is off)."""
+    s = rt.settings
+    if s.reconcile_after <= 0 or s.reconcile_after_restart <= 0:
+        return None
+    due = started + float(s.reconcile_after_restart)
+    with rt.db.write() as conn:
+        last = float(kv.get_setting(conn, _LAST_START) or 0)
+        since = last if 0 < started - last < RESTART_GAP else 0.0
+        count = message_store.recheck_open(conn, created_from=since, created_before=started, at=due)
+        kv.set_setting(conn, _LAST_START, repr(started))
+    if count:
+        log.info("%d messages sent before this start are looked up in %gs", count, due - started)
+    return due
 
 
 async def sweep_once(rt: Any) -> int:
@@ -36,10 +67,12 @@ async def sweep_once(rt: Any) -> int:
     now = time.time()
     due: list[OpenMessage] = await rt.run_db(_claim, rt, now)
     for message in due:
+        began = time.monotonic()
         try:
             await _reconcile(rt, message, now)
         except Exception:
             log.exception("reconciling %s failed; it is looked at again later", message.sid)
+        await asyncio.sleep(max(0.0, 1.0 / FETCHES_PER_SECOND - (time.monotonic() - began)))
     return len(due) if len(due) >= s.reconcile_batch else 0
 
 

@@ -18,8 +18,9 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from orchestrator.crypto import split_secrets, unseal
 from orchestrator.engine.runtime import Runtime, new_task_id
+from orchestrator.secretdata import split as split_secrets
+from orchestrator.secretdata import unseal
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import conversations
 from orchestrator.store import tasks as task_store

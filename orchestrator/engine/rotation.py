@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from orchestrator.crypto import SEALED
 from orchestrator.engine.runtime import Runtime
+from orchestrator.secretdata import SEALED
 from orchestrator.store import vaulted
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from orchestrator import secretdata
 from orchestrator.engine import incoming_sms, phones
+from orchestrator.engine.callback_sender import SIGNED_REQUEST, BadSignature, verify_on_receipt
 from orchestrator.engine.definition import ProcessDefinition
 from orchestrator.engine.runtime import NotFound, Runtime, new_task_id
 from orchestrator.engine.transitions import awaits_reply, deliver
@@ -27,7 +28,6 @@ from orchestrator.store import twilio_messages as message_store
 from orchestrator.store.notify import notify
 from orchestrator.store.records import CallbackRecord, Event, ProcessRecord, TaskRecord, dumps
 from orchestrator.twilio.errors import describe_error_code
-from orchestrator.twilio.signature import validate_signature
 
 MAX_LIST = 500
 
@@ -400,25 +400,35 @@ class Service:
             takes_messages = is_start and definition.incoming_sms is not None
             if is_start and not takes_messages:
                 raise ApiError(404, "NOT_FOUND", "unknown callback URL")
+            confirmed = False
             if form == "twilio":
-                account = str(payload.get("AccountSid", ""))
-                token = self.rt.account_token(conn, account) if account else None
-                if (
-                    not token
-                    or not signature
-                    or url is None
-                    or not validate_signature(url, form_pairs or [], signature, token)
-                ):
+                ref = payload.get("MessageSid") or payload.get("CallSid") or payload.get("SmsSid")
+                try:
+                    # Verified with the token of the account that sent the message.
+                    confirmed = verify_on_receipt(
+                        conn,
+                        self.rt,
+                        payload,
+                        str(ref) if ref else None,
+                        url=url,
+                        signature=signature,
+                        pairs=form_pairs or [],
+                    )
+                except BadSignature:
                     raise ApiError(
                         403, "INVALID_SIGNATURE", "X-Twilio-Signature is missing or does not match"
-                    )
+                    ) from None
             if takes_messages:
+                # An incoming message is checked once, on receipt (nobody sent it).
+                payload.pop(SIGNED_REQUEST, None)
                 answer = self._store_message(
                     conn, proc.id, node_id, definition, payload, form, source_ip, now
                 )
             else:
                 answer = None
-                ref, task_id, dedupe = self._addressee(conn, proc.id, form, payload, task_id)
+                ref, task_id, dedupe = self._addressee(
+                    conn, proc.id, form, payload, task_id, confirmed
+                )
                 cb_id = inbox.insert_callback(
                     conn,
                     process_id=proc.id,
@@ -449,9 +459,11 @@ class Service:
         form: str,
         payload: dict[str, Any],
         task_id: str | None,
+        confirmed: bool,
     ) -> tuple[str | None, str | None, str | None]:
         """(ref, task id, dedupe key) of a callback for a wait node; refuses a callback
-        that names no task."""
+        that names no task. ``confirmed``: its signature was checked against the message's
+        recorded sender."""
         ref = None
         dedupe = None
         if form == "twilio":
@@ -460,7 +472,7 @@ class Service:
                 raise ApiError(422, "MISSING_SID", "the callback has no MessageSid or CallSid")
             status = payload.get("MessageStatus") or payload.get("CallStatus") or ""
             dedupe = f"{ref}:{status}:{payload.get('SequenceNumber', '')}"
-            if payload.get("MessageStatus"):
+            if payload.get("MessageStatus") and confirmed:
                 # A final status closes the message for the reconciliation sweep.
                 message_store.note_status(conn, str(ref), str(status))
             code = payload.get("ErrorCode")

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from orchestrator import secretdata
+from orchestrator.engine.callback_sender import SIGNED_REQUEST, signed_by_sender
 from orchestrator.engine.calls import CallerChanged, send_reply
 from orchestrator.engine.definition import ProcessDefinition
 from orchestrator.engine.interpreter import LOOP_LIMIT, Reply, StepResult
@@ -69,6 +70,8 @@ def commit_step(
             lease_owner=owner,
             lease_until=now + rt.settings.lease_seconds,
             reply_to=copy.reply_to,
+            root_id=task.root_id or task.id,
+            generation=task.generation + 1,
         )
         task_store.insert_task(conn, child)
         by = "call_process" if copy.reply_to else "copy_task"
@@ -297,7 +300,18 @@ def _release(
 ) -> TaskRecord | None:
     """Merge the callback into a waiting task and make it runnable (leased to ``owner``,
     or to nobody, so that any engine may claim it),
-    unless it would move a Twilio status backwards: then it is only recorded."""
+    unless it would move a Twilio status backwards: then it is only recorded. A Twilio
+    callback that came before its sender was known is checked against the sender's
+    token now (see ``callback_sender``); signed by another account, it changes nothing."""
+    signed = cb.payload.get(SIGNED_REQUEST) if cb.form == "twilio" else None
+    if signed is not None and not signed_by_sender(conn, rt, cb.ref, str(signed)):
+        if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
+            reason = "not signed by the account that sent the message"
+            event = Event(
+                "callback_rejected", task.node_id, None, {**_cb_detail(cb), "reason": reason}
+            )
+            task_store.add_events(conn, task.id, [event], now)
+        return None
     if cb.form == "twilio" and not _advances(cb.payload, task.data):
         if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
             rt.metrics.callbacks(cb.form, "ignored").inc()
@@ -329,6 +343,7 @@ def _release(
         )
     expected = task.rev
     plain, hidden = secretdata.split(secretdata.unseal(rt.vault, cb.payload))
+    plain.pop(SIGNED_REQUEST, None)
     task.data.update(plain)
     task.secrets = secretdata.closed(rt.vault, task.secrets, hidden)
     task.state, task.entry, task.wake_at, task.hops = "active", "resume", None, 0
@@ -357,6 +372,8 @@ def _cb_detail(cb: CallbackRecord) -> dict[str, Any]:
         "form": cb.form,
         "source": cb.source_ip,
         "fields": {
-            k: v for k, v in secretdata.split(cb.payload)[0].items() if k != secretdata.SEALED
+            k: v
+            for k, v in secretdata.split(cb.payload)[0].items()
+            if k not in (secretdata.SEALED, SIGNED_REQUEST)
         },
     }

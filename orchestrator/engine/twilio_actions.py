@@ -30,12 +30,14 @@ from orchestrator.config import Settings, parse_rates
 from orchestrator.engine import opt_outs
 from orchestrator.engine import twilio_input as check
 from orchestrator.engine import twilio_results as results
+from orchestrator.engine.callback_sender import AccountTokens
 from orchestrator.engine.definition import Logic
 from orchestrator.engine.interpreter import LogicFailure, NewTask, StepDeferred, StepResult
+from orchestrator.engine.reconcile import GIVE_UP_AFTER
 from orchestrator.engine.template_files import with_template_body
 from orchestrator.logs import task_fields
 from orchestrator.store import effects as effect_store
-from orchestrator.store import kv, senders
+from orchestrator.store import senders
 from orchestrator.store import tasks as task_store
 from orchestrator.store.records import Event, TaskRecord
 from orchestrator.twilio.client import Credentials, RetryHook
@@ -54,7 +56,7 @@ CallbackTarget = tuple[int, str] | None
 class TwilioActions:
     def __init__(self, runtime: Any) -> None:
         self.rt = runtime
-        self._saved_tokens: dict[str, str] = {}
+        self.tokens = AccountTokens(runtime)
         # As many sends at once as the Twilio client has connections (see client.py).
         self._send_slots = asyncio.Semaphore(TWILIO_SEND_SLOTS)
         self._rates = parse_rates(runtime.settings.twilio_rate_limits)
@@ -145,14 +147,20 @@ class TwilioActions:
         return url, ((proc.id, str(spec["node"])) if form == "twilio" else None)
 
     def tracking(
-        self, message: Mapping[str, Any], creds: Credentials, target: CallbackTarget
+        self,
+        message: Mapping[str, Any],
+        creds: Credentials,
+        target: CallbackTarget,
+        kind: str = "message",
     ) -> dict[str, Any] | None:
-        """What opens a sent message for the reconciliation sweep; it rides with the
-        effect's outcome and is written in the step's own commit (``effects.finish``)."""
-        after = self.rt.settings.reconcile_after
-        if target is None or after <= 0 or not message.get("sid"):
+        """What records a message or call whose callbacks come to one of our wait nodes:
+        its sender (whose token verifies them) and, for a message, its opening for the
+        reconciliation sweep. It rides with the effect's outcome and is written in the
+        step's own commit (``effects.finish``)."""
+        if target is None or not message.get("sid"):
             return None
         now = time.time()
+        after = self.rt.settings.reconcile_after
         return {
             "sid": str(message["sid"]),
             "account_sid": creds.account_sid,
@@ -160,7 +168,10 @@ class TwilioActions:
             "node_id": target[1],
             "status": str(message.get("status") or "queued"),
             "now": now,
-            "check_at": now + after,
+            # With the sweep off, the row only names the sender (looked at if it is
+            # turned on later, after its give-up delay: nothing to learn by then).
+            "check_at": now + (after if after > 0 else GIVE_UP_AFTER),
+            "final": kind == "call",  # calls are never swept
         }
 
     def follower(self, spec: Any) -> tuple[int, int, str] | None:
@@ -251,8 +262,12 @@ class TwilioActions:
         # queueing for Twilio leaves no "started" record, so nothing is in doubt.
         async with self._send_slots:
             outcome = await self._record_and_send(task, index, creds, form, summary, kind, slot)
-        if kind == "message" and "message" in outcome and "track" not in outcome:
-            track = self.tracking(outcome["message"], creds, target)
+        if "message" in outcome:
+            # Only a token Twilio has just accepted is kept: a mistyped one (20003) must
+            # never replace the one that verifies the account's messages in flight.
+            await self.tokens.remember(creds)
+        if "message" in outcome and "track" not in outcome:
+            track = self.tracking(outcome["message"], creds, target, kind)
             outcome = {**outcome, "track": track} if track else outcome
         result.effects_done.append((index, outcome))
         if outcome.get("adopted"):
@@ -277,7 +292,7 @@ class TwilioActions:
         kind: str,
         slot: float | None,
     ) -> dict[str, Any]:
-        prior = await self.rt.run_db(self._begin, task, index, summary, creds, kind)
+        prior = await self.rt.run_db(self._begin, task, index, summary, kind)
         if prior is not None and prior["status"] == "done":
             return secretdata.unseal(self.rt.vault, prior["result"] or {})
         if prior is not None:
@@ -343,28 +358,13 @@ class TwilioActions:
         return (s.twilio_timeout + 5.0) * max(s.twilio_max_attempts, 4) + 10.0
 
     def _begin(
-        self, task: TaskRecord, index: int, summary: dict[str, Any], creds: Credentials, kind: str
+        self, task: TaskRecord, index: int, summary: dict[str, Any], kind: str
     ) -> dict[str, Any] | None:
         with self.rt.db.write() as conn:
             prior = effect_store.begin(
                 conn, task.id, task.step, index, f"twilio.create_{kind}", summary, time.time()
             )
-            self._remember_token(conn, creds)
         return prior
-
-    def _remember_token(self, conn: Any, creds: Credentials) -> None:
-        """Keep the account's auth token (encrypted) to verify its callbacks later."""
-        if creds.username != creds.account_sid:
-            return  # an API key secret cannot verify signatures
-        if creds.account_sid == self.rt.settings.twilio_account_sid:
-            return
-        digest = hashlib.sha256(creds.password.encode()).hexdigest()
-        if self._saved_tokens.get(creds.account_sid) == digest:
-            return
-        kv.save_account_token(
-            conn, creds.account_sid, self.rt.vault.encrypt(creds.password), time.time()
-        )
-        self._saved_tokens[creds.account_sid] = digest
 
     async def _resolve_unknown(
         self, creds: Credentials, form: dict[str, Any], since: float, kind: str, why: str

@@ -25,7 +25,7 @@ from sqlalchemy.exc import OperationalError
 
 from orchestrator import secretdata
 from orchestrator.engine.interpreter import Interpreter, StepDeferred, StepResult
-from orchestrator.engine.reconcile import sweep_once
+from orchestrator.engine.reconcile import recheck_after_restart, sweep_once
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.transitions import Conflict, commit_step, deliver
 from orchestrator.engine.twilio_actions import TwilioActions
@@ -164,17 +164,26 @@ class Worker:
             await asyncio.sleep(RETENTION_INTERVAL)
 
     async def _reconcile(self) -> None:
-        """Fetch messages whose final status never came (see engine/reconcile.py)."""
+        """Fetch messages whose final status never came (see engine/reconcile.py); soon
+        after this start, those still open from before it."""
         s = self.rt.settings
         if s.reconcile_after <= 0:
             return
+        restart_due: float | None = None
+        try:
+            restart_due = await self._db(recheck_after_restart, self.rt, time.time())
+        except Exception:
+            log.exception("bringing forward the look at messages sent before this start failed")
         while not self._stopping:
             try:
                 while await sweep_once(self.rt) and not self._stopping:
                     await asyncio.sleep(0)
             except Exception:
                 log.exception("reconciliation sweep failed; retrying later")
-            await asyncio.sleep(s.reconcile_interval)
+            pause = s.reconcile_interval
+            if restart_due is not None and restart_due > time.time():
+                pause = min(pause, restart_due - time.time() + 0.05)
+            await asyncio.sleep(pause)
 
     def _purge_batch(self, cutoff: float) -> bool:
         with self.rt.db.write() as conn:
@@ -218,8 +227,8 @@ class Worker:
             await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)
             return True
         claimed = await self._db(self._claim, free)
-        for task in claimed:
-            self._spawn(task)
+        # Steps that ended meanwhile may have filled the room with their copies.
+        await self._take_on(claimed)
         return bool(claimed)
 
     def _claim(self, limit: int) -> list[TaskRecord]:
@@ -251,6 +260,23 @@ class Worker:
         self._running.add(runner)
         self._running_ids[runner] = task.id
         runner.add_done_callback(self._forget)
+
+    async def _take_on(self, tasks: list[TaskRecord]) -> None:
+        """Run the tasks leased to this worker by a claim or a step (its copies, the
+        tasks it released) while fewer than OVERFLOW x ``concurrency`` run; give the
+        others' leases back, so they wait their turn in the claim order instead of
+        crowding out older work (a process copying itself would otherwise grow this
+        worker's running set, and its memory, without end). The overflow spares a busy
+        engine a transaction per copy it can still run at once."""
+        room = max(0, OVERFLOW * self.concurrency - len(self._running))
+        for task in tasks[:room]:
+            self._spawn(task)
+        if tasks[room:]:
+            await self._db(self._unlease, [t.id for t in tasks[room:]])
+
+    def _unlease(self, ids: list[str]) -> None:
+        with self.rt.db.write() as conn:
+            task_store.release_leases(conn, self.owner, ids)
 
     def _forget(self, runner: asyncio.Task[None]) -> None:
         self._running.discard(runner)
@@ -284,12 +310,10 @@ class Worker:
                 self.steps += 1
                 self._step_seconds.observe(time.perf_counter() - started)
                 if not runnable or runnable[0].id != task.id:
-                    for other in runnable:
-                        self._spawn(other)
+                    await self._take_on(runnable)
                     return
                 task = runnable[0]
-                for other in runnable[1:]:
-                    self._spawn(other)
+                await self._take_on(runnable[1:])
         except StepDeferred as exc:
             await self._db(self._defer, task.id, exc.until)
         except Conflict as exc:
@@ -377,6 +401,9 @@ class Worker:
 
 
 WAKE_COALESCE_SECONDS = 0.002
+# Tasks leased to a worker beyond its concurrency (callbacks and copies) still run at
+# once up to this multiple of it; further ones are handed back to the claim order.
+OVERFLOW = 2
 CALLBACK_BATCH = 200
 CLAIM_RETRY_DELAY = 1.0
 RETENTION_INTERVAL = 60.0

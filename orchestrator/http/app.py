@@ -7,6 +7,7 @@ import contextlib
 import functools
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
@@ -19,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from orchestrator.config import Settings
 from orchestrator.engine.apikeys import parse_env_keys
 from orchestrator.engine.deploy import ensure_shipped
+from orchestrator.engine.reconcile import recheck_after_restart
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.service import ApiError, Service
 from orchestrator.engine.worker import Worker
@@ -79,6 +81,10 @@ def create_app(
         await asyncio.to_thread(rt.prepare)
         await asyncio.to_thread(warn_if_open, rt)
         worker = Worker(rt) if run_engine else None
+        if worker is None:
+            # Callbacks sent while this API was down are gone: let the engines look
+            # those messages up soon (an engine does this itself when it starts).
+            await asyncio.to_thread(recheck_after_restart, rt, time.time())
         if worker is not None:
             worker.acquire_lock()  # a refused engine stops the server from starting
         app.state.worker = worker

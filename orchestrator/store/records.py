@@ -42,6 +42,9 @@ class TaskRecord:
     # Set on a task started by call_process: "caller_task_id:caller_step:caller_node"
     # until it replies (see engine/calls.py).
     reply_to: str | None = None
+    # Lineage (engine/quotas.py): the root task of its chain (None: itself) and depth.
+    root_id: str | None = None
+    generation: int = 0
     # The row as the database holds it (columns()), when known: a save then writes only
     # what changed, so SQLite leaves the indexes of unchanged columns alone.
     stored: dict[str, Any] | None = field(default=None, repr=False, compare=False)
@@ -76,6 +79,8 @@ class TaskRecord:
             lease_until=m["lease_until"],
             finished_at=m["finished_at"],
             reply_to=m["reply_to"],
+            root_id=m["root_id"],
+            generation=m["generation"],
         )
         record.stored = {k: m[k] for k in TASK_COLUMNS}
         return record
@@ -113,6 +118,8 @@ class TaskRecord:
             "updated_at": self.updated_at,
             "finished_at": self.finished_at,
             "reply_to": self.reply_to,
+            "root_id": self.root_id,
+            "generation": self.generation,
         }
 
 

@@ -107,6 +107,11 @@ tasks = Table(
     Column("finished_at", Float, nullable=True),
     # A task started by call_process: where its reply goes, "task_id:step:node_id".
     Column("reply_to", String(140), nullable=True),
+    # The chain it belongs to: the API-created task at its root (NULL: this is the root)
+    # and how many creations away from it (copy_task, call_process, follows). See
+    # engine/quotas.py.
+    Column("root_id", String(24), nullable=True),
+    Column("generation", Integer, nullable=False, server_default=text("0")),
     UniqueConstraint("process_id", "active_ref"),
     Index("ix_tasks_process_ref", "process_id", "ref"),
     # The console: a node's tasks newest first, paged without sorting the node, and the
@@ -124,6 +129,7 @@ tasks = Table(
     Index("ix_tasks_parent", "parent_task_id"),
     # Retention: finished tasks by age (the state first, for the same reason).
     Index("ix_tasks_state_finished_at", "state", "finished_at"),
+    Index("ix_tasks_root_id", "root_id"),
 )
 
 task_events = Table(

@@ -59,6 +59,13 @@ def find_by_ref(
     return TaskRecord.from_mapping(row) if row else None
 
 
+def chain_size(conn: Connection, root_id: str, limit: int) -> int:
+    """How many tasks the chain rooted at ``root_id`` holds (the root included), counted
+    up to ``limit`` at most (a quota check needs no more)."""
+    inner = select(tasks.c.id).where(tasks.c.root_id == root_id).limit(limit).subquery()
+    return 1 + int(conn.execute(select(func.count()).select_from(inner)).scalar_one())
+
+
 def active_ref_taken(conn: Connection, process_id: int, ref: str) -> bool:
     return conn.execute(_REF_TAKEN, {"process_id": process_id, "ref": ref}).first() is not None
 
@@ -136,13 +143,13 @@ def _claim(
     return [TaskRecord.from_mapping(m) for m in sql.mappings(sql.execute(conn, stmt, params))]
 
 
-def release_leases(conn: Connection, owner: str) -> int:
-    """Give back every lease ``owner`` holds (graceful shutdown)."""
-    result = conn.execute(
-        update(tasks)
-        .where(tasks.c.lease_owner == owner, tasks.c.state == "active")
-        .values(lease_owner=None, lease_until=None)
-    )
+def release_leases(conn: Connection, owner: str, task_ids: list[str] | None = None) -> int:
+    """Give back the leases ``owner`` holds: all of them (graceful shutdown), or those on
+    ``task_ids``. Active tasks only: claims see them at once."""
+    where = [tasks.c.lease_owner == owner, tasks.c.state == "active"]
+    if task_ids is not None:
+        where.append(tasks.c.id.in_(task_ids))
+    result = conn.execute(update(tasks).where(*where).values(lease_owner=None, lease_until=None))
     return int(result.rowcount or 0)
 
 

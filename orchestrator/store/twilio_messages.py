@@ -1,4 +1,5 @@
-"""Sent messages awaiting a final status, for the reconciliation sweep."""
+"""Sent messages awaiting a final status, for the reconciliation sweep, and the account
+that sent each message or call (its callbacks are verified with that account's token)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ FINAL_STATUSES = ("delivered", "undelivered", "failed", "canceled", "read")
 # Once per message sent and per callback: plain SQL (see store/sql.py).
 _TRACK = sql.Statement(
     "INSERT INTO twilio_messages (sid, account_sid, process_id, node_id, status, final, "
-    "created_at, check_at) VALUES (:sid, :account_sid, :process_id, :node_id, :status, 0, "
-    ":now, :check_at) ON CONFLICT DO NOTHING"
+    "created_at, check_at) VALUES (:sid, :account_sid, :process_id, :node_id, :status, "
+    ":final, :now, :check_at) ON CONFLICT DO NOTHING"
 )
+_SENDER = sql.Statement("SELECT account_sid FROM twilio_messages WHERE sid = :sid")
 _CLOSE = sql.Statement(
     "UPDATE twilio_messages SET status = :status, final = 1 WHERE sid = :sid AND final = 0"
 )
@@ -42,10 +44,14 @@ def track(
     status: str,
     now: float,
     check_at: float,
+    final: bool = False,
 ) -> None:
+    """Record a sent message (open for the sweep) or call (``final``: recorded only for
+    its sender, see ``engine/callback_sender``)."""
     # Open even when the create answer (or an adopted message) is already final: only
     # a callback reaching the wait node, or the sweep, closes it.
     params = {
+        "final": int(final),
         "sid": sid,
         "account_sid": account_sid,
         "process_id": process_id,
@@ -55,6 +61,12 @@ def track(
         "check_at": check_at,
     }
     sql.execute(conn, _TRACK, params)
+
+
+def sender(conn: Connection, sid: str) -> str | None:
+    """The account that sent the message or call ``sid``, when this engine sent it."""
+    row = sql.first(sql.execute(conn, _SENDER, {"sid": sid}))
+    return str(row["account_sid"]) if row else None
 
 
 def note_status(conn: Connection, sid: str, status: str) -> None:
@@ -103,3 +115,19 @@ def get(conn: Connection, sid: str) -> OpenMessage | None:
     if row is None:
         return None
     return OpenMessage(row.sid, row.account_sid, row.process_id, row.node_id, row.status)
+
+
+def recheck_open(conn: Connection, *, created_from: float, created_before: float, at: float) -> int:
+    """Bring forward to ``at`` the look at every open message sent in
+    [``created_from``, ``created_before``) that is not due sooner; returns how many."""
+    result = conn.execute(
+        update(twilio_messages)
+        .where(
+            twilio_messages.c.final == 0,
+            twilio_messages.c.created_at >= created_from,
+            twilio_messages.c.created_at < created_before,
+            twilio_messages.c.check_at > at,
+        )
+        .values(check_at=at)
+    )
+    return int(result.rowcount or 0)
