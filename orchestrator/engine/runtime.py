@@ -140,6 +140,15 @@ class Runtime:
             self._processes.clear()
             self._wait_hashes.clear()
 
+    def cached_wait_node(self, conv_id: int, given: str) -> str | None:
+        """The wait node whose hash is ``given``, from memory only (None: not known yet)."""
+        table = self._wait_hashes.get(conv_id)
+        if table is not None:
+            for known, node_id in table.items():
+                if hash_matches(known, given):
+                    return node_id
+        return None
+
     def wait_node_for_hash(self, conn: Connection, conv_id: int, given: str) -> str | None:
         """The wait node whose callback hash is ``given`` (any version of the process)."""
         table = self._wait_hashes.get(conv_id)

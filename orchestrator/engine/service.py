@@ -329,6 +329,17 @@ class Service:
         return view
 
     # -- webhooks --------------------------------------------------------------------
+    def cached_callback_url(self, conv_id: str, given: str) -> bool:
+        """True when the URL is known without asking the database (the usual case)."""
+        if not (conv_id.isascii() and conv_id.isdigit() and len(conv_id) < 12):
+            return False
+        return self.rt.cached_wait_node(int(conv_id), given) is not None
+
+    def check_callback_url(self, conv_id: str, given: str) -> None:
+        """404 NOT_FOUND unless the URL names a wait node (checked before a body is read)."""
+        with self.rt.db.read() as conn:
+            self._wait_node_for_hash(conn, conv_id, given)
+
     def _wait_node_for_hash(
         self, conn: Connection, conv_id: str, given: str
     ) -> tuple[ProcessRecord, str]:
