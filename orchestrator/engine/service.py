@@ -24,6 +24,7 @@ from orchestrator.store import tasks as task_store
 from orchestrator.store import twilio_messages as message_store
 from orchestrator.store.notify import notify
 from orchestrator.store.records import CallbackRecord, Event, ProcessRecord, TaskRecord, dumps
+from orchestrator.textcheck import problem
 from orchestrator.twilio.errors import describe_error_code
 from orchestrator.twilio.signature import validate_signature
 
@@ -56,6 +57,8 @@ class Service:
 
     # -- processes -----------------------------------------------------------------
     def _process(self, conn: Connection, key: str | int) -> ProcessRecord:
+        if isinstance(key, str):
+            storable(key, "the process")
         try:
             return self.rt.process(conn, key)
         except NotFound as exc:
@@ -140,6 +143,7 @@ class Service:
         returns it (an idempotent retry); same ref, other data, unfinished task → 409."""
         if ref is not None and (not isinstance(ref, str) or not 1 <= len(ref) <= 255):
             raise ApiError(422, "INVALID_REF", "ref must be a string of 1-255 characters")
+        storable(ref, "ref")
         if not isinstance(data, dict):
             raise ApiError(422, "INVALID_DATA", "data must be a JSON object")
         encoded = dumps(data)
@@ -223,6 +227,8 @@ class Service:
             raise ApiError(422, "INVALID_FILTER", "outcome must be success or escalation")
         if not 1 <= limit <= MAX_LIST:
             raise ApiError(422, "INVALID_FILTER", f"limit must be 1-{MAX_LIST}")
+        for name, value in (("ref", ref), ("node", node), ("cursor", cursor)):
+            storable(value, name)
         before = _decode_cursor(cursor) if cursor else None
         with self.rt.db.read() as conn:
             proc = self._process(conn, process_key)
@@ -261,6 +267,8 @@ class Service:
         *,
         for_update: bool = False,
     ) -> TaskRecord | None:
+        storable(ref, "ref")
+        storable(task_id, "task_id")
         if task_id is not None:
             task = task_store.get_task(conn, task_id, for_update=for_update)
             return task if task is not None and task.process_id == process_id else None
@@ -390,6 +398,7 @@ class Service:
                 ref = payload.get("MessageSid") or payload.get("CallSid") or payload.get("SmsSid")
                 if not ref:
                     raise ApiError(422, "MISSING_SID", "the callback has no MessageSid or CallSid")
+                storable(str(ref), "the callback's sid")
                 status = payload.get("MessageStatus") or payload.get("CallStatus") or ""
                 dedupe = f"{ref}:{status}:{payload.get('SequenceNumber', '')}"
                 if payload.get("MessageStatus"):
@@ -407,6 +416,8 @@ class Service:
                         "MISSING_TASK_ID",
                         "the body needs a task_id or ref field naming the task",
                     )
+            storable(None if ref is None else str(ref), "the callback's ref or sid")
+            storable(task_id, "task_id")
             if task_id is not None:
                 task = task_store.get_task(conn, task_id)
                 if task is None or task.process_id != proc.id:
@@ -430,6 +441,14 @@ class Service:
             return {"status": "duplicate"}
         self.rt.wake()
         return {"status": "accepted", "callback_id": cb_id}
+
+
+def storable(value: Any, name: str) -> None:
+    """INVALID_INPUT (400) for text no database can store (see orchestrator/textcheck)."""
+    if isinstance(value, str):
+        found = problem(value)
+        if found:
+            raise ApiError(400, "INVALID_INPUT", f"{name} holds {found}")
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -22,6 +22,7 @@ from orchestrator.engine.worker import Worker
 from orchestrator.http import api, console, corezoid, ops, webhooks
 from orchestrator.http.auth import ApiAuthMiddleware, warn_if_open
 from orchestrator.http.headers import BASE_HEADERS, SecurityHeadersMiddleware
+from orchestrator.http.inputs import UrlTextMiddleware
 from orchestrator.http.limits import BodyLimitMiddleware
 from orchestrator.http.responses import error_response
 
@@ -100,9 +101,11 @@ def create_app(
     )
     app.state.service = service
     app.state.worker = None
-    # The last added runs first: headers on every answer, then the size limit, then auth.
+    # The last added runs first: headers on every answer, then the URL's text, then the
+    # size limit, then auth.
     app.add_middleware(ApiAuthMiddleware, runtime=rt)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(UrlTextMiddleware)
     app.add_middleware(
         SecurityHeadersMiddleware, https=settings.public_url.lower().startswith("https://")
     )
