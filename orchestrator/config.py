@@ -64,6 +64,17 @@ def parse_rates(spec: str | None) -> dict[str, float]:
     return rates
 
 
+def _api_call_allow() -> str | None:
+    from orchestrator.engine.destinations import Allowlist
+
+    spec = os.environ.get("ORCH_API_CALL_ALLOW") or None
+    try:
+        Allowlist.parse(spec)  # refused at start, not at the first call
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return spec
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///./orchestrator.db"
@@ -110,6 +121,8 @@ class Settings:
     # Earlier server secrets, still accepted to decrypt stored tokens and match callback
     # hashes while ORCH_SECRET is rotated (see docs/security.md).
     previous_secrets: tuple[str, ...] = field(default=(), repr=False)
+    # Non-public destinations api_call may reach anyway: "10.0.0.0/8,billing.internal".
+    api_call_allow: str | None = None
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -139,6 +152,7 @@ class Settings:
             "group_commit_spacing": _float("ORCH_GROUP_COMMIT_SPACING", cls.group_commit_spacing),
             "retention_days": _float("ORCH_RETENTION_DAYS", cls.retention_days),
             "corezoid_time_window": _float("ORCH_COREZOID_TIME_WINDOW", cls.corezoid_time_window),
+            "api_call_allow": _api_call_allow(),
             "previous_secrets": tuple(
                 s for s in (os.environ.get("ORCH_PREVIOUS_SECRETS") or "").split(",") if s
             ),
