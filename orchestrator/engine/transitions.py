@@ -21,7 +21,7 @@ from orchestrator.engine.statuses import supersedes
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import effects as effect_store
 from orchestrator.store import tasks as task_store
-from orchestrator.store.records import CallbackRecord, Event, TaskRecord
+from orchestrator.store.records import CallbackRecord, Event, TaskRecord, dumps
 
 
 class Conflict(RuntimeError):
@@ -265,10 +265,20 @@ def _release(
                 now,
             )
         return None
+    plain, hidden = split_secrets(unseal(rt.vault, cb.payload))
+    limit = rt.settings.max_task_bytes
+    if len(dumps({**task.data, **plain}).encode()) > limit:
+        # Merged, the task would be over the size limit: recorded, not applied.
+        if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
+            reason = f"the task would be over {limit} bytes with it"
+            event = Event(
+                "callback_ignored", task.node_id, None, {**_cb_detail(cb), "reason": reason}
+            )
+            task_store.add_events(conn, task.id, [event], now)
+        return None
     if not inbox.set_status(conn, cb.id, "applied", now=now, task_id=task.id):
         return None  # another worker applied it
     expected = task.rev
-    plain, hidden = split_secrets(unseal(rt.vault, cb.payload))
     task.data.update(plain)
     if hidden:
         current = json.loads(rt.vault.decrypt(task.secrets) or "{}") if task.secrets else {}
