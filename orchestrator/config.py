@@ -121,6 +121,10 @@ class Settings:
     # Earlier server secrets, still accepted to decrypt stored tokens and match callback
     # hashes while ORCH_SECRET is rotated (see docs/security.md).
     previous_secrets: tuple[str, ...] = field(default=(), repr=False)
+    # Callbacks that found no task are deleted after this many seconds, and beyond this
+    # many the oldest go at once (0: no limit of that kind).
+    orphan_callback_ttl: float = 3600.0
+    orphan_callback_max: int = 10_000
     # Non-public destinations api_call may reach anyway: "10.0.0.0/8,billing.internal".
     api_call_allow: str | None = None
 
@@ -153,6 +157,8 @@ class Settings:
             "retention_days": _float("ORCH_RETENTION_DAYS", cls.retention_days),
             "corezoid_time_window": _float("ORCH_COREZOID_TIME_WINDOW", cls.corezoid_time_window),
             "api_call_allow": _api_call_allow(),
+            "orphan_callback_ttl": _float("ORCH_ORPHAN_CALLBACK_TTL", cls.orphan_callback_ttl),
+            "orphan_callback_max": _int("ORCH_ORPHAN_CALLBACK_MAX", cls.orphan_callback_max),
             "previous_secrets": tuple(
                 s for s in (os.environ.get("ORCH_PREVIOUS_SECRETS") or "").split(",") if s
             ),

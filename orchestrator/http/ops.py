@@ -35,7 +35,7 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-def _metrics_text(service: Service, steps: int | None) -> str:
+def _metrics_text(service: Service, steps: int | None, orphans_purged: int | None = None) -> str:
     lines = [
         "# HELP orchestrator_tasks Tasks by process and state (done split by outcome).",
         "# TYPE orchestrator_tasks gauge",
@@ -50,6 +50,19 @@ def _metrics_text(service: Service, steps: int | None) -> str:
         ]
         for status, n in sorted(inbox.counts(conn).items()):
             lines.append(f'orchestrator_callbacks{{status="{status}"}} {n}')
+        lines += [
+            "# HELP orchestrator_orphan_callbacks Callbacks waiting for a task that has "
+            "not (yet) recorded their sid or ref.",
+            "# TYPE orchestrator_orphan_callbacks gauge",
+            f"orchestrator_orphan_callbacks {inbox.orphan_count(conn)}",
+        ]
+    if orphans_purged is not None:
+        lines += [
+            "# HELP orchestrator_orphan_callbacks_purged_total Orphan callbacks this process "
+            "deleted (past ORCH_ORPHAN_CALLBACK_TTL or beyond ORCH_ORPHAN_CALLBACK_MAX).",
+            "# TYPE orchestrator_orphan_callbacks_purged_total counter",
+            f"orchestrator_orphan_callbacks_purged_total {orphans_purged}",
+        ]
     if steps is not None:
         lines += [
             "# HELP orchestrator_engine_steps_total Node transitions run by this process.",
@@ -62,7 +75,13 @@ def _metrics_text(service: Service, steps: int | None) -> str:
 async def metrics(request: Request) -> PlainTextResponse:
     service: Service = request.app.state.service
     worker = getattr(request.app.state, "worker", None)
-    text = await _run(request, _metrics_text, service, worker.steps if worker else None)
+    text = await _run(
+        request,
+        _metrics_text,
+        service,
+        worker.steps if worker else None,
+        worker.orphans.purged if worker else None,
+    )
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
 
