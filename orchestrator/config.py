@@ -113,6 +113,8 @@ class Settings:
     group_commit: int = 64
     # ...and under load, batches are at least this many seconds apart (fewer, larger ones).
     group_commit_spacing: float = 0.008
+    # SQLite: past this many bytes the WAL is emptied (TRUNCATE checkpoint).
+    sqlite_wal_limit: int = 32 * 1024 * 1024
     # Finished tasks (and their history) are purged after this many days; 0 keeps them.
     retention_days: float = 30.0
     # A Corezoid API request whose signed time is further than this from ours is refused
@@ -154,6 +156,7 @@ class Settings:
             "db_pool_size": _int("ORCH_DB_POOL_SIZE", cls.db_pool_size),
             "group_commit": _int("ORCH_GROUP_COMMIT", cls.group_commit),
             "group_commit_spacing": _float("ORCH_GROUP_COMMIT_SPACING", cls.group_commit_spacing),
+            "sqlite_wal_limit": _int("ORCH_SQLITE_WAL_LIMIT", cls.sqlite_wal_limit),
             "retention_days": _float("ORCH_RETENTION_DAYS", cls.retention_days),
             "corezoid_time_window": _float("ORCH_COREZOID_TIME_WINDOW", cls.corezoid_time_window),
             "api_call_allow": _api_call_allow(),

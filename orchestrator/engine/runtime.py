@@ -44,7 +44,11 @@ def new_task_id() -> str:
 class Runtime:
     def __init__(self, settings: Settings, db: Database | None = None) -> None:
         self.settings = settings
-        self.db = db or Database(settings.database_url, pool_size=settings.db_pool_size)
+        self.db = db or Database(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            wal_limit=settings.sqlite_wal_limit,
+        )
         self._secret: str | None = None
         self._previous: tuple[str, ...] = ()
         self._vault: Vault | None = None
