@@ -98,6 +98,11 @@ class Settings:
     # Request bodies above this are refused with 413 before they are parsed.
     max_request_bytes: int = 256 * 1024
     max_task_bytes: int = 128 * 1024
+    # Slow clients: seconds for a request's headers, then for its body (408 after), and
+    # how long an idle keep-alive connection stays open.
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keep_alive_timeout: int = 5
     # How long the Twilio client waits for an answer before the outcome counts as unknown.
     twilio_timeout: float = 10.0
     # Requests per Twilio call when answers are 429/20429, 503 or connects fail.
@@ -148,6 +153,9 @@ class Settings:
             "reconcile_interval": _float("ORCH_RECONCILE_INTERVAL", cls.reconcile_interval),
             "reconcile_batch": _int("ORCH_RECONCILE_BATCH", cls.reconcile_batch),
             "max_request_bytes": _int("ORCH_MAX_REQUEST_BYTES", cls.max_request_bytes),
+            "header_timeout": _float("ORCH_HEADER_TIMEOUT", cls.header_timeout),
+            "body_timeout": _float("ORCH_BODY_TIMEOUT", cls.body_timeout),
+            "keep_alive_timeout": _int("ORCH_KEEP_ALIVE_TIMEOUT", cls.keep_alive_timeout),
             "twilio_timeout": _float("ORCH_TWILIO_TIMEOUT", cls.twilio_timeout),
             "twilio_max_attempts": _int("ORCH_TWILIO_MAX_ATTEMPTS", cls.twilio_max_attempts),
             "lease_seconds": _float("ORCH_LEASE_SECONDS", cls.lease_seconds),

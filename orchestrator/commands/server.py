@@ -35,6 +35,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ApiKeyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from orchestrator.servers import header_deadline_protocol
+
     uvicorn.run(
         app,
         host=args.host,
@@ -42,6 +44,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         access_log=args.access_log,
         server_header=False,  # no need to tell the internet what serves it
+        # Slow clients: headers within header_timeout, then the body within body_timeout
+        # (http/limits.py), an idle keep-alive connection closed after keep_alive_timeout.
+        http=header_deadline_protocol(settings.header_timeout),
+        timeout_keep_alive=settings.keep_alive_timeout,
     )
     return 0
 

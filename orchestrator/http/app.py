@@ -104,7 +104,11 @@ def create_app(
     # The last added runs first: headers on every answer, then the URL's text, then the
     # size limit, then auth.
     app.add_middleware(ApiAuthMiddleware, runtime=rt)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_request_bytes,
+        body_timeout=settings.body_timeout,
+    )
     app.add_middleware(UrlTextMiddleware)
     app.add_middleware(
         SecurityHeadersMiddleware, https=settings.public_url.lower().startswith("https://")
