@@ -15,12 +15,11 @@ from typing import Any
 from orchestrator.crypto import split_secrets
 from orchestrator.engine.conditions import all_match
 from orchestrator.engine.definition import Logic, Node, ProcessDefinition, parse_duration
+from orchestrator.engine.task_size import TASK_SIZE_OVERFLOW, oversize_part
 from orchestrator.engine.templates import TemplateError, render
-from orchestrator.store.records import Event, TaskRecord, dumps
+from orchestrator.store.records import Event, TaskRecord
 
 LOOP_LIMIT = 50
-# A step whose result would make a task larger than the limit (Settings.max_task_bytes).
-TASK_SIZE_OVERFLOW = "task_size_overflow_limit"
 # How long a call_process waits for its reply when its node has no time limit.
 DEFAULT_CALL_TIMEOUT = 86400.0
 
@@ -109,7 +108,7 @@ class Interpreter:
         self, task: TaskRecord, process_id: int, definition: ProcessDefinition
     ) -> StepResult:
         result = await self._step(task, process_id, definition)
-        oversize = self._oversize(result)
+        oversize = oversize_part(result, self.rt.settings.max_task_bytes)
         if oversize is None:
             return result
         # Nothing the step built is kept (what it sent stays recorded): the task escalates
@@ -127,18 +126,6 @@ class Interpreter:
             events=[Event("logic_error", task.node_id, definition.default_escalation, fields)],
         )
         return self._goto(kept, definition, definition.default_escalation, task, {}, process_id)
-
-    def _oversize(self, result: StepResult) -> str | None:
-        """What of a step's result is over the task size limit, if anything. (A reply is
-        checked where it is merged into its caller: rpc_task_size_overflow.)"""
-        limit = self.rt.settings.max_task_bytes
-        parts: list[tuple[str, dict[str, Any]]] = [("the task's data", result.data)]
-        parts += [("the data of a task it creates", c.data) for c in result.copies]
-        parts += [("the data it sends to another task", m.data) for m in result.modifications]
-        for what, data in parts:
-            if len(dumps(data).encode()) > limit:
-                return what
-        return None
 
     async def _step(
         self, task: TaskRecord, process_id: int, definition: ProcessDefinition
