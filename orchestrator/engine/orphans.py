@@ -4,7 +4,8 @@ A Twilio callback can legitimately arrive a moment before its task records the s
 (the early-callback case): it waits as ``pending`` and is applied when the task reaches
 its wait node. One that never finds a task (a stray or forged sid: the JSON form needs
 only the URL hash) is deleted after ``ORCH_ORPHAN_CALLBACK_TTL`` seconds (default one
-hour, far beyond the seconds an early callback waits), and beyond the newest
+hour, at least MIN_TTL: far beyond the seconds an early callback waits; 0 keeps them
+until the cap), and beyond the newest
 ``ORCH_ORPHAN_CALLBACK_MAX`` the oldest go at once, so a flood cannot grow the table.
 The sweep deletes in batches until nothing is left to delete, every SWEEP_INTERVAL.
 """
@@ -23,6 +24,8 @@ log = logging.getLogger("orchestrator.engine")
 
 SWEEP_INTERVAL = 10.0
 BATCH = 1000
+# A shorter lifetime could drop early callbacks still waiting for their task.
+MIN_TTL = 60.0
 
 
 class OrphanSweeper:
@@ -36,7 +39,8 @@ class OrphanSweeper:
         with self.rt.db.write() as conn:
             n = 0
             if s.orphan_callback_ttl > 0:
-                n = inbox.purge_old_orphans(conn, now - s.orphan_callback_ttl, BATCH)
+                ttl = max(s.orphan_callback_ttl, MIN_TTL)
+                n = inbox.purge_old_orphans(conn, now - ttl, BATCH)
             if n < BATCH and s.orphan_callback_max > 0:
                 n += inbox.trim_orphans(conn, s.orphan_callback_max, BATCH - n)
         self.purged += n
