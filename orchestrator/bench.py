@@ -161,6 +161,25 @@ def _latencies(db: Database) -> tuple[list[float], float, float, dict[str, int]]
     return lat, first, last, outcomes
 
 
+class _WalWatch:
+    """The largest size the SQLite WAL file reached while the bench ran."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.peak = 0
+
+    def size(self) -> int:
+        try:
+            return os.path.getsize(self.path) if self.path else 0
+        except OSError:
+            return 0
+
+    async def run(self) -> None:
+        while self.path:
+            self.peak = max(self.peak, self.size())
+            await asyncio.sleep(0.05)
+
+
 def _pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -247,6 +266,8 @@ async def _run(
     # CPU per process group: every process shares the same cores, so what the simulator
     # (standing in for Twilio) and this load client burn is taken from the server.
     cpu_before = _cpu_groups(procs)
+    wal = _WalWatch(db.wal_path())
+    watching = asyncio.create_task(wal.run())
     started = time.time()
     failures = await _submit(
         f"http://127.0.0.1:{api_port}", args.tasks, args.concurrency, args.rate, waiting
@@ -263,6 +284,7 @@ async def _run(
             return 1
         await asyncio.sleep(0.2)
     finished = time.time()
+    watching.cancel()
     async with httpx.AsyncClient() as client:
         stats: dict[str, Any] = (await client.get(f"http://127.0.0.1:{sim_port}/_sim/stats")).json()
     done = await asyncio.to_thread(_progress, db, target_state)
@@ -299,4 +321,11 @@ async def _run(
             f"simulator {per_rt['simulator']:.1f} ms, load client {per_rt['load client']:.1f} ms"
         )
     print("peak memory    " + ", ".join(f"{m:.0f} MB" for m in mems) + " (engine/serve)")
+    if wal.path:
+        limit = int(os.environ.get("ORCH_SQLITE_WAL_LIMIT") or 32 * 2**20)
+        print(
+            f"sqlite wal     peak {wal.peak / 2**20:.1f} MB, at the end "
+            f"{wal.size() / 2**20:.1f} MB (ORCH_SQLITE_WAL_LIMIT {limit / 2**20:.0f} MB; "
+            "sampled every 50 ms)"
+        )
     return 0 if done >= args.tasks - failures else 1

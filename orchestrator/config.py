@@ -90,6 +90,17 @@ def parse_rates(spec: str | None) -> dict[str, float]:
     return rates
 
 
+def _api_call_allow() -> str | None:
+    from orchestrator.engine.destinations import Allowlist
+
+    spec = os.environ.get("ORCH_API_CALL_ALLOW") or None
+    try:
+        Allowlist.parse(spec)  # refused at start, not at the first call
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return spec
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///./orchestrator.db"
@@ -122,6 +133,11 @@ class Settings:
     # Request bodies above this are refused with 413 before they are parsed.
     max_request_bytes: int = 256 * 1024
     max_task_bytes: int = 128 * 1024
+    # Slow clients: seconds for a request's headers, then for its body (408 after), and
+    # how long an idle keep-alive connection stays open.
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keep_alive_timeout: int = 5
     # How long the Twilio client waits for an answer before the outcome counts as unknown.
     twilio_timeout: float = 10.0
     # Requests per Twilio call when answers are 429/20429, 503 or connects fail.
@@ -137,6 +153,8 @@ class Settings:
     group_commit: int = 64
     # ...and under load, batches are at least this many seconds apart (fewer, larger ones).
     group_commit_spacing: float = 0.008
+    # SQLite: past this many bytes the WAL is emptied (TRUNCATE checkpoint).
+    sqlite_wal_limit: int = 32 * 1024 * 1024
     # Finished tasks (and their history) are purged after this many days; 0 keeps them.
     retention_days: float = 30.0
     # A Corezoid API request whose signed time is further than this from ours is refused
@@ -145,6 +163,12 @@ class Settings:
     # Earlier server secrets, still accepted to decrypt stored tokens and match callback
     # hashes while ORCH_SECRET is rotated (see docs/security.md).
     previous_secrets: tuple[str, ...] = field(default=(), repr=False)
+    # Callbacks that found no task are deleted after this many seconds, and beyond this
+    # many the oldest go at once (0: no limit of that kind).
+    orphan_callback_ttl: float = 3600.0
+    orphan_callback_max: int = 10_000
+    # Non-public destinations api_call may reach anyway: "10.0.0.0/8,billing.internal".
+    api_call_allow: str | None = None
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -170,6 +194,9 @@ class Settings:
             "max_task_depth": _int("ORCH_MAX_TASK_DEPTH", cls.max_task_depth),
             "max_chain_tasks": _int("ORCH_MAX_CHAIN_TASKS", cls.max_chain_tasks),
             "max_request_bytes": _int("ORCH_MAX_REQUEST_BYTES", cls.max_request_bytes),
+            "header_timeout": _float("ORCH_HEADER_TIMEOUT", cls.header_timeout),
+            "body_timeout": _float("ORCH_BODY_TIMEOUT", cls.body_timeout),
+            "keep_alive_timeout": _int("ORCH_KEEP_ALIVE_TIMEOUT", cls.keep_alive_timeout),
             "twilio_timeout": _float("ORCH_TWILIO_TIMEOUT", cls.twilio_timeout),
             "twilio_max_attempts": _int("ORCH_TWILIO_MAX_ATTEMPTS", cls.twilio_max_attempts),
             "lease_seconds": _float("ORCH_LEASE_SECONDS", cls.lease_seconds),
@@ -178,8 +205,12 @@ class Settings:
             "db_pool_size": _int("ORCH_DB_POOL_SIZE", cls.db_pool_size),
             "group_commit": _int("ORCH_GROUP_COMMIT", cls.group_commit),
             "group_commit_spacing": _float("ORCH_GROUP_COMMIT_SPACING", cls.group_commit_spacing),
+            "sqlite_wal_limit": _int("ORCH_SQLITE_WAL_LIMIT", cls.sqlite_wal_limit),
             "retention_days": _float("ORCH_RETENTION_DAYS", cls.retention_days),
             "corezoid_time_window": _float("ORCH_COREZOID_TIME_WINDOW", cls.corezoid_time_window),
+            "api_call_allow": _api_call_allow(),
+            "orphan_callback_ttl": _float("ORCH_ORPHAN_CALLBACK_TTL", cls.orphan_callback_ttl),
+            "orphan_callback_max": _int("ORCH_ORPHAN_CALLBACK_MAX", cls.orphan_callback_max),
             "previous_secrets": tuple(
                 s for s in (os.environ.get("ORCH_PREVIOUS_SECRETS") or "").split(",") if s
             ),

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
+from orchestrator.textcheck import first_surrogate
+
 MAX_DEPTH = 100
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def _finite(text: str) -> float:
@@ -42,8 +46,9 @@ def _check_depth(value: Any) -> None:
 
 def loads(raw: bytes | str) -> Any:
     """``json.loads`` that raises ValueError (json.JSONDecodeError is one) for NaN,
-    Infinity, out-of-range numbers and nesting deeper than MAX_DEPTH, and
-    UnicodeDecodeError for non-UTF-8 bytes."""
+    Infinity, out-of-range numbers, nesting deeper than MAX_DEPTH and lone surrogates
+    (``\\ud800`` escapes: no database can store them), and UnicodeDecodeError for
+    non-UTF-8 bytes."""
     try:
         value = json.loads(raw, parse_float=_finite, parse_constant=_no_constant)
     except RecursionError:
@@ -51,4 +56,8 @@ def loads(raw: bytes | str) -> Any:
     text = raw.encode() if isinstance(raw, str) else raw
     if text.count(b"[") + text.count(b"{") > MAX_DEPTH:  # else it cannot be too deep
         _check_depth(value)
+    if _SURROGATE_ESCAPE.search(text):  # UTF-8 itself cannot carry one: only an escape can
+        bad = first_surrogate(value)
+        if bad:
+            raise ValueError(f"a string holds {bad}, which is not text")
     return value

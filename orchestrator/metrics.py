@@ -120,6 +120,12 @@ class Metrics:
             buckets=FAST_BUCKETS,
             registry=r,
         )
+        self.orphans_purged = Counter(
+            "orchestrator_orphan_callbacks_purged",
+            "Orphan callbacks this process deleted (past ORCH_ORPHAN_CALLBACK_TTL or beyond "
+            "ORCH_ORPHAN_CALLBACK_MAX).",
+            registry=r,
+        )
         ProcessCollector(registry=r)  # CPU seconds, resident memory, open files
         self._database: _DatabaseCollector | None = None
 
@@ -166,9 +172,15 @@ class _DatabaseCollector(Collector):
                 gauges.state_counts(conn),
                 gauges.runnable_by_process(conn),
                 gauges.unsettled_callbacks_by_process(conn),
+                gauges.orphan_callbacks(conn),
             )
 
-        slugs, states, runnable, unsettled = self._read(counts)
+        slugs, states, runnable, unsettled, orphans = self._read(counts)
+        yield GaugeMetricFamily(
+            "orchestrator_orphan_callbacks",
+            "Callbacks waiting for a task that has not (yet) recorded their sid or ref.",
+            value=orphans,
+        )
         tasks = GaugeMetricFamily(
             "orchestrator_tasks",
             "Tasks by process and state (done split by outcome).",

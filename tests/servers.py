@@ -22,14 +22,17 @@ STOP_TIMEOUT = 10.0
 
 
 @contextmanager
-def run_app(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Serve ``app`` on ``host`` and ``port`` (0: a free one); yield its base URL."""
+def run_app(app: Any, host: str = "127.0.0.1", port: int = 0, **options: Any) -> Iterator[str]:
+    """Serve ``app`` on ``host`` and ``port`` (0: a free one); yield its base URL.
+    ``options`` go to uvicorn.Config (e.g. ``http=`` a protocol class)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="auto")
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="auto", **options
+    )
     server = uvicorn.Server(config)
     # uvicorn installs signal handlers only in the main thread, so a thread is safe here.
     thread = threading.Thread(

@@ -394,3 +394,71 @@ def test_corezoid_api_answers_every_op(app_client: tuple[Runtime, Any], ops: lis
         return
     assert answer["request_proc"] == "ok" and len(answer["ops"]) == len(ops)
     assert all(isinstance(op["proc"], str) for op in answer["ops"])
+
+
+# -- hostile text and field counts (issue 15) ---------------------------------------------
+unstorable = st.tuples(st.text(max_size=6), st.sampled_from(["\x00", "\ud800", "\udfff"]))
+hostile_text = unstorable.map(lambda t: t[0] + t[1]) | st.text(max_size=8)
+
+
+@FUZZ_APP
+@given(ref=hostile_text, value=hostile_text, key=hostile_text, where=st.integers(0, 4))
+def test_nul_and_lone_surrogates_are_never_a_server_error(
+    app_client: tuple[Runtime, Any], ref: str, value: str, key: str, where: int
+) -> None:
+    from urllib.parse import quote
+
+    rt, app = app_client
+    auth = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    body = json.dumps({"ref": ref, "data": {key: value}}).encode()  # \\u escapes
+    tasks = "/api/v1/processes/sending-sms/tasks"
+    quoted = quote(ref.encode("utf-8", "surrogatepass"), safe="")
+    if where == 0:
+        r = _post(app, tasks, body, auth)
+    elif where == 1:
+        r = _request(app, "GET", f"{tasks}?ref={quoted}", auth)
+    elif where == 2:
+        r = _request(app, "GET", f"/api/v1/tasks/{quoted}", auth)
+    elif where == 3:
+        r = _request(app, "PATCH", f"{tasks}/{quoted or 'x'}", auth, body)
+    else:
+        with rt.db.read() as conn:
+            conv_id = rt.process(conn, "getting-callback").id
+        url = rt.callback_urls(conv_id, "waiting_for_callback")["json"]
+        r = _post(app, url.removeprefix(rt.settings.public_url), body, auth)
+    assert r.status_code < 500, r.text
+    if any(c in ref + value + key for c in "\ud800\udfff") and where in (0, 4):
+        assert r.status_code == 400 and r.json()["error"]["code"] == "MALFORMED_JSON"
+
+
+@FUZZ_APP
+@given(fields=st.integers(0, 3000), signed=st.booleans())
+def test_form_callbacks_are_refused_above_the_field_cap(
+    app_client: tuple[Runtime, Any], fields: int, signed: bool
+) -> None:
+    from orchestrator.http.webhooks import MAX_FORM_FIELDS
+
+    rt, app = app_client
+    with rt.db.read() as conn:
+        conv_id = rt.process(conn, "getting-callback").id
+    url = rt.callback_urls(conv_id, "waiting_for_callback")["twilio"]
+    body = b"&".join(b"k=%d" % i for i in range(fields))
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    if signed:
+        headers["X-Twilio-Signature"] = "x" * 28
+    r = _post(app, url.removeprefix(rt.settings.public_url), body, headers)
+    if fields > MAX_FORM_FIELDS:
+        assert r.status_code == 413 and r.json()["error"]["code"] == "TOO_MANY_FIELDS"
+    else:
+        assert r.status_code == 403, r.text  # no account token to check it with
+
+
+def _request(
+    app: Any, method: str, url: str, headers: dict[str, str], body: bytes = b""
+) -> httpx.Response:
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://orch") as c:
+            return await c.request(method, url, content=body, headers=headers)
+
+    return asyncio.run(go())

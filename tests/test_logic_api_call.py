@@ -110,7 +110,8 @@ def server() -> Iterator[str]:
 
 @pytest.fixture
 def stack(db_url: str) -> Iterator[Stack]:
-    with running_stack(db_url) as s:
+    # The test servers listen on loopback, which api_call refuses unless allowed.
+    with running_stack(db_url, api_call_allow="127.0.0.1") as s:
         yield s
 
 
@@ -273,7 +274,7 @@ def test_crash_recovery_never_repeats_a_post(db_url: str, server: str) -> None:
     from orchestrator.store import effects as effect_store
     from orchestrator.store.records import TaskRecord
 
-    rt = Runtime(Settings(database_url=db_url))
+    rt = Runtime(Settings(database_url=db_url, api_call_allow="127.0.0.1"))
     calls = ApiCalls(rt)
     now = time.time()
 

@@ -54,8 +54,8 @@ def test_time_functions() -> None:
 @pytest.mark.parametrize(
     ("template", "error"),
     [
-        ("{{ 'x' * 300000 }}", "TEMPLATE_SYNTAX_ERROR"),
-        ("{{ [1] * 300000 }}", "TEMPLATE_SYNTAX_ERROR"),
+        ("{{ 'x' * 300000 }}", "TEMPLATE_OUTPUT_TOO_LARGE"),
+        ("{{ [1] * 300000 }}", "TEMPLATE_OUTPUT_TOO_LARGE"),
         ("{{ 9 ** 99999 }}", "TEMPLATE_SYNTAX_ERROR"),
         ("{{ s.__class__ }}", "TEMPLATE_METADATA_ERROR"),
         ("{{ base64_decode('!!') }}", "TEMPLATE_FUNCTION_ERROR"),
@@ -125,7 +125,7 @@ def test_set_param_in_a_process(stack: Stack) -> None:
     [
         ({"qty": 1, "name": "a", "items": [1]}, "TEMPLATE_METADATA_ERROR"),
         ({"price": "x", "qty": "y", "name": "a", "items": [1]}, "TEMPLATE_SYNTAX_ERROR"),
-        ({"price": "x", "qty": 300000, "name": "a", "items": [1]}, "TEMPLATE_SYNTAX_ERROR"),
+        ({"price": "x", "qty": 300000, "name": "a", "items": [1]}, "TEMPLATE_OUTPUT_TOO_LARGE"),
     ],
 )
 def test_set_param_errors_go_to_the_error_path(

@@ -14,6 +14,7 @@ from typing import Any
 
 from orchestrator import logs
 from orchestrator.config import BOUND_URL_KEY, Settings, bound_public_url
+from orchestrator.servers import header_deadline_protocol
 
 from .common import runtime, settings_from
 
@@ -61,6 +62,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # On SIGTERM, requests still running after this long are cut off, so the engine
         # stops (and gives its leases back) promptly even under load.
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        # Slow clients: headers within header_timeout, then the body within body_timeout
+        # (http/limits.py), an idle keep-alive connection closed after keep_alive_timeout.
+        http=header_deadline_protocol(settings.header_timeout),
+        timeout_keep_alive=settings.keep_alive_timeout,
     )
     return 0
 

@@ -24,6 +24,12 @@ import httpx
 
 from orchestrator import jsontext, secretdata
 from orchestrator.engine.definition import Logic, parse_duration
+from orchestrator.engine.destinations import (
+    Allowlist,
+    DestinationForbidden,
+    UnresolvableHost,
+    resolve,
+)
 from orchestrator.engine.interpreter import LogicFailure, StepDeferred, StepResult
 from orchestrator.engine.templates import render
 from orchestrator.store import effects as effect_store
@@ -45,6 +51,7 @@ def failure(tag: str, message: str, **extra: Any) -> LogicFailure:
 class ApiCalls:
     def __init__(self, runtime: Any) -> None:
         self.rt = runtime
+        self.allow = Allowlist.parse(runtime.settings.api_call_allow)
 
     async def run(
         self, task: TaskRecord, logic: Logic, ctx: dict[str, Any], result: StepResult
@@ -133,6 +140,12 @@ class ApiCalls:
         limit = int(self.rt.settings.max_task_bytes)
         where = f"{request['method']} {_without_query(request['url'])}"
         try:
+            request = await self._pinned(request)
+        except DestinationForbidden as exc:
+            return _error("api_destination_forbidden", f"{where}: {exc}")
+        except UnresolvableHost as exc:
+            return _error("api_failed_connect", f"{where}: {exc}")
+        try:
             async with self.rt.http.stream(**request, timeout=timeout) as response:
                 body = bytearray()
                 async for chunk in response.aiter_bytes():
@@ -159,6 +172,20 @@ class ApiCalls:
                 response_body=text,
             )
         return {"response": {"status": status, "body": _decode(bytes(body), content_type)}}
+
+    async def _pinned(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The request sent to the address its host was checked at (see destinations)."""
+        url = httpx.URL(request["url"])
+        host = url.raw_host.decode("ascii")
+        port = url.port or (443 if url.scheme == "https" else 80)
+        address = await resolve(host, port, self.allow)
+        headers = dict(request["headers"])
+        if not any(k.lower() == "host" for k in headers):
+            headers["Host"] = url.netloc.decode("ascii")
+        pinned = {**request, "url": url.copy_with(host=address), "headers": headers}
+        if url.scheme == "https":
+            pinned["extensions"] = {"sni_hostname": host}  # the certificate names the host
+        return pinned
 
     # -- the answer ----------------------------------------------------------------
     def _merge(self, response: Mapping[str, Any], logic: Logic, result: StepResult) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from orchestrator import secretdata
 from orchestrator.engine.conditions import all_match
 from orchestrator.engine.definition import Logic, Node, ProcessDefinition, parse_duration
+from orchestrator.engine.task_size import TASK_SIZE_OVERFLOW, oversize_part
 from orchestrator.engine.templates import TemplateError, render
 from orchestrator.store.records import Event, TaskRecord
 
@@ -119,6 +120,29 @@ class Interpreter:
         self.api = api_calls or ApiCalls(runtime)
 
     async def run(
+        self, task: TaskRecord, process_id: int, definition: ProcessDefinition
+    ) -> StepResult:
+        result = await self._step(task, process_id, definition)
+        oversize = oversize_part(result, self.rt.settings.max_task_bytes)
+        if oversize is None:
+            return result
+        # Nothing the step built is kept (what it sent stays recorded): the task escalates
+        # with its data as it was.
+        limit = self.rt.settings.max_task_bytes
+        fields = {
+            "error": TASK_SIZE_OVERFLOW,
+            "code": TASK_SIZE_OVERFLOW,
+            "message": f"node {task.node_id!r}: {oversize} would be over {limit} bytes",
+        }
+        kept = StepResult(
+            data={**task.data, **fields},
+            effects_done=result.effects_done,
+            account_tokens=result.account_tokens,
+            events=[Event("logic_error", task.node_id, definition.default_escalation, fields)],
+        )
+        return self._goto(kept, definition, definition.default_escalation, task, {}, process_id)
+
+    async def _step(
         self, task: TaskRecord, process_id: int, definition: ProcessDefinition
     ) -> StepResult:
         node = definition.node(task.node_id)

@@ -45,7 +45,11 @@ def new_task_id() -> str:
 class Runtime:
     def __init__(self, settings: Settings, db: Database | None = None) -> None:
         self.settings = settings
-        self.db = db or Database(settings.database_url, pool_size=settings.db_pool_size)
+        self.db = db or Database(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            wal_limit=settings.sqlite_wal_limit,
+        )
         self._secret: str | None = None
         self._previous: tuple[str, ...] = ()
         self._vault: Vault | None = None
@@ -141,6 +145,15 @@ class Runtime:
         with self._lock:
             self._processes.clear()
             self._wait_hashes.clear()
+
+    def cached_wait_node(self, conv_id: int, given: str) -> str | None:
+        """The wait node whose hash is ``given``, from memory only (None: not known yet)."""
+        table = self._wait_hashes.get(conv_id)
+        if table is not None:
+            for known, node_id in table.items():
+                if hash_matches(known, given):
+                    return node_id
+        return None
 
     def wait_node_for_hash(self, conn: Connection, conv_id: int, given: str) -> str | None:
         """The wait node (or start node: incoming SMS) whose callback hash is ``given``

@@ -27,6 +27,7 @@ from orchestrator.store import tasks as task_store
 from orchestrator.store import twilio_messages as message_store
 from orchestrator.store.notify import notify
 from orchestrator.store.records import CallbackRecord, Event, ProcessRecord, TaskRecord, dumps
+from orchestrator.textcheck import problem
 from orchestrator.twilio.errors import describe_error_code
 
 MAX_LIST = 500
@@ -58,6 +59,8 @@ class Service:
 
     # -- processes -----------------------------------------------------------------
     def _process(self, conn: Connection, key: str | int) -> ProcessRecord:
+        if isinstance(key, str):
+            storable(key, "the process")
         try:
             return self.rt.process(conn, key)
         except NotFound as exc:
@@ -162,6 +165,7 @@ class Service:
         returns it (an idempotent retry); same ref, other data, unfinished task → 409."""
         if ref is not None and (not isinstance(ref, str) or not 1 <= len(ref) <= 255):
             raise ApiError(422, "INVALID_REF", "ref must be a string of 1-255 characters")
+        storable(ref, "ref")
         if not isinstance(data, dict):
             raise ApiError(422, "INVALID_DATA", "data must be a JSON object")
         encoded = dumps(data)
@@ -251,6 +255,8 @@ class Service:
             raise ApiError(422, "INVALID_FILTER", "outcome must be success or escalation")
         if not 1 <= limit <= MAX_LIST:
             raise ApiError(422, "INVALID_FILTER", f"limit must be 1-{MAX_LIST}")
+        for name, value in (("ref", ref), ("node", node), ("cursor", cursor)):
+            storable(value, name)
         before = _decode_cursor(cursor) if cursor else None
         with self.rt.db.read() as conn:
             proc = self._process(conn, process_key)
@@ -293,6 +299,8 @@ class Service:
         *,
         for_update: bool = False,
     ) -> TaskRecord | None:
+        storable(ref, "ref")
+        storable(task_id, "task_id")
         if task_id is not None:
             task = task_store.get_task(conn, task_id, for_update=for_update)
             return task if task is not None and task.process_id == process_id else None
@@ -361,6 +369,17 @@ class Service:
         return view
 
     # -- webhooks --------------------------------------------------------------------
+    def cached_callback_url(self, conv_id: str, given: str) -> bool:
+        """True when the URL is known without asking the database (the usual case)."""
+        if not (conv_id.isascii() and conv_id.isdigit() and len(conv_id) < 12):
+            return False
+        return self.rt.cached_wait_node(int(conv_id), given) is not None
+
+    def check_callback_url(self, conv_id: str, given: str) -> None:
+        """404 NOT_FOUND unless the URL names a wait node (checked before a body is read)."""
+        with self.rt.db.read() as conn:
+            self._wait_node_for_hash(conn, conv_id, given)
+
     def _wait_node_for_hash(
         self, conn: Connection, conv_id: str, given: str
     ) -> tuple[ProcessRecord, str]:
@@ -470,6 +489,7 @@ class Service:
             ref = payload.get("MessageSid") or payload.get("CallSid") or payload.get("SmsSid")
             if not ref:
                 raise ApiError(422, "MISSING_SID", "the callback has no MessageSid or CallSid")
+            storable(str(ref), "the callback's sid")
             status = payload.get("MessageStatus") or payload.get("CallStatus") or ""
             dedupe = f"{ref}:{status}:{payload.get('SequenceNumber', '')}"
             if payload.get("MessageStatus") and confirmed:
@@ -487,6 +507,8 @@ class Service:
                     "MISSING_TASK_ID",
                     "the body needs a task_id or ref field naming the task",
                 )
+        storable(None if ref is None else str(ref), "the callback's ref or sid")
+        storable(task_id, "task_id")
         if task_id is not None:
             task = task_store.get_task(conn, task_id)
             if task is None or task.process_id != process_id:
@@ -507,6 +529,7 @@ class Service:
         """An incoming SMS posted to an ``incoming_sms`` process's start node URL."""
         if form != "twilio":
             raise ApiError(404, "NOT_FOUND", "unknown callback URL")
+        storable(payload.get("MessageSid"), "MessageSid")
         try:
             cb_id, answer = incoming_sms.store_incoming(
                 conn,
@@ -524,6 +547,14 @@ class Service:
             notify(conn)
         status = "duplicate" if cb_id is None else "accepted"
         return {"status": status, "callback_id": cb_id, "twiml": answer}
+
+
+def storable(value: Any, name: str) -> None:
+    """INVALID_INPUT (400) for text no database can store (see orchestrator/textcheck)."""
+    if isinstance(value, str):
+        found = problem(value)
+        if found:
+            raise ApiError(400, "INVALID_INPUT", f"{name} holds {found}")
 
 
 def _str_or_none(value: Any) -> str | None:

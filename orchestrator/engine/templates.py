@@ -17,9 +17,9 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
 from jinja2.exceptions import SecurityError
 from jinja2.exceptions import TemplateError as JinjaError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from orchestrator.engine.functions import FILTERS, FUNCTIONS, FunctionError
+from orchestrator.engine.template_limits import MAX_TEXT, LimitedSandbox, OutputTooLarge, check_size
 
 _SINGLE = re.compile(r"^\{\{\s*((?:(?!\}\}).)+?)\s*\}\}\Z", re.S)
 # Most templates in process files only name a parameter, perhaps with default(none):
@@ -28,33 +28,7 @@ _SINGLE = re.compile(r"^\{\{\s*((?:(?!\}\}).)+?)\s*\}\}\Z", re.S)
 # global function, or undefined), goes through Jinja.
 _NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\s*\|\s*default\(\s*none\s*\))?\Z")
 _LITERALS = frozenset({"true", "false", "none", "True", "False", "None"})
-# Bounds on what one operator may build: a template must not eat the engine's memory or CPU.
-MAX_REPEAT = 200_000
-MAX_POWER_BITS = 4096
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """Jinja2's immutable sandbox, plus limits on ``*`` (repeating text or lists) and
-    ``**`` (huge integers), which the stock sandbox lets through."""
-
-    intercepted_binops = frozenset(["*", "**"])
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(times, int):
-                    if len(seq) * times > MAX_REPEAT:
-                        raise SecurityError(f"a result longer than {MAX_REPEAT} is refused")
-            return left * right
-        if operator == "**":
-            if isinstance(left, int) and isinstance(right, int) and right > 0:
-                if abs(left) > 1 and right * max(abs(left).bit_length(), 1) > MAX_POWER_BITS:
-                    raise SecurityError("the number would be too large")
-            return left**right
-        return super().call_binop(context, operator, left, right)
-
-
-_env = _Sandbox(undefined=StrictUndefined, autoescape=False)
+_env = LimitedSandbox(undefined=StrictUndefined, autoescape=False)
 _env.globals.update(FUNCTIONS)
 _env.filters.update(FILTERS)
 
@@ -96,7 +70,12 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
                 return _plain(value, context[name])
             mode = "expr"
         try:
-            result = compiled(**context) if mode == "expr" else compiled.render(**context)
+            if mode == "expr":
+                result = check_size(compiled(**context), "the value")
+            else:
+                result = _render_text(compiled, context)
+        except OutputTooLarge as exc:
+            raise TemplateError("TEMPLATE_OUTPUT_TOO_LARGE", f"{_short(value)}: {exc}") from exc
         except UndefinedError as exc:
             raise TemplateError("TEMPLATE_METADATA_ERROR", f"{value!r}: {exc.message}") from exc
         except SecurityError as exc:
@@ -125,6 +104,23 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
     if isinstance(value, list):
         return [render(v, context) for v in value]
     return value
+
+
+def _render_text(template: Any, context: Mapping[str, Any]) -> str:
+    """The template's text, counted as it is produced: a loop printing a long text stops
+    at MAX_TEXT characters instead of filling memory."""
+    out: list[str] = []
+    total = 0
+    for chunk in template.generate(**context):
+        total += len(chunk)
+        if total > MAX_TEXT:
+            raise OutputTooLarge(f"the text would be longer than {MAX_TEXT} characters")
+        out.append(chunk)
+    return "".join(out)
+
+
+def _short(source: str) -> str:
+    return repr(source if len(source) <= 200 else source[:200] + "…")
 
 
 _JSON_SCALARS = (str, int, float, bool, type(None))

@@ -24,7 +24,7 @@ from orchestrator.store import callbacks as inbox
 from orchestrator.store import conversations
 from orchestrator.store import effects as effect_store
 from orchestrator.store import tasks as task_store
-from orchestrator.store.records import CallbackRecord, Event, TaskRecord
+from orchestrator.store.records import CallbackRecord, Event, TaskRecord, dumps
 
 log = logging.getLogger("orchestrator.engine")
 
@@ -329,6 +329,18 @@ def _release(
                 now,
             )
         return None
+    plain, hidden = secretdata.split(secretdata.unseal(rt.vault, cb.payload))
+    plain.pop(SIGNED_REQUEST, None)
+    limit = rt.settings.max_task_bytes
+    if len(dumps({**task.data, **plain}).encode()) > limit:
+        # Merged, the task would be over the size limit: recorded, not applied.
+        if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
+            reason = f"the task would be over {limit} bytes with it"
+            event = Event(
+                "callback_ignored", task.node_id, None, {**_cb_detail(cb), "reason": reason}
+            )
+            task_store.add_events(conn, task.id, [event], now)
+        return None
     if not inbox.set_status(conn, cb.id, "applied", now=now, task_id=task.id):
         return None  # another worker applied it
     rt.metrics.callbacks(cb.form, "applied").inc()
@@ -342,8 +354,6 @@ def _release(
             extra=task_fields(task.id, slug, task.node_id, cb.ref),
         )
     expected = task.rev
-    plain, hidden = secretdata.split(secretdata.unseal(rt.vault, cb.payload))
-    plain.pop(SIGNED_REQUEST, None)
     task.data.update(plain)
     task.secrets = secretdata.closed(rt.vault, task.secrets, hidden)
     task.state, task.entry, task.wake_at, task.hops = "active", "resume", None, 0

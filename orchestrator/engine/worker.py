@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 
 from orchestrator import secretdata
 from orchestrator.engine.interpreter import Interpreter, StepDeferred, StepResult
+from orchestrator.engine.orphans import OrphanSweeper
 from orchestrator.engine.reconcile import recheck_after_restart, sweep_once
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.transitions import Conflict, commit_step, deliver
@@ -90,6 +91,7 @@ class Worker:
         self._db_inflight: set[asyncio.Future[Any]] = set()
         self.steps = 0
         self._step_seconds = rt.metrics.step_seconds
+        self.orphans = OrphanSweeper(rt)
 
     # -- lifecycle -------------------------------------------------------------------
     def wake(self) -> None:
@@ -117,6 +119,7 @@ class Worker:
             listener.start()
         housekeeping = asyncio.create_task(self._housekeeping())
         sweeping = asyncio.create_task(self._reconcile())
+        orphans = asyncio.create_task(self.orphans.run(lambda: self._stopping))
         heartbeat = asyncio.create_task(self._heartbeat())
         log.info("engine %s started (concurrency %d)", self.owner, self.concurrency)
         try:
@@ -141,6 +144,7 @@ class Worker:
             # Nothing here awaits: a cancel arriving now must not skip any of it.
             housekeeping.cancel()
             sweeping.cancel()
+            orphans.cancel()
             heartbeat.cancel()
             if listener is not None:
                 listener.stop(wait=False)

@@ -27,6 +27,7 @@ from orchestrator.engine.worker import Worker
 from orchestrator.http import api, apipage, console, corezoid, ops, twilio_package, webhooks
 from orchestrator.http.auth import ApiAuthMiddleware, warn_if_open
 from orchestrator.http.headers import BASE_HEADERS, SecurityHeadersMiddleware
+from orchestrator.http.inputs import UrlTextMiddleware
 from orchestrator.http.limits import BodyLimitMiddleware
 from orchestrator.http.observe import RequestMetricsMiddleware
 from orchestrator.http.responses import error_response
@@ -124,9 +125,15 @@ def create_app(
         functools.partial(_read, rt),
         lambda: app.state.worker.steps if app.state.worker is not None else None,
     )
-    # The last added runs first: headers on every answer, then the size limit, then auth.
+    # The last added runs first: headers on every answer, then the URL's text, then the
+    # size limit, then auth.
     app.add_middleware(ApiAuthMiddleware, runtime=rt)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_request_bytes,
+        body_timeout=settings.body_timeout,
+    )
+    app.add_middleware(UrlTextMiddleware)
     app.add_middleware(
         SecurityHeadersMiddleware, https=settings.public_url.lower().startswith("https://")
     )

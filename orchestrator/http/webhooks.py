@@ -1,7 +1,9 @@
 """Callback URLs of wait nodes (SPEC §5): JSON, the Twilio plugin form, and NVP.
 
 Each handler only checks the URL hash (and, for Twilio, the signature), stores the
-callback in the inbox and answers 200; the engine applies it moments later.
+callback in the inbox and answers 200; the engine applies it moments later. The hash is
+checked before the body is read: an unknown URL costs no parsing. Form bodies are parsed
+in linear time and refused above MAX_FORM_FIELDS fields (Twilio sends some 20).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from orchestrator.logs import redact_path
 log = logging.getLogger("orchestrator.webhooks")
 
 FORM_TYPE = "application/x-www-form-urlencoded"
+MAX_FORM_FIELDS = 1000
 
 T = TypeVar("T")
 
@@ -40,11 +43,24 @@ def _public_url(request: Request) -> str:
     return f"{base}{request.url.path}" + (f"?{query}" if query else "")
 
 
+async def _check_url(request: Request) -> None:
+    """404 for a URL that names no wait node, before anything reads the body."""
+    service: Service = request.app.state.service
+    conv_id, given = request.path_params["conv_id"], request.path_params["hash"]
+    if not service.cached_callback_url(conv_id, given):
+        await _run(request, service.check_callback_url, conv_id, given)
+
+
 async def _form_pairs(request: Request) -> list[tuple[str, str]]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != FORM_TYPE:
         raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", f"send {FORM_TYPE} name=value pairs")
+    await _check_url(request)
     raw = await request.body()
+    if raw.count(b"&") >= MAX_FORM_FIELDS:
+        raise ApiError(
+            413, "TOO_MANY_FIELDS", f"a callback form may have at most {MAX_FORM_FIELDS} fields"
+        )
     try:
         # Blank values count: Twilio signs them too.
         return parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
@@ -53,12 +69,17 @@ async def _form_pairs(request: Request) -> list[tuple[str, str]]:
 
 
 def _flatten(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """A repeated name gives a list of its values (appended in place: linear time)."""
     out: dict[str, Any] = {}
+    repeated: set[str] = set()
     for k, v in pairs:
-        if k in out:
-            out[k] = out[k] + [v] if isinstance(out[k], list) else [out[k], v]
-        else:
+        if k not in out:
             out[k] = v
+        elif k in repeated:
+            out[k].append(v)
+        else:
+            out[k] = [out[k], v]
+            repeated.add(k)
     return out
 
 
@@ -116,6 +137,7 @@ def _watched(form: str) -> Callable[[Handler], Handler]:
 
 @_watched("json")
 async def json_callback(request: Request) -> Response:
+    await _check_url(request)
     payload = await json_object(request)
     return await _accept(
         request, "json", payload, idem_token=request.headers.get("idempotency-key")

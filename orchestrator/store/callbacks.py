@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, and_, delete, select
 
 from orchestrator.store import sql
 from orchestrator.store.records import CallbackRecord, dumps
@@ -154,4 +154,55 @@ def readdress(
         callbacks.update()
         .where(callbacks.c.id == callback_id)
         .values(form=form, task_id=task_id, node_id="*", payload=dumps(payload))
+    )
+
+
+def _orphan() -> Any:
+    """A callback that found no task: pending, never matched to one (engine/orphans.py)."""
+    c = callbacks.c
+    return and_(c.status == "pending", c.task_id.is_(None), c.applied_task_id.is_(None))
+
+
+def _delete_ids(conn: Connection, ids: list[int]) -> int:
+    if ids:
+        conn.execute(delete(callbacks).where(callbacks.c.id.in_(ids)))
+    return len(ids)
+
+
+def purge_old_orphans(conn: Connection, received_before: float, limit: int) -> int:
+    """Delete up to ``limit`` orphans received before the cutoff; how many went."""
+    stmt = (
+        select(callbacks.c.id)
+        .where(_orphan(), callbacks.c.received_at < received_before)
+        .order_by(callbacks.c.id)
+        .limit(limit)
+    )
+    return _delete_ids(conn, [int(r[0]) for r in conn.execute(stmt)])
+
+
+def trim_orphans(conn: Connection, keep: int, limit: int) -> int:
+    """Delete up to ``limit`` of the oldest orphans beyond the newest ``keep``."""
+    newest_dropped = conn.execute(
+        select(callbacks.c.id)
+        .where(_orphan())
+        .order_by(callbacks.c.id.desc())
+        .offset(keep)
+        .limit(1)
+    ).scalar()
+    if newest_dropped is None:
+        return 0
+    stmt = (
+        select(callbacks.c.id)
+        .where(_orphan(), callbacks.c.id <= newest_dropped)
+        .order_by(callbacks.c.id)
+        .limit(limit)
+    )
+    return _delete_ids(conn, [int(r[0]) for r in conn.execute(stmt)])
+
+
+def orphan_count(conn: Connection) -> int:
+    from sqlalchemy import func
+
+    return int(
+        conn.execute(select(func.count()).select_from(callbacks).where(_orphan())).scalar_one()
     )

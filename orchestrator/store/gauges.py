@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, func, select
 
+from orchestrator.store import callbacks as inbox
 from orchestrator.store.tables import callbacks, processes, tasks
+
+
+def orphan_callbacks(conn: Connection) -> int:
+    """Callbacks that found no task yet (engine/orphans.py keeps them bounded)."""
+    return inbox.orphan_count(conn)
 
 
 def process_slugs(conn: Connection) -> dict[int, str]:
