@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--role",
         choices=("read", "operate"),
         default="operate",
-        help="read: GET only; operate: also submit, modify, repair, deploy (default)",
+        help="read: GET only; operate: also submit, modify, repair, deploy",
     )
     ak_sub.add_parser("list", help="keys (never their secrets)")
     ak_sub.add_parser("revoke", help="refuse this key from now on").add_argument(

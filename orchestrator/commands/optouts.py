@@ -26,10 +26,17 @@ def cmd_optout(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     oo = sub.add_parser("optout", help="recipients who texted STOP (sends to them escalate)")
-    oo_sub = oo.add_subparsers(dest="optout_cmd", required=True)
+    oo_sub = oo.add_subparsers(dest="optout_cmd", required=True, metavar="COMMAND")
     ls = oo_sub.add_parser("list", help="opt-outs, newest first")
     ls.add_argument("--recipient", help="only this recipient (E.164)")
     ls.add_argument("--sender", help="only this sender (our number)")
-    ls.add_argument("--limit", type=int, default=100, choices=range(1, 501), metavar="1-500")
+    ls.add_argument(
+        "--limit",
+        type=int,
+        default=100,
+        choices=range(1, 501),
+        metavar="1-500",
+        help="at most this many",
+    )
     ls.add_argument("--json", action="store_true", help="print JSON")
     oo.set_defaults(func=cmd_optout)

@@ -363,6 +363,13 @@ OPERATIONS: dict[str, tuple[str, str, str]] = {
         "Show a task",
         "Node, state, outcome and data (secrets redacted).",
     ),
+    "listOptOuts": (
+        "Two-way SMS",
+        "List opt-outs",
+        "Recipients who texted an opt-out keyword (STOP, UNSUBSCRIBE…) to a sender, newest "
+        "first, filtered by `recipient` and `sender`. A send to such a pair ends at once in "
+        "escalation `OPTED_OUT` with no request to Twilio; START, YES or UNSTOP remove it.",
+    ),
     "getTaskHistory": (
         "Tasks",
         "A task's history",
