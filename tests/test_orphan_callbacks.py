@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
-from sqlalchemy import func, insert, select
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Connection, func, insert, select
 
 from orchestrator.config import Settings
 from orchestrator.engine.orphans import BATCH, OrphanSweeper
 from orchestrator.engine.runtime import Runtime
-from orchestrator.engine.service import Service
-from orchestrator.http.ops import _metrics_text
 from orchestrator.store import callbacks as inbox
 from orchestrator.store.tables import callbacks
 
@@ -73,9 +72,20 @@ def test_old_orphans_and_those_beyond_the_cap_are_purged(rt: Runtime) -> None:
         ).scalar_one()
         assert oldest_kept == newest - CAP + 1
     assert asyncio.run(sweeper.sweep_once()) == 0
-    text = _metrics_text(Service(rt), 0, sweeper.purged)
-    assert f"orchestrator_orphan_callbacks {CAP}" in text
-    assert f"orchestrator_orphan_callbacks_purged_total {purged}" in text
+    assert sweeper.purged == purged
+
+    def read(fn: Callable[[Connection], object]) -> object:
+        with rt.db.read() as conn:
+            return fn(conn)
+
+    rt.metrics.track_database(read, lambda: None)
+    samples = {
+        s.name: s.value
+        for family in text_string_to_metric_families(rt.metrics.render().decode())
+        for s in family.samples
+    }
+    assert samples["orchestrator_orphan_callbacks"] == CAP
+    assert samples["orchestrator_orphan_callbacks_purged_total"] == purged
 
 
 def test_orphan_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
