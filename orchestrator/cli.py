@@ -1,4 +1,4 @@
-"""``orchestrator`` command line (also ``python -m orchestrator``)."""
+"""The orchestrator command line (also: python -m orchestrator)."""
 
 from __future__ import annotations
 

@@ -54,12 +54,15 @@ OPTED_OUT = "+15551238002"
 TWO_WAY_HEADER = ("case", "to", "outcome", "node", "reply", "code", "message")
 
 
-async def _two_way(client: httpx.AsyncClient, sim_url: str) -> list[tuple[Any, ...]]:
+async def _two_way(
+    client: httpx.AsyncClient, sim_url: str, show_url: bool
+) -> list[tuple[Any, ...]]:
     """An ask answered by the recipient, and a send to a recipient who texted STOP."""
     view = (await client.get("/api/v1/processes/incoming-sms")).json()
     start = next(n for n in view["nodes"] if n["kind"] == "start")
     url = start["callback_urls"]["twilio"]
-    print(f"Incoming SMS, start node, Twilio incoming-message URL:\n    {url}\n")
+    if show_url:  # only while the servers keep running: it dies with them
+        print(f"Incoming SMS, start node, Twilio incoming-message URL:\n    {url}\n")
     rule = {"pattern": REPLY_PATTERN, "body": "YES", "delay": 0.3}
     async with httpx.AsyncClient(base_url=sim_url, timeout=10) as sim:
         config = {"incoming_url": url, "reply_rules": [rule]}
@@ -156,7 +159,7 @@ async def _demo(settings: Settings, keep_running: bool) -> int:
                 )
             )
         print()
-        two_way = await _two_way(client, sim.url)
+        two_way = await _two_way(client, sim.url, keep_running)
     _print_table(("case", "to", "outcome", "node", "status", "code", "message", "more info"), rows)
     print("\nTwo-way SMS (the simulator plays the recipients):")
     _print_table(TWO_WAY_HEADER, two_way)

@@ -50,3 +50,22 @@ def test_serve_on_every_interface_without_public_url_refuses_in_one_line(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "set ORCH_PUBLIC_URL" in err, err
     assert not (tmp_path / "never.db").exists()
+
+
+def test_a_second_engine_on_one_sqlite_file_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from orchestrator.engine.worker import SqliteEngineLock
+
+    monkeypatch.delenv("ORCH_PUBLIC_URL", raising=False)
+    path = tmp_path / "busy.db"
+    running = SqliteEngineLock(str(path))  # the engine of a server already running
+    running.acquire()
+    try:
+        db = f"sqlite:///{path}"
+        assert main(["--database-url", db, "serve", "--port", "9000"]) == 2
+    finally:
+        running.release()
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: another engine is already running"), err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err

@@ -33,6 +33,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.db_pool_size:
         overrides["db_pool_size"] = args.db_pool_size
     from orchestrator.engine.apikeys import ApiKeyError
+    from orchestrator.engine.worker import EngineLockError
 
     settings = settings_from(args, **overrides)
     if not settings.public_url_configured:
@@ -42,8 +43,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not settings.public_url_configured:
         _remember_bound_url(settings)
     try:
+        if not args.no_engine:
+            _check_engine_lock(app_db_path(settings.database_url))
         app = create_app(settings, run_engine=not args.no_engine)
-    except ApiKeyError as exc:
+    except (ApiKeyError, EngineLockError) as exc:
+        # One line, not the traceback of a failed ASGI startup.
         print(f"error: {exc}", file=sys.stderr)
         return 2
     logs.notice(
@@ -68,6 +72,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_keep_alive=settings.keep_alive_timeout,
     )
     return 0
+
+
+def app_db_path(url: str) -> str | None:
+    """The SQLite file behind ``url`` (None for other databases or in memory)."""
+    from sqlalchemy.engine import make_url
+
+    from orchestrator.store.db import normalize_url
+
+    parsed = make_url(normalize_url(url))
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return parsed.database
+
+
+def _check_engine_lock(path: str | None) -> None:
+    """Refuse to start a second engine on a SQLite file before the server starts (the
+    engine checks again when it starts: this only makes the refusal one clear line)."""
+    from orchestrator.engine.worker import SqliteEngineLock
+
+    if path is not None:
+        lock = SqliteEngineLock(path)
+        lock.acquire()
+        lock.release()
 
 
 def _remember_bound_url(settings: Settings) -> None:
