@@ -23,6 +23,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
+from orchestrator.store import sqlcount
+
 log = logging.getLogger("orchestrator.store")
 
 
@@ -87,6 +89,7 @@ class Database:
         self._wal_path = f"{path}-wal" if path and path != ":memory:" else None
         if self.is_sqlite:
             _sqlite_setup(self.engine, self.wal_limit)
+        sqlcount.install(self.engine)
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self._local = threading.local()  # .batch: the open group-commit connection
         self._savepoints = itertools.count()
@@ -121,6 +124,8 @@ class Database:
         raw = conn.connection.dbapi_connection
         assert raw is not None
         name = f"w{next(self._savepoints)}"
+        sqlcount.count("txn savepoint")
+        sqlcount.statement("SAVEPOINT")
         raw.execute(f"SAVEPOINT {name}")
         try:
             yield conn
@@ -129,6 +134,7 @@ class Database:
                 raw.execute(f"ROLLBACK TO {name}")
                 raw.execute(f"RELEASE {name}")
             raise
+        sqlcount.statement("RELEASE")
         raw.execute(f"RELEASE {name}")
 
     @contextmanager
