@@ -56,9 +56,12 @@ def _peak_rss_mb(pid: int) -> float:
 
 def _cpu_groups(procs: list[subprocess.Popen[bytes]]) -> dict[str, float]:
     """CPU seconds so far: the simulator (``procs[0]``), the orchestrator's serve/worker
-    processes (the rest), and this process (the load client, plus its progress polls)."""
+    processes (the rest: ``serve``, then any ``worker``), and this process (the load
+    client, plus its progress polls)."""
     return {
         "server": sum(cpu_seconds(p.pid) for p in procs[1:]),
+        "api": cpu_seconds(procs[1].pid),
+        "engine": sum(cpu_seconds(p.pid) for p in procs[2:]),
         "simulator": cpu_seconds(procs[0].pid),
         "load client": time.process_time(),
     }
@@ -373,6 +376,11 @@ async def _run(
         f"cpu per rt     server {per_rt['server']:.1f} ms, "
         f"simulator {per_rt['simulator']:.1f} ms, load client {per_rt['load client']:.1f} ms"
     )
+    if len(procs) > 2:  # serve --no-engine and worker processes
+        print(
+            f"server split   api (serve --no-engine) {per_rt['api']:.1f} ms, "
+            f"engine (worker x{len(procs) - 2}) {per_rt['engine']:.1f} ms per round trip"
+        )
     pg_cpu = pg.cpu()
     if pg.enabled:
         print(
