@@ -21,6 +21,7 @@ from orchestrator.store.db import Database
 # How long an idle PostgreSQL 15 backend may keep its statistics before reporting them
 # (PGSTAT_IDLE_INTERVAL, 10 s), plus a margin.
 PG_STATS_DELAY = 11.0
+SHAPES_SHOWN = 16  # the most frequent transaction shapes printed
 
 
 def cpu_seconds(pid: int) -> float:
@@ -58,11 +59,16 @@ def sql_report(counts: dict[str, int], round_trips: int) -> list[str]:
         f"read transactions committed, {txns.get('rollback', 0) / rt:.1f} rolled back, "
         f"{txns.get('savepoint', 0) / rt:.1f} savepoints (counted in the server processes)"
     ]
+    shapes = sorted(
+        ((k[6:], n) for k, n in counts.items() if k.startswith("shape ")), key=lambda kv: -kv[1]
+    )
     top = sorted(stmts.items(), key=lambda kv: -kv[1])
     for i in range(0, len(top), 4):
         lines.append(
             "  by kind      " + ", ".join(f"{kind} {n / rt:.1f}" for kind, n in top[i : i + 4])
         )
+    for shape, n in shapes[:SHAPES_SHOWN]:
+        lines.append(f"  transaction  {n / rt:4.1f} x {shape}")
     return lines
 
 

@@ -45,6 +45,8 @@ def test_bench_reports_throughput_latency_cpu_and_memory(tmp_path: Path, layout:
     counted = re.search(r"sql per rt     (\d+\.\d) statements", result.stdout)
     assert counted and float(counted.group(1)) > 10, result.stdout
     assert re.search(r"by kind      .*UPDATE tasks \d+\.\d", result.stdout), result.stdout
+    # and the transactions by shape (the kinds of their statements)
+    assert re.search(r"transaction +\d+\.\d x write: .*INSERT task_events", result.stdout)
     assert ("server split   api" in result.stdout) == bool(layout), result.stdout
     assert "done           20 of 20" in result.stdout
     assert "messages       20 created" in result.stdout

@@ -26,6 +26,11 @@ _lock = threading.Lock()
 _counts: dict[str, int] = {}
 _kinds: dict[str, str] = {}  # statement text -> its kind (compiled statements repeat)
 _writer: threading.Thread | None = None
+# A transaction's shape: the distinct kinds of its first statements, in order (counted
+# as ``shape write: SELECT tasks, UPDATE tasks``), to see which transactions a round trip
+# runs. In a SQLite group-commit batch it is that of the batch's first jobs.
+_SHAPE = "sqlcount_shape"
+SHAPE_KINDS = 5
 
 
 def kind_of(statement: str) -> str:
@@ -44,15 +49,27 @@ def count(key: str) -> None:
         _counts[key] = _counts.get(key, 0) + 1
 
 
-def statement(sql: str) -> None:
+def statement(sql: str, conn: Connection | None = None) -> None:
     """Count one statement (an executemany counts once), also those run on the driver's
-    cursor directly (store/sql.py, savepoints), which SQLAlchemy's events never see."""
+    cursor directly (store/sql.py, savepoints), which SQLAlchemy's events never see.
+    With ``conn``, its kind is added to the shape of the transaction it runs in."""
     if _writer is None:
         return
     kind = _kinds.get(sql)
     if kind is None:
         kind = _kinds[sql] = kind_of(sql)
     count("stmt " + kind)
+    if conn is not None and " " in kind:  # not BEGIN, SAVEPOINT, ...
+        kinds = conn.info.get(_SHAPE)
+        if kinds is not None and kind not in kinds and len(kinds) <= SHAPE_KINDS:
+            kinds.append(kind)
+
+
+def _shape(kinds: list[str] | None) -> str:
+    if not kinds:
+        return "(no statement)"
+    more = ", ..." if len(kinds) > SHAPE_KINDS else ""
+    return ", ".join(kinds[:SHAPE_KINDS]) + more
 
 
 def install(engine: Engine) -> None:
@@ -66,15 +83,21 @@ def install(engine: Engine) -> None:
     def _statement(
         _conn: Connection, _cursor: Any, sql: str, _params: Any, _ctx: Any, _many: bool
     ) -> None:
-        statement(sql)
+        statement(sql, _conn)
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.info[_SHAPE] = []
 
     @event.listens_for(engine, "commit")
     def _commit(conn: Connection) -> None:
-        readonly = conn.get_execution_options().get("readonly")
-        count("txn commit read" if readonly else "txn commit write")
+        mode = "read" if conn.get_execution_options().get("readonly") else "write"
+        count(f"txn commit {mode}")
+        count(f"shape {mode}: {_shape(conn.info.pop(_SHAPE, None))}")
 
     @event.listens_for(engine, "rollback")
-    def _rollback(_conn: Connection) -> None:
+    def _rollback(conn: Connection) -> None:
+        conn.info.pop(_SHAPE, None)
         count("txn rollback")
 
 
