@@ -92,6 +92,7 @@ async def _submit(
 ) -> int:
     """Submits; ``sent[0]`` counts the answered submissions as they come (for progress)."""
     failures = 0
+    run = time.strftime("%Y%m%dT%H%M%S")
     url = f"{api}/api/v1/processes/sending-sms/tasks"
     headers = {"Content-Type": "application/json"}
     # rawhttp, not httpx: this process shares the cores with the server it measures, and
@@ -107,7 +108,7 @@ async def _submit(
             elif to.endswith(("0000", "3003", "3005", "3008")):
                 to = to[:-1] + "1"
             body = {
-                "ref": f"bench-{i}",
+                "ref": f"bench-{run}-{i}",  # a new task even in a database used before
                 "data": {"Number_to": to, "Number_from": "+15005550006", "Body": f"bench {i}"},
             }
             content = json.dumps(body, separators=(",", ":"))
@@ -136,7 +137,8 @@ async def _submit(
     return failures
 
 
-def _progress(db: Database, state: str) -> int:
+def _progress(db: Database, state: str, since: float = 0.0) -> int:
+    """Bench tasks in ``state`` created since ``since`` (earlier runs' tasks do not count)."""
     with db.read() as conn:
         pid = conn.execute(select(processes.c.id).where(processes.c.slug == "sending-sms"))
         process_id = pid.scalar_one()
@@ -144,19 +146,25 @@ def _progress(db: Database, state: str) -> int:
             conn.execute(
                 select(func.count())
                 .select_from(tasks)
-                .where(tasks.c.process_id == process_id, tasks.c.state == state)
+                .where(
+                    tasks.c.process_id == process_id,
+                    tasks.c.state == state,
+                    tasks.c.created_at >= since,
+                )
             ).scalar_one()
         )
 
 
-def _latencies(db: Database) -> tuple[list[float], float, float, dict[str, int]]:
+def _latencies(db: Database, since: float) -> tuple[list[float], float, float, dict[str, int]]:
     with db.read() as conn:
         process_id = conn.execute(
             select(processes.c.id).where(processes.c.slug == "sending-sms")
         ).scalar_one()
         rows = conn.execute(
             select(tasks.c.created_at, tasks.c.finished_at, tasks.c.outcome).where(
-                tasks.c.process_id == process_id, tasks.c.finished_at.is_not(None)
+                tasks.c.process_id == process_id,
+                tasks.c.finished_at.is_not(None),
+                tasks.c.created_at >= since,
             )
         ).all()
     lat = [f - c for c, f, _o in rows]
@@ -197,7 +205,8 @@ def _pct(values: list[float], q: float) -> float:
 def run_bench(args: argparse.Namespace) -> int:
     workdir = tempfile.mkdtemp(prefix="orch-bench-")
     url = (
-        args.database_url
+        getattr(args, "db", None)
+        or args.database_url
         or os.environ.get("ORCH_BENCH_DATABASE_URL")
         or (f"sqlite:///{workdir}/bench.db")
     )
@@ -269,7 +278,7 @@ async def _watch(
         tick += 1
         if tick % 3 or stop.is_set():
             continue
-        done = await asyncio.to_thread(_progress, db, state)
+        done = await asyncio.to_thread(_progress, db, state, started)
         now = time.time()
         print(
             f"progress       {now - started:5.1f}s: {sent[0]} submitted, {done} {state} "
@@ -325,7 +334,7 @@ async def _run(
     submitted = time.time()
     end = started + args.timeout
     while time.time() < end:
-        done = await asyncio.to_thread(_progress, db, target_state)
+        done = await asyncio.to_thread(_progress, db, target_state, started)
         if done >= args.tasks - failures:
             break
         if any(p.poll() is not None for p in procs):
@@ -340,7 +349,7 @@ async def _run(
     cpu_after = _cpu_groups(procs)
     async with httpx.AsyncClient() as client:
         stats: dict[str, Any] = (await client.get(f"http://127.0.0.1:{sim_port}/_sim/stats")).json()
-    done = await asyncio.to_thread(_progress, db, target_state)
+    done = await asyncio.to_thread(_progress, db, target_state, started)
     mems = [_peak_rss_mb(p.pid) for p in engines]
     cpu = {group: cpu_after[group] - cpu_before[group] for group in cpu_after}
     await asyncio.sleep(2 * sqlcount.WRITE_EVERY)
@@ -356,7 +365,7 @@ async def _run(
     )
     round_trips = done
     if not waiting:
-        lat, first, last, outcomes = await asyncio.to_thread(_latencies, db)
+        lat, first, last, outcomes = await asyncio.to_thread(_latencies, db, started)
         round_trips = len(lat)
         span = max(last - first, 1e-9)
         print(f"throughput     {len(lat) / span:.1f} round trips/s")
