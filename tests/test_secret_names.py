@@ -116,7 +116,8 @@ def server() -> Iterator[str]:
 
 def test_secret_names_sealed_on_every_store_path(db_url: str, server: str) -> None:
     planted = {n: f"{n.upper()}{secrets.token_hex(8)}" for n in ("key", "auth", "nested", "cb")}
-    with running_stack(db_url) as s:
+    # The token server is on loopback, which api_call refuses unless allowed.
+    with running_stack(db_url, api_call_allow="127.0.0.1") as s:
         s.deploy(process(server))
         task = s.create(
             {

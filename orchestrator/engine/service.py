@@ -422,6 +422,9 @@ class Service:
             confirmed = False
             if form == "twilio":
                 ref = payload.get("MessageSid") or payload.get("CallSid") or payload.get("SmsSid")
+                # Both are looked up before anything else reads them.
+                storable(str(ref) if ref else None, "the callback's sid")
+                storable(payload.get("AccountSid"), "AccountSid")
                 try:
                     # Verified with the token of the account that sent the message.
                     confirmed = verify_on_receipt(
