@@ -269,8 +269,8 @@ def test_crash_recovery_never_repeats_a_post(db_url: str, server: str) -> None:
     from orchestrator.config import Settings
     from orchestrator.engine.api_call import ApiCalls
     from orchestrator.engine.definition import Logic
-    from orchestrator.engine.interpreter import LogicFailure, StepDeferred, StepResult
     from orchestrator.engine.runtime import Runtime
+    from orchestrator.engine.steps import LogicFailure, StepDeferred, StepResult
     from orchestrator.store import effects as effect_store
     from orchestrator.store.records import TaskRecord
 
@@ -289,7 +289,7 @@ def test_crash_recovery_never_repeats_a_post(db_url: str, server: str) -> None:
         logic = Logic("api_call", 0, {"method": method, "url": server + "/echo/c", "timeout": 1})
         result = StepResult(data={})
         try:
-            await calls.run(task(task_id), logic, {"root": {}}, result)
+            await calls.run(task(task_id), 1, logic, {"root": {}}, result)
         finally:
             await rt.aclose()
         return result

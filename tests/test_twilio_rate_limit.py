@@ -14,7 +14,7 @@ from procs import FROM, Cluster
 from sqlalchemy import select
 from stack import running_stack
 
-from orchestrator.engine.twilio_actions import parse_rates
+from orchestrator.config import parse_rates
 from orchestrator.store import senders
 from orchestrator.store.db import Database
 from orchestrator.store.tables import effects

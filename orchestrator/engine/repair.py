@@ -27,8 +27,8 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator.engine.definition import ProcessDefinition
-from orchestrator.engine.interpreter import StepResult
 from orchestrator.engine.service import ApiError, Service
+from orchestrator.engine.steps import StepResult
 from orchestrator.engine.transitions import Conflict, commit_step
 from orchestrator.store import effects as effect_store
 from orchestrator.store import tasks as task_store

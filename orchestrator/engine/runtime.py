@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 from orchestrator.config import Settings
 from orchestrator.crypto import Vault, hash_matches, new_secret, node_hash
 from orchestrator.engine.definition import ProcessDefinition, parse_definition
+from orchestrator.engine.plugins import DEFAULT_PLUGINS, CallbackForm, Plugin, Plugins, load
 from orchestrator.metrics import Metrics
 from orchestrator.store import kv
 from orchestrator.store import processes as process_store
@@ -43,8 +44,17 @@ def new_task_id() -> str:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, db: Database | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database | None = None,
+        plugins: list[Plugin[Runtime]] | None = None,
+    ) -> None:
         self.settings = settings
+        # Step handlers and callback forms (engine/plugins.py): Twilio, api_call, ….
+        self.plugins: Plugins[Runtime] = Plugins(
+            plugins if plugins is not None else load(DEFAULT_PLUGINS)
+        )
         self.db = db or Database(
             settings.database_url,
             pool_size=settings.db_pool_size,
@@ -68,6 +78,10 @@ class Runtime:
         # Callbacks from the HTTP side (same process) that wake the engine at once.
         self.wake_listeners: list[Callable[[], None]] = []
         self.metrics = Metrics()
+
+    def callback_form(self, name: str) -> CallbackForm:
+        """The plugin's form of callback ``name`` (the generic one if none claims it)."""
+        return self.plugins.form(self, name)
 
     # -- secrets -------------------------------------------------------------------
     @property

@@ -17,18 +17,16 @@ from sqlalchemy.exc import IntegrityError
 
 from orchestrator import secretdata
 from orchestrator.engine import incoming_sms, phones
-from orchestrator.engine.callback_sender import SIGNED_REQUEST, BadSignature, verify_on_receipt
 from orchestrator.engine.definition import ProcessDefinition
+from orchestrator.engine.plugins import CallbackForm, CallbackRefused
 from orchestrator.engine.runtime import NotFound, Runtime, new_task_id
 from orchestrator.engine.transitions import awaits_reply, deliver
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import processes as process_store
 from orchestrator.store import tasks as task_store
-from orchestrator.store import twilio_messages as message_store
 from orchestrator.store.notify import notify
 from orchestrator.store.records import CallbackRecord, Event, ProcessRecord, TaskRecord, dumps
 from orchestrator.textcheck import problem
-from orchestrator.twilio.errors import describe_error_code
 
 MAX_LIST = 500
 
@@ -419,34 +417,24 @@ class Service:
             takes_messages = is_start and definition.incoming_sms is not None
             if is_start and not takes_messages:
                 raise ApiError(404, "NOT_FOUND", "unknown callback URL")
-            confirmed = False
-            if form == "twilio":
-                ref = payload.get("MessageSid") or payload.get("CallSid") or payload.get("SmsSid")
-                try:
-                    # Verified with the token of the account that sent the message.
-                    confirmed = verify_on_receipt(
-                        conn,
-                        self.rt,
-                        payload,
-                        str(ref) if ref else None,
-                        url=url,
-                        signature=signature,
-                        pairs=form_pairs or [],
-                    )
-                except BadSignature:
-                    raise ApiError(
-                        403, "INVALID_SIGNATURE", "X-Twilio-Signature is missing or does not match"
-                    ) from None
+            kind = self.rt.callback_form(form)
+            try:
+                confirmed = kind.verify(
+                    conn, payload, url=url, signature=signature, pairs=form_pairs or []
+                )
+            except CallbackRefused as exc:
+                raise refused(exc) from None
             if takes_messages:
                 # An incoming message is checked once, on receipt (nobody sent it).
-                payload.pop(SIGNED_REQUEST, None)
+                for key in kind.hidden_fields():
+                    payload.pop(key, None)
                 answer = self._store_message(
                     conn, proc.id, node_id, definition, payload, form, source_ip, now
                 )
             else:
                 answer = None
                 ref, task_id, dedupe = self._addressee(
-                    conn, proc.id, form, payload, task_id, confirmed
+                    conn, proc.id, kind, payload, task_id, confirmed
                 )
                 cb_id = inbox.insert_callback(
                     conn,
@@ -475,7 +463,7 @@ class Service:
         self,
         conn: Connection,
         process_id: int,
-        form: str,
+        form: CallbackForm,
         payload: dict[str, Any],
         task_id: str | None,
         confirmed: bool,
@@ -485,19 +473,14 @@ class Service:
         recorded sender."""
         ref = None
         dedupe = None
-        if form == "twilio":
-            ref = payload.get("MessageSid") or payload.get("CallSid") or payload.get("SmsSid")
-            if not ref:
-                raise ApiError(422, "MISSING_SID", "the callback has no MessageSid or CallSid")
-            storable(str(ref), "the callback's sid")
-            status = payload.get("MessageStatus") or payload.get("CallStatus") or ""
-            dedupe = f"{ref}:{status}:{payload.get('SequenceNumber', '')}"
-            if payload.get("MessageStatus") and confirmed:
-                # A final status closes the message for the reconciliation sweep.
-                message_store.note_status(conn, str(ref), str(status))
-            code = payload.get("ErrorCode")
-            if code and "ErrorMessage" not in payload:
-                payload["ErrorMessage"] = describe_error_code(code)
+        try:
+            addressed = form.addressee(payload)
+        except CallbackRefused as exc:
+            raise refused(exc) from None
+        if addressed is not None:
+            ref, dedupe = addressed.ref, addressed.dedupe_key
+            storable(ref, form.ref_name)
+            form.accepted(conn, ref, payload, confirmed)
         elif task_id is None:
             task_id = _str_or_none(payload.get("task_id"))
             ref = _str_or_none(payload.get("ref"))
@@ -547,6 +530,14 @@ class Service:
             notify(conn)
         status = "duplicate" if cb_id is None else "accepted"
         return {"status": status, "callback_id": cb_id, "twiml": answer}
+
+
+# The status of a callback refused on receipt, by its code (else 422).
+REFUSAL_STATUS = {"INVALID_SIGNATURE": 403}
+
+
+def refused(exc: CallbackRefused) -> ApiError:
+    return ApiError(REFUSAL_STATUS.get(exc.code, 422), exc.code, exc.message)
 
 
 def storable(value: Any, name: str) -> None:

@@ -9,9 +9,7 @@ logic). If the step runs again (the worker died after the call, before its commi
 row is there: a finished call's stored result is reused, and an unfinished one is
 resolved by looking the message up in Twilio, never by sending again.
 
-Pacing: a message waits for its sender's next slot (``store/senders``) before its effect
-row is written; a slot far ahead defers the step (its lease is kept until then) instead
-of holding a connection, so a burst queues rather than failing with 20429.
+Pacing: see ``twilio/pacing``.
 """
 
 from __future__ import annotations
@@ -26,40 +24,40 @@ from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from orchestrator import secretdata
-from orchestrator.config import Settings, parse_rates
+from orchestrator.config import Settings
 from orchestrator.engine import opt_outs
 from orchestrator.engine import twilio_input as check
 from orchestrator.engine import twilio_results as results
 from orchestrator.engine.callback_sender import AccountTokens
 from orchestrator.engine.definition import Logic
-from orchestrator.engine.interpreter import LogicFailure, NewTask, StepDeferred, StepResult
 from orchestrator.engine.reconcile import GIVE_UP_AFTER
+from orchestrator.engine.runtime import Runtime
+from orchestrator.engine.steps import LogicFailure, NewTask, StepDeferred, StepResult
 from orchestrator.engine.template_files import with_template_body
+from orchestrator.engine.templates import TemplateError, render
+from orchestrator.engine.twilio_bulk import CallbackTarget, send_to_many
 from orchestrator.logs import task_fields
 from orchestrator.store import effects as effect_store
-from orchestrator.store import senders
 from orchestrator.store import tasks as task_store
 from orchestrator.store.records import Event, TaskRecord
 from orchestrator.twilio.client import Credentials, RetryHook
 from orchestrator.twilio.errors import TwilioError
+from orchestrator.twilio.pacing import PACING_HORIZON, Pacer
 
 log = logging.getLogger(__name__)
 
 TWILIO_SEND_SLOTS = 16
-# A sender slot at most this far ahead is waited for in place; a later one defers the step.
-PACING_HORIZON = 2.0
 # Caller IDs are listed this many pages deep at most (1000 each).
 CALLER_ID_PAGES = 100
-CallbackTarget = tuple[int, str] | None
 
 
 class TwilioActions:
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self.tokens = AccountTokens(runtime)
         # As many sends at once as the Twilio client has connections (see client.py).
         self._send_slots = asyncio.Semaphore(TWILIO_SEND_SLOTS)
-        self._rates = parse_rates(runtime.settings.twilio_rate_limits)
+        self.pacer = Pacer(runtime, self._note)
 
     async def run(
         self,
@@ -68,10 +66,8 @@ class TwilioActions:
         logic: Logic,
         ctx: dict[str, Any],
         result: StepResult,
-    ) -> None:
+    ) -> str | None:
         """Run the logic; its result and its failures also carry seed 002's names."""
-        from orchestrator.engine.templates import TemplateError, render
-
         raw = dict(logic.get("params") or {})
         params: dict[str, Any] = {}
         try:
@@ -83,6 +79,7 @@ class TwilioActions:
             exc.fields = results.failure(exc.fields, raw, params)
             raise
         results.success(str(logic.get("action")), result.data)
+        return None
 
     async def _run(
         self,
@@ -109,8 +106,6 @@ class TwilioActions:
             await self._caller_ids(creds, result)
             return
         if action == "send_to_many":
-            from orchestrator.engine.twilio_bulk import send_to_many
-
             await send_to_many(self, task, logic, creds, raw, params, result)
             return
         if action == "make_call":
@@ -133,8 +128,6 @@ class TwilioActions:
     def status_callback(self, spec: Any, ctx: dict[str, Any]) -> tuple[str | None, CallbackTarget]:
         """The StatusCallback URL, and (process id, wait node) when it is a plugin URL
         of one of our wait nodes (so the reconciliation sweep can stand in for it)."""
-        from orchestrator.engine.templates import render
-
         if spec is None:
             return None, None
         if isinstance(spec, str):
@@ -192,42 +185,6 @@ class TwilioActions:
         pid, version, start = target
         return NewTask(pid, version, start, str(data["sid"]), data, task.id)
 
-    # -- pacing --------------------------------------------------------------------
-    def rate_for(self, form: Mapping[str, Any]) -> tuple[str, float] | None:
-        """(sender, messages per second) for a message form, None when unlimited."""
-        sender = str(form.get("MessagingServiceSid") or form.get("From") or "")
-        rate = self._rates.get(sender, self.rt.settings.twilio_default_rate)
-        return (sender, rate) if sender and rate > 0 else None
-
-    async def pace(
-        self, form: Mapping[str, Any], *, horizon: float | None, task: TaskRecord | None = None
-    ) -> float:
-        """Take the sender's next slot and return it (0: unlimited); with a ``horizon``, a
-        slot further away defers the step until then (``horizon=None``: any slot). The
-        caller sleeps until the slot right before sending, so the database work between
-        here and the request does not make sends bunch up."""
-        limit = self.rate_for(form)
-        if limit is None:
-            return 0.0
-        sender, rate = limit
-        now = time.time()
-        reach = float("inf") if horizon is None else horizon
-        slot, taken = await self.rt.run_db(self._reserve, sender, 1.0 / rate, now, reach)
-        if not taken:
-            # Back half a horizon before the turn: its slot is then within reach.
-            until = slot - reach / 2
-            if task is not None:
-                detail = {"sender": sender, "rate": rate, "until": round(until, 3)}
-                await self._note(task, Event("twilio_paced", task.node_id, None, detail))
-            raise StepDeferred(until, f"sender {sender} paced at {rate:g}/s")
-        return float(slot)
-
-    def _reserve(
-        self, sender: str, interval: float, now: float, horizon: float
-    ) -> tuple[float, bool]:
-        with self.rt.db.write() as conn:
-            return senders.reserve(conn, sender, interval, now, horizon)
-
     # -- the call --------------------------------------------------------------------
     async def create_once(
         self,
@@ -254,7 +211,7 @@ class TwilioActions:
                     raise LogicFailure(refused)
                 return {"error": refused}
         if kind == "message" and slot is None:
-            slot = await self.pace(form, horizon=PACING_HORIZON, task=task)
+            slot = await self.pacer.pace(form, horizon=PACING_HORIZON, task=task)
         summary = {k: v for k, v in form.items() if k != "Body"}
         summary["account_sid"] = creds.account_sid
         summary["body_sha256"] = hashlib.sha256(str(form.get("Body", "")).encode()).hexdigest()

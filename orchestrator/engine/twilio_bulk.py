@@ -14,21 +14,55 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from orchestrator.engine import twilio_input as check
 from orchestrator.engine.definition import Logic
-from orchestrator.engine.interpreter import LogicFailure, StepResult
+from orchestrator.engine.runtime import Runtime
+from orchestrator.engine.steps import LogicFailure, NewTask, StepResult
 from orchestrator.engine.templates import render
-from orchestrator.engine.twilio_actions import PACING_HORIZON
 from orchestrator.store.records import TaskRecord
 from orchestrator.twilio.client import Credentials
+from orchestrator.twilio.pacing import PACING_HORIZON, Pacer
 
 BULK_INDEX_BASE = 100_000  # > MAX_RECIPIENTS: positions never collide across logics
+# (process id, wait node) a message's status callbacks go to, when one of ours.
+CallbackTarget = tuple[int, str] | None
+
+
+class BulkSender(Protocol):
+    """What send_to_many uses of the twilio logic (``twilio_actions.TwilioActions``)."""
+
+    rt: Runtime
+    pacer: Pacer
+
+    def status_callback(
+        self, spec: Any, ctx: dict[str, Any]
+    ) -> tuple[str | None, CallbackTarget]: ...
+
+    def follower(self, spec: Any) -> tuple[int, int, str] | None: ...
+
+    def follow_task(
+        self, target: tuple[int, int, str], task: TaskRecord, data: dict[str, Any]
+    ) -> NewTask: ...
+
+    async def create_once(
+        self,
+        task: TaskRecord,
+        index: int,
+        creds: Credentials,
+        form: dict[str, Any],
+        result: StepResult,
+        *,
+        kind: str = "message",
+        slot: float | None = None,
+        raise_error: bool = True,
+        target: CallbackTarget = None,
+    ) -> dict[str, Any]: ...
 
 
 async def send_to_many(
-    actions: Any,
+    actions: BulkSender,
     task: TaskRecord,
     logic: Logic,
     creds: Credentials,
@@ -58,7 +92,7 @@ async def send_to_many(
     details: dict[str, Any] = {}
     for position, number in enumerate(numbers):
         form = {**base, "To": number}
-        slot = await actions.pace(form, horizon=None)
+        slot = await actions.pacer.pace(form, horizon=None)
         # Most of a long wait is spent before the effect is recorded (see create_once).
         await asyncio.sleep(max(0.0, slot - time.time() - PACING_HORIZON))
         index = BULK_INDEX_BASE * (logic.index + 1) + position

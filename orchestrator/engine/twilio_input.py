@@ -16,7 +16,7 @@ import phonenumbers
 
 from orchestrator.config import Settings
 from orchestrator.engine import phones
-from orchestrator.engine.interpreter import LogicFailure
+from orchestrator.engine.steps import LogicFailure
 from orchestrator.twilio.client import Credentials, api_base
 
 _E164 = re.compile(r"^\+[1-9][0-9]{1,14}\Z")  # ASCII only: \d also takes other scripts' digits
