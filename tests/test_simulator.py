@@ -36,8 +36,8 @@ from orchestrator.twilio.simulator import (
     create_app,
     serve_simulator,
 )
-from orchestrator.twilio.simulator_records import num_segments
-from orchestrator.twilio.simulator_rules import match_rule
+from orchestrator.twilio.simulator.records import num_segments
+from orchestrator.twilio.simulator.rules import match_rule
 
 SID = "AC" + "1" * 32
 TOKEN = "sim-test-token"

@@ -1,4 +1,4 @@
-"""Unit tests for orchestrator/engine/statuses.py (Twilio status ranking)."""
+"""Unit tests for orchestrator/twilio/statuses.py (Twilio status ranking)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from orchestrator.engine.statuses import (
+from orchestrator.twilio.statuses import (
     CALL_RANK,
     CALL_TERMINAL,
     MESSAGE_FAILED,

@@ -1,10 +1,10 @@
-"""Input checks made before any Twilio request (engine/twilio_input.py)."""
+"""Input checks made before any Twilio request (twilio/inputs.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from orchestrator.engine import twilio_input
+from orchestrator.twilio import inputs as twilio_input
 
 
 @pytest.mark.parametrize("value", ["+15551230001", "+442071838750"])

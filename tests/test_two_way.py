@@ -14,7 +14,7 @@ from stack import ACCOUNT, FROM, TOKEN, Stack, running_stack
 
 from orchestrator.store.tables import callbacks
 from orchestrator.twilio.signature import compute_signature
-from orchestrator.twilio.simulator_incoming import incoming_params
+from orchestrator.twilio.simulator.incoming import incoming_params
 
 PERSON = "+15551230001"
 

@@ -161,7 +161,7 @@ def test_racing_engines_never_give_one_listener_two_messages(pg_url: str) -> Non
     from orchestrator.store import callbacks as inbox
     from orchestrator.store import conversations
     from orchestrator.store.db import upgrade
-    from orchestrator.twilio.simulator_incoming import incoming_params
+    from orchestrator.twilio.simulator.incoming import incoming_params
 
     upgrade(pg_url)
     rt = Runtime(Settings(database_url=pg_url))

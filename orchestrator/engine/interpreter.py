@@ -3,7 +3,7 @@
 The interpreter does no writes of its own: it returns a ``StepResult`` (next node, new
 data, tasks to copy, tasks to modify, history events) that ``transitions.commit_step``
 applies in one transaction. The only outside call it makes is a Twilio request, and that
-is guarded by an effect record (see ``twilio_actions``).
+is guarded by an effect record (see ``twilio/actions.py``).
 """
 
 from __future__ import annotations

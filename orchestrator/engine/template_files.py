@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import resources
-from orchestrator.engine import twilio_input as check
 from orchestrator.engine.templates import TemplateError, render
+from orchestrator.twilio import inputs as check
 
 TEMPLATES_DIR = "templates"
 MAX_TEMPLATE_BYTES = 64 * 1024

@@ -20,7 +20,6 @@ from starlette.responses import JSONResponse, Response
 from orchestrator.config import Settings
 from orchestrator.engine.apikeys import parse_env_keys
 from orchestrator.engine.deploy import ensure_shipped
-from orchestrator.engine.reconcile import recheck_after_restart
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.service import ApiError, Service
 from orchestrator.engine.worker import Worker
@@ -32,6 +31,7 @@ from orchestrator.http.limits import BodyLimitMiddleware
 from orchestrator.http.observe import RequestMetricsMiddleware
 from orchestrator.http.responses import error_response
 from orchestrator.logs import redact_path
+from orchestrator.twilio.reconcile import recheck_after_restart
 
 log = logging.getLogger("orchestrator.http")
 T = TypeVar("T")

@@ -1,5 +1,5 @@
 """Seed 003's ``POST /api/twilio/sendSms|sendMms|makeCall`` (access as for /api/v1:
-http/auth.py). The work is in engine/twilio_package.py; here only the HTTP side."""
+http/auth.py). The work is in twilio/package.py; here only the HTTP side."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from orchestrator.engine import twilio_package as package
 from orchestrator.engine.service import ApiError, Service
 from orchestrator.http.auth import audit_source
 from orchestrator.http.responses import json_object
+from orchestrator.twilio import package
 
 # The longest wait for Twilio's answer to the create, whatever the retry settings say.
 MAX_WAIT = 120.0

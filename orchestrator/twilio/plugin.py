@@ -12,12 +12,6 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from orchestrator.engine.callback_sender import (
-    SIGNED_REQUEST,
-    BadSignature,
-    signed_by_sender,
-    verify_on_receipt,
-)
 from orchestrator.engine.plugins import (
     Addressee,
     CallbackForm,
@@ -26,13 +20,19 @@ from orchestrator.engine.plugins import (
     Plugin,
     StepHandler,
 )
-from orchestrator.engine.reconcile import recheck_after_restart, sweep_once
 from orchestrator.engine.runtime import Runtime
-from orchestrator.engine.statuses import supersedes
-from orchestrator.engine.twilio_actions import TwilioActions
 from orchestrator.store import twilio_messages as message_store
 from orchestrator.store.records import CallbackRecord
+from orchestrator.twilio.actions import TwilioActions
+from orchestrator.twilio.callback_sender import (
+    SIGNED_REQUEST,
+    BadSignature,
+    signed_by_sender,
+    verify_on_receipt,
+)
 from orchestrator.twilio.errors import describe_error_code
+from orchestrator.twilio.reconcile import recheck_after_restart, sweep_once
+from orchestrator.twilio.statuses import supersedes
 
 log = logging.getLogger("orchestrator.engine")
 
@@ -115,7 +115,7 @@ class TwilioForm(CallbackForm):
 
 
 async def reconcile(rt: Runtime, engine: JobHost) -> None:
-    """Fetch messages whose final status never came (see engine/reconcile.py); soon
+    """Fetch messages whose final status never came (see twilio/reconcile.py); soon
     after this start, those still open from before it."""
     s = rt.settings
     if s.reconcile_after <= 0:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.engine import twilio_input as check
+from orchestrator.twilio import inputs as check
 
 # MISSING_INPUT of these logic parameters has the activity's blank-field code.
 BLANK_CODES = {

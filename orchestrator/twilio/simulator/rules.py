@@ -4,7 +4,7 @@ Kept apart from ``simulator.py`` (the server, its tasks and HTTP) so the tables 
 read, and unit-tested, without starting anything; nothing here does I/O. Facts come from
 the Twilio fact sheet (``/work/shared/reference/twilio.md`` §1, §2, §3, §5); where a code or
 text is our own guess it says so. The records and their lifecycles are in
-``simulator_records.py``, list paging and date filters in ``simulator_paging.py``.
+``simulator/records.py``, list paging and date filters in ``simulator/paging.py``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The ``twilio`` logic: validate input, call Twilio once, and write the result.
 
 Actions: ``send_sms``, ``send_mms``, ``make_call``, ``fetch_message``, ``fetch_call``,
-``list_caller_ids`` and ``send_to_many`` (in ``twilio_bulk``). Input checks live in
-``twilio_input``.
+``list_caller_ids`` and ``send_to_many`` (in ``bulk``). Input checks live in
+``inputs``.
 
 Exactly-once: before a create is sent, an effect row is committed for (task, step,
 logic). If the step runs again (the worker died after the call, before its commit), the
@@ -20,35 +20,33 @@ import email.utils
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from orchestrator import secretdata
 from orchestrator.config import Settings
 from orchestrator.engine import opt_outs
-from orchestrator.engine import twilio_input as check
-from orchestrator.engine import twilio_results as results
-from orchestrator.engine.callback_sender import AccountTokens
 from orchestrator.engine.definition import Logic
-from orchestrator.engine.reconcile import GIVE_UP_AFTER
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.steps import LogicFailure, NewTask, StepDeferred, StepResult
 from orchestrator.engine.template_files import with_template_body
 from orchestrator.engine.templates import TemplateError, render
-from orchestrator.engine.twilio_bulk import CallbackTarget, send_to_many
 from orchestrator.logs import task_fields
 from orchestrator.store import effects as effect_store
 from orchestrator.store import tasks as task_store
 from orchestrator.store.records import Event, TaskRecord
+from orchestrator.twilio import inputs as check
+from orchestrator.twilio import reads, results
+from orchestrator.twilio.bulk import CallbackTarget, send_to_many
+from orchestrator.twilio.callback_sender import AccountTokens
 from orchestrator.twilio.client import Credentials, RetryHook
 from orchestrator.twilio.errors import TwilioError
 from orchestrator.twilio.pacing import PACING_HORIZON, Pacer
+from orchestrator.twilio.reconcile import GIVE_UP_AFTER
 
 log = logging.getLogger(__name__)
 
 TWILIO_SEND_SLOTS = 16
-# Caller IDs are listed this many pages deep at most (1000 each).
-CALLER_ID_PAGES = 100
 
 
 class TwilioActions:
@@ -97,13 +95,13 @@ class TwilioActions:
         creds = check.credentials(self.rt.settings, raw, params)
         creds = check.with_base_url(creds, logic.get("base_url"))
         if action == "fetch_message":
-            await self._fetch(creds, raw, params, result)
+            await reads.fetch_message(self.rt.twilio, creds, raw, params, result)
             return
         if action == "fetch_call":
-            await self._fetch_call(creds, raw, params, result)
+            await reads.fetch_call(self.rt.twilio, creds, raw, params, result)
             return
         if action == "list_caller_ids":
-            await self._caller_ids(creds, result)
+            await reads.caller_ids(self.rt.twilio, creds, result)
             return
         if action == "send_to_many":
             await send_to_many(self, task, logic, creds, raw, params, result)
@@ -124,7 +122,7 @@ class TwilioActions:
         result.data["sid"] = found.get("sid")
         result.data["status"] = found.get("status")
 
-    # -- helpers shared with twilio_bulk ----------------------------------------------
+    # -- helpers shared with bulk.py -------------------------------------------------
     def status_callback(self, spec: Any, ctx: dict[str, Any]) -> tuple[str | None, CallbackTarget]:
         """The StatusCallback URL, and (process id, wait node) when it is a plugin URL
         of one of our wait nodes (so the reconciliation sweep can stand in for it)."""
@@ -352,46 +350,6 @@ class TwilioActions:
             }
         }
 
-    # -- reads -----------------------------------------------------------------------
-    async def _fetch(
-        self,
-        creds: Credentials,
-        raw: Mapping[str, Any],
-        params: Mapping[str, Any],
-        result: StepResult,
-    ) -> None:
-        message = await _read(self.rt.twilio.fetch_message(creds, _sid(raw, params)))
-        result.data["status"] = message.get("status")
-        if message.get("error_code"):
-            result.data["ErrorCode"] = message["error_code"]
-
-    async def _fetch_call(
-        self,
-        creds: Credentials,
-        raw: Mapping[str, Any],
-        params: Mapping[str, Any],
-        result: StepResult,
-    ) -> None:
-        sid = _sid(raw, params)
-        if not check.SID["CallSid"].match(sid):
-            raise check.invalid(raw, "Sid", "must be CA followed by 32 hex digits")
-        call = await _read(self.rt.twilio.fetch_call(creds, sid))
-        result.data["status"] = call.get("status")
-        if call.get("duration") is not None:
-            result.data["CallDuration"] = call["duration"]
-
-    async def _caller_ids(self, creds: Credentials, result: StepResult) -> None:
-        """ "Retrieve recipients" (seed 002): every verified caller ID, all pages."""
-        try:
-            records = await self.rt.twilio.list_outgoing_caller_ids(
-                creds, page_size=1000, max_pages=CALLER_ID_PAGES
-            )
-        except TwilioError as exc:
-            raise LogicFailure(exc.as_task_data()) from exc
-        numbers = [str(r["phone_number"]) for r in records if r.get("phone_number")]
-        result.data["recipient_list"] = numbers
-        result.data["recipients"] = ",".join(numbers)
-
 
 def _adoption(outcome: Mapping[str, Any]) -> dict[str, Any]:
     since = outcome.get("since")
@@ -417,19 +375,3 @@ def _same_message(message: Mapping[str, Any], form: Mapping[str, Any], since: fl
             return True
         return when >= since - 60
     return True
-
-
-def _sid(raw: Mapping[str, Any], params: Mapping[str, Any]) -> str:
-    """The ``Sid`` a fetch logic names (MISSING_INPUT when blank)."""
-    sid = params.get("Sid")
-    if check.blank(sid):
-        raise check.missing(raw, "Sid")
-    return str(sid)
-
-
-async def _read(request: Awaitable[dict[str, Any]]) -> dict[str, Any]:
-    """A Twilio read; its failure sends the task down the logic's error path."""
-    try:
-        return await request
-    except TwilioError as exc:
-        raise LogicFailure(exc.as_task_data()) from exc

@@ -14,11 +14,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .simulator_callbacks import CallbackSender
-from .simulator_config import SimulatorConfig, apply_config
-from .simulator_incoming import IncomingSender, parse_request
-from .simulator_paging import date_filter, date_matches, page_payload, parse_paging
-from .simulator_records import (
+from .callbacks import CallbackSender
+from .config import SimulatorConfig, apply_config
+from .incoming import IncomingSender, parse_request
+from .paging import date_filter, date_matches, page_payload, parse_paging
+from .records import (
     CallRecord,
     MessageRecord,
     call_steps,
@@ -26,7 +26,7 @@ from .simulator_records import (
     message_steps,
     new_sid,
 )
-from .simulator_rules import (
+from .rules import (
     SimError,
     basic_auth,
     error_payload,

@@ -13,10 +13,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import httpx
 
-from .. import rawhttp
-from .signature import SIGNATURE_HEADER, compute_signature
-from .simulator_config import SimulatorConfig
-from .simulator_records import Record, Step
+from ... import rawhttp
+from ..signature import SIGNATURE_HEADER, compute_signature
+from .config import SimulatorConfig
+from .records import Record, Step
 
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
 USER_AGENT = "TwilioProxy/1.1"

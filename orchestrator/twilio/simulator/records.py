@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
-from .simulator_rules import (
+from .rules import (
     API_VERSION,
     ASYNC_ERROR_TITLES,
     CALL_OUTCOMES,

@@ -22,8 +22,8 @@ from typing import Any
 
 import httpx
 
-from .signature import SIGNATURE_HEADER, compute_signature
-from .simulator_rules import API_VERSION
+from ..signature import SIGNATURE_HEADER, compute_signature
+from .rules import API_VERSION
 
 USER_AGENT = "TwilioProxy/1.1"
 MAX_MEDIA = 10

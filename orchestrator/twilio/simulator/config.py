@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .simulator_incoming import ReplyRule, coerce_reply_rules
-from .simulator_rules import DEFAULT_CALL_RULES, DEFAULT_RULES, OutcomeRule
+from .incoming import ReplyRule, coerce_reply_rules
+from .rules import DEFAULT_CALL_RULES, DEFAULT_RULES, OutcomeRule
 
 
 def _default_caller_ids() -> list[str]:
@@ -37,7 +37,7 @@ class SimulatorConfig:
     rules: list[OutcomeRule] = field(default_factory=lambda: list(DEFAULT_RULES))
     call_rules: list[OutcomeRule] = field(default_factory=lambda: list(DEFAULT_CALL_RULES))
     callback_retry_delay: float = 0.2
-    # Incoming messages (simulator_incoming.py): where they are posted, and the rules by
+    # Incoming messages (simulator/incoming.py): where they are posted, and the rules by
     # which recipients text back.
     incoming_url: str = ""
     reply_rules: list[ReplyRule] = field(default_factory=list)

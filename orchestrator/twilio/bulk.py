@@ -16,12 +16,12 @@ import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from orchestrator.engine import twilio_input as check
 from orchestrator.engine.definition import Logic
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.steps import LogicFailure, NewTask, StepResult
 from orchestrator.engine.templates import render
 from orchestrator.store.records import TaskRecord
+from orchestrator.twilio import inputs as check
 from orchestrator.twilio.client import Credentials
 from orchestrator.twilio.pacing import PACING_HORIZON, Pacer
 
@@ -31,7 +31,7 @@ CallbackTarget = tuple[int, str] | None
 
 
 class BulkSender(Protocol):
-    """What send_to_many uses of the twilio logic (``twilio_actions.TwilioActions``)."""
+    """What send_to_many uses of the twilio logic (``actions.TwilioActions``)."""
 
     rt: Runtime
     pacer: Pacer

@@ -7,8 +7,8 @@ Serves, in memory, the slice of Twilio's 2010 REST API the orchestrator uses (pa
 Answers and errors have Twilio's JSON shapes (``{"code","message","more_info","status"}``), so the
 official ``twilio`` client works against it (``client.api.base_url = "http://host:port"``).
 Validation, error codes and the test-credential magic numbers live in
-``simulator_rules.py``; the resources in ``simulator_api.py``, the callbacks in
-``simulator_callbacks.py``.
+``simulator/rules.py``; the resources in ``simulator/api.py``, the callbacks in
+``simulator/callbacks.py``.
 
 Message outcomes (``SimulatorConfig.rules``, matched on the end of ``To``; the longest
 matching suffix wins, on a tie the later rule, so an appended rule overrides):
@@ -46,7 +46,7 @@ object of fields to change), ``POST /_sim/reset`` (forget everything, cancel pen
 callbacks, restore the config given to :func:`create_app`), ``POST /_sim/incoming`` (someone
 texts one of your numbers: a signed incoming-message webhook to ``incoming_url``) and
 ``GET /_sim/incoming`` (the last 1000 posted, with the answers). ``reply_rules`` make
-recipients text back by themselves; see ``simulator_incoming.py``.
+recipients text back by themselves; see ``simulator/incoming.py``.
 
 Deliberate differences from Twilio: any ``From`` is accepted (except the magic ones); the
 first status is ``queued`` even with a ``MessagingServiceSid`` (Twilio: ``accepted`` and a
@@ -65,10 +65,10 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from .simulator_api import Simulator, http_error
-from .simulator_callbacks import IDEMPOTENCY_HEADER
-from .simulator_config import SimulatorConfig
-from .simulator_rules import API_VERSION, DEFAULT_CALL_RULES, DEFAULT_RULES, OutcomeRule
+from .api import Simulator, http_error
+from .callbacks import IDEMPOTENCY_HEADER
+from .config import SimulatorConfig
+from .rules import API_VERSION, DEFAULT_CALL_RULES, DEFAULT_RULES, OutcomeRule
 
 __all__ = [
     "DEFAULT_CALL_RULES",
