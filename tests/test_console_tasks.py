@@ -11,8 +11,9 @@ from starlette.testclient import TestClient
 
 from orchestrator.config import Settings
 from orchestrator.engine import lookup
-from orchestrator.engine.service import ApiError, Service
+from orchestrator.engine.service import Service
 from orchestrator.http.app import create_app
+from orchestrator.services.errors import ServiceError
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def test_filters(client: TestClient) -> None:
     future = str(time.time() + 3600)
     assert ids(since=future) == [] and ids(until=future) == every
     assert ids(since="2000-01-01", until="2000-01-02T00:00:00+00:00") == []
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(ServiceError) as err:
         ids(since="yesterday")
     assert err.value.code == "INVALID_FILTER"
     # Cursor paging through a filter.

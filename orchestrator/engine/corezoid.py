@@ -12,7 +12,8 @@ import re
 from typing import Any
 
 from orchestrator import jsontext
-from orchestrator.engine.service import ApiError, Service
+from orchestrator.engine.service import Service
+from orchestrator.services.errors import Invalid, ServiceError
 
 MAX_OPS = 100
 
@@ -54,10 +55,10 @@ def _text(value: Any, name: str, max_len: int = 255) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ApiError(422, "INVALID_OP", f"{name} must be a string or a number")
+        raise Invalid("INVALID_OP", f"{name} must be a string or a number")
     text = str(value)
     if not 1 <= len(text) <= max_len:
-        raise ApiError(422, "INVALID_OP", f"{name} must be 1-{max_len} characters")
+        raise Invalid("INVALID_OP", f"{name} must be 1-{max_len} characters")
     return text
 
 
@@ -86,16 +87,16 @@ def _show(view: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_op(service: Service, op: Any, source: str) -> dict[str, Any]:
-    """One op's result entry; never raises ApiError (it becomes the op's ``proc``)."""
+    """One op's result entry; never raises a ServiceError (it becomes the op's ``proc``)."""
     if not isinstance(op, dict):
         return {"id": "", "proc": "error", "description": "an op must be a JSON object"}
     head: dict[str, Any] = {"id": op.get("id", ""), "obj": op.get("obj", "task")}
     try:
         if op.get("obj", "task") != "task":
-            raise ApiError(422, "INVALID_OP", "only obj task is supported")
+            raise Invalid("INVALID_OP", "only obj task is supported")
         conv_id = _text(op.get("conv_id", op.get("obj_alias")), "conv_id", 100)
         if conv_id is None:
-            raise ApiError(422, "INVALID_OP", "conv_id is required")
+            raise Invalid("INVALID_OP", "conv_id is required")
         ref = _text(op.get("ref"), "ref")
         task_id = _text(op.get("obj_id"), "obj_id", 24)
         kind = op.get("type")
@@ -106,16 +107,16 @@ def run_op(service: Service, op: Any, source: str) -> dict[str, Any]:
             return {**head, "proc": "ok", "obj_id": view["task_id"]}
         if kind == "modify":
             if ref is None and task_id is None:
-                raise ApiError(422, "INVALID_OP", "modify needs a ref or an obj_id")
+                raise Invalid("INVALID_OP", "modify needs a ref or an obj_id")
             view = service.modify(conv_id, op.get("data"), ref=ref, task_id=task_id, source=source)
             return {**head, "proc": "ok", "obj_id": view["task_id"]}
         if kind == "show":
             if ref is None and task_id is None:
-                raise ApiError(422, "INVALID_OP", "show needs a ref or an obj_id")
+                raise Invalid("INVALID_OP", "show needs a ref or an obj_id")
             view = service.find_task(conv_id, ref=ref, task_id=task_id)
             return {**head, "proc": "ok", **_show(view)}
-        raise ApiError(422, "INVALID_OP", "type must be create, modify or show")
-    except ApiError as exc:
+        raise Invalid("INVALID_OP", "type must be create, modify or show")
+    except ServiceError as exc:
         return {
             **head,
             "proc": TAGS.get(exc.code, "error"),

@@ -11,8 +11,9 @@ import re
 from typing import Any
 
 from orchestrator.engine.graph import edges as definition_edges
-from orchestrator.engine.service import ApiError, Service, iso
+from orchestrator.engine.service import Service, iso
 from orchestrator.secretdata import redact
+from orchestrator.services.errors import Invalid
 from orchestrator.store import processes as process_store
 from orchestrator.store import tasks as task_store
 from orchestrator.store.records import TaskRecord
@@ -116,8 +117,8 @@ def _when(value: str, name: str) -> float:
     try:
         parsed = dt.datetime.fromisoformat(text)
     except ValueError as exc:
-        raise ApiError(
-            422, "INVALID_FILTER", f"{name} must be a date and time, like 2026-12-05T09:30"
+        raise Invalid(
+            "INVALID_FILTER", f"{name} must be a date and time, like 2026-12-05T09:30"
         ) from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)

@@ -27,9 +27,10 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator.engine.definition import ProcessDefinition
-from orchestrator.engine.service import ApiError, Service
+from orchestrator.engine.service import Service
 from orchestrator.engine.steps import StepResult
 from orchestrator.engine.transitions import Conflict, commit_step
+from orchestrator.services import errors
 from orchestrator.store import effects as effect_store
 from orchestrator.store import tasks as task_store
 from orchestrator.store.notify import notify
@@ -58,7 +59,7 @@ class Repair:
         with self.rt.db.write() as conn:
             task = task_store.get_task(conn, task_id, for_update=True)
             if task is None:
-                raise ApiError(404, "TASK_NOT_FOUND", f"no task {task_id!r}")
+                raise errors.NotFound("TASK_NOT_FOUND", f"no task {task_id!r}")
             self._apply(conn, task, action, who, now, **params)
             notify(conn)
             view = self.service.task_view(conn, task)
@@ -77,24 +78,23 @@ class Repair:
         reason: str | None = None,
     ) -> None:
         if task.state == "active" and task.lease_owner and (task.lease_until or 0) > now:
-            raise ApiError(
-                409,
+            raise errors.Conflict(
                 "TASK_RUNNING",
                 f"an engine is running task {task.id} (its lease ends in "
                 f"{(task.lease_until or now) - now:.0f} s); try again when the step is over",
             )
         _pid, _v, definition = self.rt.definition(task.version_id, conn)
         if node is not None and node not in definition.nodes:
-            raise ApiError(422, "INVALID_NODE", f"the process has no node {node!r}")
+            raise errors.Invalid("INVALID_NODE", f"the process has no node {node!r}")
         if action == "cancel":
             self._cancel(conn, task, definition, who, now, node, reason)
             return
         if action == "move":
             if node is None:
-                raise ApiError(422, "MISSING_NODE", "move needs a node")
+                raise errors.Invalid("MISSING_NODE", "move needs a node")
             if task.state == "done":
-                raise ApiError(
-                    409, "TASK_FINISHED", f"task {task.id} is finished: retry it from a node"
+                raise errors.Conflict(
+                    "TASK_FINISHED", f"task {task.id} is finished: retry it from a node"
                 )
             self._restart(conn, task, definition, node, "moved", {"by": who}, now)
             return
@@ -103,8 +103,7 @@ class Repair:
             node = self._default_node(conn, task)
             sent = self._sent_at(conn, task)
             if sent:
-                raise ApiError(
-                    409,
+                raise errors.Conflict(
                     "ALREADY_SENT",
                     f"node {node!r} already sent {', '.join(s['what'] for s in sent)}; "
                     f"running it again sends again. To do that, retry from it explicitly "
@@ -131,8 +130,7 @@ class Repair:
         """Make the task runnable at ``target``: the next engine to claim it runs the
         node's logics from the top, under a new step number."""
         if definition.node(target).is_final:
-            raise ApiError(
-                422,
+            raise errors.Invalid(
                 "INVALID_NODE",
                 f"{target!r} is a final node: a task cannot run there (cancel ends a task)",
             )
@@ -146,8 +144,7 @@ class Repair:
             with conn.begin_nested():
                 saved = task_store.save_task(conn, task, expected)
         except IntegrityError as exc:
-            raise ApiError(
-                409,
+            raise errors.Conflict(
                 "REF_CONFLICT",
                 f"another unfinished task has ref {task.ref!r}: finish it first",
             ) from exc
@@ -166,10 +163,10 @@ class Repair:
         reason: str | None,
     ) -> None:
         if task.state == "done":
-            raise ApiError(409, "TASK_FINISHED", f"task {task.id} is already finished")
+            raise errors.Conflict("TASK_FINISHED", f"task {task.id} is already finished")
         target = node or definition.default_escalation
         if definition.node(target).kind not in ("escalation", "error"):
-            raise ApiError(422, "INVALID_NODE", f"{target!r} is not an escalation node")
+            raise errors.Invalid("INVALID_NODE", f"{target!r} is not an escalation node")
         message = reason or f"cancelled by {who}"
         data = {**task.data, "error": CANCELLED, "code": CANCELLED, "message": message}
         event = Event("cancelled", task.node_id, target, {"by": who, "reason": reason})
@@ -228,10 +225,10 @@ class Repair:
         sent, ...) are skipped and counted by reason; ``next_cursor`` continues."""
         _check_action(action)
         if not 1 <= limit <= BULK_MAX:
-            raise ApiError(422, "INVALID_LIMIT", f"limit must be 1-{BULK_MAX}")
+            raise errors.Invalid("INVALID_LIMIT", f"limit must be 1-{BULK_MAX}")
         view = self.service.process_view(process_key)
         if node_id not in {n["id"] for n in view["nodes"]}:
-            raise ApiError(404, "NODE_NOT_FOUND", f"{view['slug']} has no node {node_id!r}")
+            raise errors.NotFound("NODE_NOT_FOUND", f"{view['slug']} has no node {node_id!r}")
         touched, examined = 0, 0
         skipped: dict[str, int] = {}
         examples: list[dict[str, str]] = []
@@ -255,7 +252,7 @@ class Repair:
                         with conn.begin_nested():
                             self._apply(conn, task, action, who, now, node=node, reason=reason)
                         touched += 1
-                    except ApiError as err:
+                    except errors.ServiceError as err:
                         skipped[err.code] = skipped.get(err.code, 0) + 1
                         if len(examples) < 10:
                             examples.append({"task_id": task_id, "code": err.code})
@@ -277,10 +274,10 @@ class Repair:
 
 def _check_action(action: str) -> None:
     if action not in ACTIONS:
-        raise ApiError(404, "NOT_FOUND", f"no repair action {action!r}")
+        raise errors.NotFound("NOT_FOUND", f"no repair action {action!r}")
 
 
-def _changed(task_id: str) -> ApiError:
-    return ApiError(
-        409, "TASK_CHANGED", f"task {task_id} changed meanwhile (a callback or a step); reload"
+def _changed(task_id: str) -> errors.ServiceError:
+    return errors.Conflict(
+        "TASK_CHANGED", f"task {task_id} changed meanwhile (a callback or a step); reload"
     )

@@ -1,6 +1,7 @@
 """What the outside world can ask of the engine: create, modify and read tasks, receive
-callbacks, read processes. Used by the HTTP API and the CLI alike; raises ``ApiError``
-with a stable code for every request it refuses, having changed nothing."""
+callbacks, read processes. Used by the HTTP API and the CLI alike; raises a domain error
+(``services/errors.py``) with a stable code for every request it refuses, having changed
+nothing."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import hashlib
 import hmac
 import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
@@ -21,6 +21,7 @@ from orchestrator.engine.definition import ProcessDefinition
 from orchestrator.engine.plugins import CallbackForm, CallbackRefused
 from orchestrator.engine.runtime import NotFound, Runtime, new_task_id
 from orchestrator.engine.transitions import awaits_reply, deliver
+from orchestrator.services import errors
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import processes as process_store
 from orchestrator.store import tasks as task_store
@@ -29,20 +30,6 @@ from orchestrator.store.records import CallbackRecord, Event, ProcessRecord, Tas
 from orchestrator.textcheck import problem
 
 MAX_LIST = 500
-
-
-@dataclass
-class ApiError(Exception):
-    status: int
-    code: str
-    message: str
-    details: Any = None
-
-    def body(self) -> dict[str, Any]:
-        err: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details is not None:
-            err["details"] = self.details
-        return {"error": err}
 
 
 def iso(ts: float | None) -> str | None:
@@ -62,7 +49,7 @@ class Service:
         try:
             return self.rt.process(conn, key)
         except NotFound as exc:
-            raise ApiError(404, "PROCESS_NOT_FOUND", f"no process {key!r}") from exc
+            raise errors.NotFound("PROCESS_NOT_FOUND", f"no process {key!r}") from exc
 
     def list_processes(self) -> list[dict[str, Any]]:
         with self.rt.db.read() as conn:
@@ -162,14 +149,14 @@ class Service:
         """(task view, created). Same ref and same data as the latest task with that ref
         returns it (an idempotent retry); same ref, other data, unfinished task → 409."""
         if ref is not None and (not isinstance(ref, str) or not 1 <= len(ref) <= 255):
-            raise ApiError(422, "INVALID_REF", "ref must be a string of 1-255 characters")
+            raise errors.Invalid("INVALID_REF", "ref must be a string of 1-255 characters")
         storable(ref, "ref")
         if not isinstance(data, dict):
-            raise ApiError(422, "INVALID_DATA", "data must be a JSON object")
+            raise errors.Invalid("INVALID_DATA", "data must be a JSON object")
         encoded = dumps(data)
         if len(encoded.encode()) > self.rt.settings.max_task_bytes:
-            raise ApiError(
-                413, "TASK_TOO_LARGE", f"task data is over {self.rt.settings.max_task_bytes} bytes"
+            raise errors.TooLarge(
+                "TASK_TOO_LARGE", f"task data is over {self.rt.settings.max_task_bytes} bytes"
             )
         digest = hmac.new(self.rt.secret.encode(), encoded.encode(), hashlib.sha256).hexdigest()
         plain, hidden = secretdata.split(data)
@@ -181,8 +168,7 @@ class Service:
                 if existing is not None and existing.input_hash == digest:
                     return self.task_view(conn, existing), False
                 if existing is not None and existing.state != "done":
-                    raise ApiError(
-                        409,
+                    raise errors.Conflict(
                         "REF_CONFLICT",
                         f"ref {ref!r} belongs to an unfinished task with other data",
                         {"task_id": existing.id},
@@ -207,7 +193,7 @@ class Service:
                 with conn.begin_nested():
                     task_store.insert_task(conn, task)
             except IntegrityError as exc:
-                raise ApiError(409, "REF_CONFLICT", f"ref {ref!r} is taken") from exc
+                raise errors.Conflict("REF_CONFLICT", f"ref {ref!r} is taken") from exc
             task_store.add_events(
                 conn, task.id, [Event("created", None, task.node_id, {"by": source})], now
             )
@@ -220,13 +206,13 @@ class Service:
         with self.rt.db.read() as conn:
             task = task_store.get_task(conn, task_id)
             if task is None:
-                raise ApiError(404, "TASK_NOT_FOUND", f"no task {task_id!r}")
+                raise errors.NotFound("TASK_NOT_FOUND", f"no task {task_id!r}")
             return self.task_view(conn, task)
 
     def history(self, task_id: str) -> list[dict[str, Any]]:
         with self.rt.db.read() as conn:
             if task_store.get_task(conn, task_id) is None:
-                raise ApiError(404, "TASK_NOT_FOUND", f"no task {task_id!r}")
+                raise errors.NotFound("TASK_NOT_FOUND", f"no task {task_id!r}")
             events = task_store.history(conn, task_id)
         for e in events:
             e["at"] = iso(e["at"])
@@ -248,11 +234,11 @@ class Service:
         ids: list[str] | None = None,
     ) -> dict[str, Any]:
         if state not in (None, "active", "waiting", "done"):
-            raise ApiError(422, "INVALID_FILTER", "state must be active, waiting or done")
+            raise errors.Invalid("INVALID_FILTER", "state must be active, waiting or done")
         if outcome not in (None, "success", "escalation"):
-            raise ApiError(422, "INVALID_FILTER", "outcome must be success or escalation")
+            raise errors.Invalid("INVALID_FILTER", "outcome must be success or escalation")
         if not 1 <= limit <= MAX_LIST:
-            raise ApiError(422, "INVALID_FILTER", f"limit must be 1-{MAX_LIST}")
+            raise errors.Invalid("INVALID_FILTER", f"limit must be 1-{MAX_LIST}")
         for name, value in (("ref", ref), ("node", node), ("cursor", cursor)):
             storable(value, name)
         before = _decode_cursor(cursor) if cursor else None
@@ -285,7 +271,7 @@ class Service:
             proc = self._process(conn, process_key)
             task = self._find(conn, proc.id, ref, task_id)
             if task is None:
-                raise ApiError(404, "TASK_NOT_FOUND", "no such task in this process")
+                raise errors.NotFound("TASK_NOT_FOUND", "no such task in this process")
             return self.task_view(conn, task)
 
     @staticmethod
@@ -323,23 +309,21 @@ class Service:
     ) -> dict[str, Any]:
         """Merge data into the waiting task named by ``task_id`` or ``ref`` and release it."""
         if not isinstance(data, dict) or not data:
-            raise ApiError(422, "INVALID_DATA", "data must be a non-empty JSON object")
+            raise errors.Invalid("INVALID_DATA", "data must be a non-empty JSON object")
         now = time.time()
         with self.rt.db.write() as conn:
             proc = self._process(conn, process_key)
             task = self._find(conn, proc.id, ref, task_id, for_update=True)
             if task is None or task.state == "done":
                 name = f"id {task_id!r}" if task_id is not None else f"ref {ref!r}"
-                raise ApiError(404, "TASK_NOT_FOUND", f"no unfinished task with {name}")
+                raise errors.NotFound("TASK_NOT_FOUND", f"no unfinished task with {name}")
             if task.state != "waiting":
-                raise ApiError(
-                    409,
+                raise errors.Conflict(
                     "TASK_NOT_WAITING",
                     f"task {task.id} is in node {task.node_id!r}, not waiting",
                 )
             if awaits_reply(conn, self.rt, task):
-                raise ApiError(
-                    409,
+                raise errors.Conflict(
                     "TASK_NOT_WAITING",
                     f"task {task.id} waits in node {task.node_id!r} for a called process",
                 )
@@ -382,14 +366,14 @@ class Service:
         self, conn: Connection, conv_id: str, given: str
     ) -> tuple[ProcessRecord, str]:
         if not (conv_id.isascii() and conv_id.isdigit()):
-            raise ApiError(404, "NOT_FOUND", "unknown callback URL")
+            raise errors.NotFound("NOT_FOUND", "unknown callback URL")
         try:
             proc = self.rt.process(conn, int(conv_id))
         except NotFound as exc:
-            raise ApiError(404, "NOT_FOUND", "unknown callback URL") from exc
+            raise errors.NotFound("NOT_FOUND", "unknown callback URL") from exc
         node_id = self.rt.wait_node_for_hash(conn, proc.id, given)
         if node_id is None:
-            raise ApiError(404, "NOT_FOUND", "unknown callback URL")
+            raise errors.NotFound("NOT_FOUND", "unknown callback URL")
         return proc, node_id
 
     def receive_callback(
@@ -416,7 +400,7 @@ class Service:
             is_start = node_id in definition.nodes and definition.node(node_id).kind == "start"
             takes_messages = is_start and definition.incoming_sms is not None
             if is_start and not takes_messages:
-                raise ApiError(404, "NOT_FOUND", "unknown callback URL")
+                raise errors.NotFound("NOT_FOUND", "unknown callback URL")
             kind = self.rt.callback_form(form)
             try:
                 confirmed = kind.verify(
@@ -485,8 +469,7 @@ class Service:
             task_id = _str_or_none(payload.get("task_id"))
             ref = _str_or_none(payload.get("ref"))
             if task_id is None and ref is None:
-                raise ApiError(
-                    422,
+                raise errors.Invalid(
                     "MISSING_TASK_ID",
                     "the body needs a task_id or ref field naming the task",
                 )
@@ -495,7 +478,7 @@ class Service:
         if task_id is not None:
             task = task_store.get_task(conn, task_id)
             if task is None or task.process_id != process_id:
-                raise ApiError(404, "TASK_NOT_FOUND", f"no task {task_id!r} in this process")
+                raise errors.NotFound("TASK_NOT_FOUND", f"no task {task_id!r} in this process")
         return (str(ref) if ref is not None else None), task_id, dedupe
 
     def _store_message(
@@ -511,7 +494,7 @@ class Service:
     ) -> dict[str, Any]:
         """An incoming SMS posted to an ``incoming_sms`` process's start node URL."""
         if form != "twilio":
-            raise ApiError(404, "NOT_FOUND", "unknown callback URL")
+            raise errors.NotFound("NOT_FOUND", "unknown callback URL")
         storable(payload.get("MessageSid"), "MessageSid")
         try:
             cb_id, answer = incoming_sms.store_incoming(
@@ -525,19 +508,17 @@ class Service:
                 now=now,
             )
         except incoming_sms.IncomingRefused as exc:
-            raise ApiError(422, "MISSING_FIELD", str(exc)) from exc
+            raise errors.Invalid("MISSING_FIELD", str(exc)) from exc
         if cb_id is not None:
             notify(conn)
         status = "duplicate" if cb_id is None else "accepted"
         return {"status": status, "callback_id": cb_id, "twiml": answer}
 
 
-# The status of a callback refused on receipt, by its code (else 422).
-REFUSAL_STATUS = {"INVALID_SIGNATURE": 403}
-
-
-def refused(exc: CallbackRefused) -> ApiError:
-    return ApiError(REFUSAL_STATUS.get(exc.code, 422), exc.code, exc.message)
+def refused(exc: CallbackRefused) -> errors.ServiceError:
+    """A callback refused on receipt: a bad signature is Forbidden, the rest Invalid."""
+    kind = errors.Forbidden if exc.code == "INVALID_SIGNATURE" else errors.Invalid
+    return kind(exc.code, exc.message)
 
 
 def storable(value: Any, name: str) -> None:
@@ -545,7 +526,7 @@ def storable(value: Any, name: str) -> None:
     if isinstance(value, str):
         found = problem(value)
         if found:
-            raise ApiError(400, "INVALID_INPUT", f"{name} holds {found}")
+            raise errors.BadInput("INVALID_INPUT", f"{name} holds {found}")
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -559,4 +540,4 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
         at, task_id = cursor.rsplit(":", 1)
         return float(at), task_id
     except ValueError as exc:
-        raise ApiError(422, "INVALID_CURSOR", "cursor is not one this API returned") from exc
+        raise errors.Invalid("INVALID_CURSOR", "cursor is not one this API returned") from exc

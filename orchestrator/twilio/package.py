@@ -18,7 +18,8 @@ import time
 from typing import Any
 
 from orchestrator import secretdata
-from orchestrator.engine.service import ApiError, Service
+from orchestrator.engine.service import Service
+from orchestrator.services.errors import ServiceError
 from orchestrator.store import effects as effect_store
 
 # The package's field → the shipped processes' task parameter.
@@ -96,7 +97,7 @@ async def call(
     rt = service.rt
     try:
         view, _new = await rt.run_db(service.create_task, process, None, data, source=source)
-    except ApiError as exc:
+    except ServiceError as exc:
         return 200, error_answer(f"{exc.code}: {exc.message}")
     task_id = str(view["task_id"])
     deadline, delay = time.monotonic() + wait, POLL_FIRST
