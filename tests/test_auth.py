@@ -17,8 +17,8 @@ from test_api import WAITER
 
 from orchestrator.cli import main
 from orchestrator.config import Settings
-from orchestrator.engine.apikeys import ApiKeyError, parse_env_keys
 from orchestrator.http.app import create_app
+from orchestrator.services.apikeys import ApiKeyError, parse_env_keys
 from orchestrator.store.db import Database
 from orchestrator.store.tables import api_keys
 

@@ -15,8 +15,8 @@ from jsonschema import Draft202012Validator
 
 from orchestrator.cli import main
 from orchestrator.engine.definition import DefinitionError
-from orchestrator.engine.deploy import validate
 from orchestrator.engine.schema import schema
+from orchestrator.services.deploy import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 FILE = "p.yaml"

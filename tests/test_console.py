@@ -12,12 +12,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from orchestrator.config import Settings
-from orchestrator.engine import apikeys
 from orchestrator.engine.runtime import new_task_id
-from orchestrator.engine.service import Service
 from orchestrator.http.app import create_app
 from orchestrator.http.console import graph
 from orchestrator.http.console import session as sessions
+from orchestrator.services import apikeys
+from orchestrator.services.tasks import Service
 from orchestrator.store import tasks as task_store
 from orchestrator.store.records import TaskRecord
 

@@ -10,10 +10,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from orchestrator.config import Settings
-from orchestrator.engine import lookup
-from orchestrator.engine.service import Service
 from orchestrator.http.app import create_app
+from orchestrator.services import lookup
 from orchestrator.services.errors import ServiceError
+from orchestrator.services.tasks import Service
 
 
 @pytest.fixture

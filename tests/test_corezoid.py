@@ -16,7 +16,7 @@ from stack import Stack, running_stack
 from test_api import WAITER
 from test_auth import create_key
 
-from orchestrator.engine.corezoid import parse_time
+from orchestrator.services.corezoid import parse_time
 
 LOGIN = "cz"
 SECRET = "corezoid-secret-0123456789"
@@ -229,9 +229,9 @@ def test_modify_of_a_task_not_waiting(sqlite_url: str) -> None:
     import asyncio
 
     from orchestrator.config import Settings
-    from orchestrator.engine.deploy import ensure_shipped
     from orchestrator.engine.runtime import Runtime
     from orchestrator.http.app import create_app
+    from orchestrator.services.deploy import ensure_shipped
 
     settings = Settings(database_url=sqlite_url, api_keys=f"{LOGIN}:{SECRET}")
     rt = Runtime(settings)

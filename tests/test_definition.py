@@ -23,7 +23,7 @@ from orchestrator.engine.definition import (
     parse_definition,
     parse_duration,
 )
-from orchestrator.engine.deploy import diff, read_file, validate
+from orchestrator.services.deploy import diff, read_file, validate
 
 PROCESSES = Path(__file__).resolve().parents[1] / "processes"
 FILE = "demo.yaml"

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from orchestrator.config import Settings
 from orchestrator.engine.definition import DefinitionError
-from orchestrator.engine.deploy import SHIPPED_DIR, deploy_definitions, ensure_shipped, read_file
 from orchestrator.engine.runtime import Runtime
+from orchestrator.services.deploy import SHIPPED_DIR, deploy_definitions, ensure_shipped, read_file
 from orchestrator.store.tables import process_versions, processes
 
 
@@ -25,7 +25,7 @@ def rt(sqlite_url: str) -> Runtime:
 
 
 def _sending_sms() -> dict[str, Any]:
-    from orchestrator.engine.deploy import SHIPPED_DIR
+    from orchestrator.services.deploy import SHIPPED_DIR
 
     return read_file(SHIPPED_DIR / "sending-sms.yaml")
 

@@ -24,7 +24,6 @@ from twilio.request_validator import RequestValidator
 
 from orchestrator.config import Settings
 from orchestrator.crypto import Vault
-from orchestrator.engine.corezoid import FormatError, parse_package, parse_time
 from orchestrator.engine.definition import (
     LOGIC_TYPES,
     NODE_KINDS,
@@ -32,12 +31,13 @@ from orchestrator.engine.definition import (
     ProcessDefinition,
     parse_definition,
 )
-from orchestrator.engine.deploy import SHIPPED_DIR, ensure_shipped
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.templates import TemplateError, render
 from orchestrator.http.app import create_app
 from orchestrator.http.webhooks import _flatten
 from orchestrator.secretdata import seal, unseal
+from orchestrator.services.corezoid import FormatError, parse_package, parse_time
+from orchestrator.services.deploy import SHIPPED_DIR, ensure_shipped
 from orchestrator.twilio.signature import compute_signature, validate_signature
 
 # ORCH_FUZZ_SCALE=20 (say) runs a deeper search by hand; the suite stays bounded.

@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import func, select
 
 from orchestrator.config import Settings
-from orchestrator.engine.deploy import ensure_shipped
 from orchestrator.engine.runtime import Runtime
 from orchestrator.http.app import create_app
 from orchestrator.http.webhooks import MAX_FORM_FIELDS
+from orchestrator.services.deploy import ensure_shipped
 from orchestrator.store.tables import callbacks
 from orchestrator.store.tables import tasks as tasks_table
 from orchestrator.twilio.signature import compute_signature

@@ -14,8 +14,8 @@ from sqlalchemy import func, insert, select
 from orchestrator.config import Settings
 from orchestrator.engine.orphans import BATCH, OrphanSweeper
 from orchestrator.engine.runtime import Runtime
-from orchestrator.engine.service import Service
 from orchestrator.http.ops import _metrics_text
+from orchestrator.services.tasks import Service
 from orchestrator.store import callbacks as inbox
 from orchestrator.store.tables import callbacks
 

@@ -108,10 +108,10 @@ def test_a_forking_chain_never_grows_the_engines_running_set_past_its_concurrenc
     import asyncio
 
     from orchestrator.config import Settings
-    from orchestrator.engine.deploy import deploy_definitions
     from orchestrator.engine.runtime import Runtime
-    from orchestrator.engine.service import Service
     from orchestrator.engine.worker import Worker
+    from orchestrator.services.deploy import deploy_definitions
+    from orchestrator.services.tasks import Service
 
     rt = Runtime(Settings(database_url=db_url, max_chain_tasks=100000, poll_interval=0.05))
     deploy_definitions(rt, [(_self_copying("fork-me", 2), None)])

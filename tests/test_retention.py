@@ -7,9 +7,9 @@ import time
 from sqlalchemy import func, select
 
 from orchestrator.config import Settings
-from orchestrator.engine.deploy import ensure_shipped
 from orchestrator.engine.runtime import Runtime
-from orchestrator.engine.service import Service
+from orchestrator.services.deploy import ensure_shipped
+from orchestrator.services.tasks import Service
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import tasks as task_store
 from orchestrator.store.records import Event

@@ -14,9 +14,9 @@ from starlette.testclient import TestClient
 
 from orchestrator.cli import main
 from orchestrator.config import Settings
-from orchestrator.engine import apikeys
 from orchestrator.http.app import create_app
 from orchestrator.http.console.throttle import LoginThrottle
+from orchestrator.services import apikeys
 
 READER = "reader-secret-000000001"
 OPERATOR = "operator-secret-0000001"

@@ -19,11 +19,11 @@ from stack import ACCOUNT, FROM, running_stack
 from test_api import WAITER
 
 from orchestrator.config import Settings
-from orchestrator.engine import apikeys
-from orchestrator.engine.rotation import rotate
 from orchestrator.engine.runtime import Runtime
-from orchestrator.engine.service import Service
 from orchestrator.secretdata import SEALED, seal, unseal
+from orchestrator.services import apikeys
+from orchestrator.services.rotation import rotate
+from orchestrator.services.tasks import Service
 from orchestrator.store import effects as effect_store
 from orchestrator.store import kv
 from orchestrator.store.db import Database
@@ -123,7 +123,7 @@ def _wait_hash(rt: Runtime) -> tuple[str, str]:
 
 
 def test_rotating_the_server_secret(sqlite_url: str) -> None:
-    from orchestrator.engine.deploy import ensure_shipped
+    from orchestrator.services.deploy import ensure_shipped
 
     old = _runtime(sqlite_url, OLD)
     ensure_shipped(old)
@@ -137,7 +137,9 @@ def test_rotating_the_server_secret(sqlite_url: str) -> None:
         {"Number_to": "+15551230001", "Number_from": FROM, "Body": "x", "AuthToken": "tok-2"},
     )
     conv_id, old_hash = _wait_hash(old)
-    pending = service.receive_callback("json", conv_id, old_hash, {"ref": "later", "password": "p"})
+    pending = service.callbacks.receive_callback(
+        "json", conv_id, old_hash, {"ref": "later", "password": "p"}
+    )
     assert pending["status"] == "accepted"
     # An api_call answer's token, sealed in its effect's result.
     answer = seal(old.vault, {"response": {"body": {"access_token": "tok-3"}}})

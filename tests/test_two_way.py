@@ -115,7 +115,7 @@ def test_start_node_url_of_another_process_takes_no_messages(stack: Stack) -> No
 def test_process_may_answer_at_once_with_a_message(stack: Stack) -> None:
     import yaml
 
-    from orchestrator.engine.deploy import SHIPPED_DIR
+    from orchestrator.services.deploy import SHIPPED_DIR
 
     raw = yaml.safe_load((SHIPPED_DIR / "incoming-sms.yaml").read_text())
     raw["incoming_sms"] = {"reply": "Got it: {{ Body }} & thanks"}

@@ -14,7 +14,7 @@ from .common import print_json, runtime, table
 
 
 def cmd_task(args: argparse.Namespace) -> int:
-    from orchestrator.engine.service import Service
+    from orchestrator.services.tasks import Service
 
     service = Service(runtime(args))
     try:
@@ -70,7 +70,7 @@ def _repair(service: Any, args: argparse.Namespace) -> int:
     """``task retry|cancel|move``: one task, or (--process, --in-node) a node's tasks."""
     import getpass
 
-    from orchestrator.engine.repair import Repair
+    from orchestrator.services.repair import Repair
 
     repair = Repair(service)
     who = f"cli:{getpass.getuser()}"
@@ -94,7 +94,7 @@ def _repair(service: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_process(args: argparse.Namespace) -> int:
-    from orchestrator.engine.service import Service
+    from orchestrator.services.tasks import Service
 
     if args.process_cmd in ("export", "graph", "versions"):
         return _process_files(args)
@@ -149,8 +149,8 @@ def cmd_process(args: argparse.Namespace) -> int:
 
 def _process_files(args: argparse.Namespace) -> int:
     """``process export|graph|versions``: the deployed definitions themselves."""
-    from orchestrator.engine import graph
-    from orchestrator.engine.authoring import NotDeployed, deployed_definition, versions
+    from orchestrator.services import graph
+    from orchestrator.services.authoring import NotDeployed, deployed_definition, versions
 
     rt = runtime(args)
     try:

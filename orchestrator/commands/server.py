@@ -32,7 +32,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         overrides["engine_concurrency"] = args.concurrency
     if args.db_pool_size:
         overrides["db_pool_size"] = args.db_pool_size
-    from orchestrator.engine.apikeys import ApiKeyError
+    from orchestrator.services.apikeys import ApiKeyError
 
     settings = settings_from(args, **overrides)
     if not settings.public_url_configured:
@@ -154,7 +154,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     from orchestrator.engine.definition import DefinitionError
-    from orchestrator.engine.deploy import deploy_files
+    from orchestrator.services.deploy import deploy_files
 
     rt = runtime(args)
     try:

@@ -11,12 +11,12 @@ from starlette.routing import Route
 
 from orchestrator.engine import opt_outs
 from orchestrator.engine.definition import DefinitionError
-from orchestrator.engine.deploy import deploy_definitions
-from orchestrator.engine.service import Service
 from orchestrator.http import apidoc, repair
 from orchestrator.http.auth import audit_source
 from orchestrator.http.responses import json_body, json_object
+from orchestrator.services.deploy import deploy_definitions
 from orchestrator.services.errors import Invalid
+from orchestrator.services.tasks import Service
 
 T = TypeVar("T")
 MAX_OPT_OUTS = opt_outs.MAX_LIST

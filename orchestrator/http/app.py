@@ -18,10 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from orchestrator.config import Settings
-from orchestrator.engine.apikeys import parse_env_keys
-from orchestrator.engine.deploy import ensure_shipped
 from orchestrator.engine.runtime import Runtime
-from orchestrator.engine.service import Service
 from orchestrator.engine.worker import Worker
 from orchestrator.http import api, apipage, console, corezoid, ops, twilio_package, webhooks
 from orchestrator.http.auth import ApiAuthMiddleware, warn_if_open
@@ -31,7 +28,10 @@ from orchestrator.http.limits import BodyLimitMiddleware
 from orchestrator.http.observe import RequestMetricsMiddleware
 from orchestrator.http.responses import error_response
 from orchestrator.logs import redact_path
+from orchestrator.services.apikeys import parse_env_keys
+from orchestrator.services.deploy import ensure_shipped
 from orchestrator.services.errors import ServiceError
+from orchestrator.services.tasks import Service
 from orchestrator.twilio.reconcile import recheck_after_restart
 
 log = logging.getLogger("orchestrator.http")

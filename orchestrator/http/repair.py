@@ -14,11 +14,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from orchestrator.engine.repair import BULK_MAX, Repair
-from orchestrator.engine.service import Service
 from orchestrator.http.auth import audit_source
 from orchestrator.http.responses import json_object
 from orchestrator.services.errors import Invalid, NotFound
+from orchestrator.services.repair import BULK_MAX, Repair
+from orchestrator.services.tasks import Service
 
 _FIELDS = {"retry": {"node"}, "cancel": {"reason", "node"}, "move": {"node"}}
 _BULK_FIELDS = {"limit", "cursor"}

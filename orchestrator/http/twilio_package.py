@@ -7,10 +7,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from orchestrator.engine.service import Service
 from orchestrator.http.auth import audit_source
 from orchestrator.http.responses import json_object
 from orchestrator.services.errors import NotFound
+from orchestrator.services.tasks import Service
 from orchestrator.twilio import package
 
 # The longest wait for Twilio's answer to the create, whatever the retry settings say.

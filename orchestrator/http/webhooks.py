@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from orchestrator.engine.service import Service
 from orchestrator.http.responses import json_object
 from orchestrator.logs import redact_path
 from orchestrator.services.errors import BadInput, ServiceError, TooLarge, UnsupportedMedia
+from orchestrator.services.tasks import Service
 
 log = logging.getLogger("orchestrator.webhooks")
 
@@ -48,8 +48,8 @@ async def _check_url(request: Request) -> None:
     """404 for a URL that names no wait node, before anything reads the body."""
     service: Service = request.app.state.service
     conv_id, given = request.path_params["conv_id"], request.path_params["hash"]
-    if not service.cached_callback_url(conv_id, given):
-        await _run(request, service.check_callback_url, conv_id, given)
+    if not service.callbacks.cached_callback_url(conv_id, given):
+        await _run(request, service.callbacks.check_callback_url, conv_id, given)
 
 
 async def _form_pairs(request: Request) -> list[tuple[str, str]]:
@@ -89,7 +89,7 @@ async def _accept(request: Request, form: str, payload: dict[str, Any], **kw: An
     p = request.path_params
     result = await _run(
         request,
-        lambda: service.receive_callback(
+        lambda: service.callbacks.receive_callback(
             form,
             p["conv_id"],
             p["hash"],

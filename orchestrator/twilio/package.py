@@ -18,8 +18,8 @@ import time
 from typing import Any
 
 from orchestrator import secretdata
-from orchestrator.engine.service import Service
 from orchestrator.services.errors import ServiceError
+from orchestrator.services.tasks import Service
 from orchestrator.store import effects as effect_store
 
 # The package's field → the shipped processes' task parameter.

@@ -9,12 +9,12 @@ from typing import Any
 from starlette.responses import Response
 
 from orchestrator import jsontext
-from orchestrator.engine import sessions as server_sessions
 from orchestrator.http import auth
 from orchestrator.http.console import session as sessions
 from orchestrator.http.console.access import Visit, page
 from orchestrator.http.console.throttle import LoginThrottle
 from orchestrator.secretdata import is_secret_name
+from orchestrator.services import sessions as server_sessions
 from orchestrator.services.errors import ServiceError
 
 # Which field an engine refusal belongs beside.

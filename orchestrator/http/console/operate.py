@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from orchestrator.engine.repair import BULK_MAX, Repair
 from orchestrator.http import auth
 from orchestrator.http.console.access import Visit, page
 from orchestrator.http.errors import http_status
 from orchestrator.services.errors import Invalid, NotFound, ServiceError
+from orchestrator.services.repair import BULK_MAX, Repair
 
 _VERBS = {"retry": "Retry", "cancel": "Cancel", "move": "Move"}
 _DONE = {"retry": "retried", "cancel": "cancelled", "move": "moved"}

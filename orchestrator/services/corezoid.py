@@ -12,8 +12,8 @@ import re
 from typing import Any
 
 from orchestrator import jsontext
-from orchestrator.engine.service import Service
 from orchestrator.services.errors import Invalid, ServiceError
+from orchestrator.services.tasks import Service
 
 MAX_OPS = 100
 

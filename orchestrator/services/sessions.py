@@ -10,8 +10,8 @@ import time
 
 from sqlalchemy import delete, select
 
-from orchestrator.engine import apikeys
 from orchestrator.engine.runtime import Runtime
+from orchestrator.services import apikeys
 from orchestrator.store.tables import console_sessions
 
 _BY_ID = select(console_sessions.c.login, console_sessions.c.expires_at)

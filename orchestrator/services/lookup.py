@@ -10,10 +10,10 @@ import datetime as dt
 import re
 from typing import Any
 
-from orchestrator.engine.graph import edges as definition_edges
-from orchestrator.engine.service import Service, iso
 from orchestrator.secretdata import redact
 from orchestrator.services.errors import Invalid
+from orchestrator.services.graph import edges as definition_edges
+from orchestrator.services.tasks import Service, iso
 from orchestrator.store import processes as process_store
 from orchestrator.store import tasks as task_store
 from orchestrator.store.records import TaskRecord
@@ -200,7 +200,7 @@ def live_stamp(service: Service, task_id: str) -> dict[str, Any]:
 
 
 def edges(service: Service, process_key: str) -> list[tuple[str, str, str, bool]]:
-    """The current version's links with their labels (engine/graph.py)."""
+    """The current version's links with their labels (services/graph.py)."""
     with service.rt.db.read() as conn:
         proc = service.rt.process(conn, process_key)
     return definition_edges(service.rt.definition(proc.version_id)[2])

@@ -27,10 +27,10 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator.engine.definition import ProcessDefinition
-from orchestrator.engine.service import Service
 from orchestrator.engine.steps import StepResult
 from orchestrator.engine.transitions import Conflict, commit_step
 from orchestrator.services import errors
+from orchestrator.services.tasks import Service
 from orchestrator.store import effects as effect_store
 from orchestrator.store import tasks as task_store
 from orchestrator.store.notify import notify
