@@ -48,8 +48,9 @@ def test_second_engine_on_one_sqlite_file_is_refused(sqlite_url: str, tmp_path: 
 
 def test_serve_refuses_to_start_a_second_engine(sqlite_url: str) -> None:
     from orchestrator.config import Settings
+    from orchestrator.engine.lock import EngineLockError
     from orchestrator.engine.runtime import Runtime
-    from orchestrator.engine.worker import EngineLockError, Worker
+    from orchestrator.engine.worker import Worker
 
     rt = Runtime(Settings(database_url=sqlite_url))
     first, second = Worker(rt), Worker(rt)

@@ -83,7 +83,8 @@ def _remember_bound_url(settings: Settings) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from orchestrator.engine.worker import EngineLockError, Worker
+    from orchestrator.engine.lock import EngineLockError
+    from orchestrator.engine.worker import Worker
 
     rt = runtime(args, db_pool_size=args.db_pool_size)
     worker = Worker(rt, concurrency=args.concurrency)
