@@ -18,7 +18,7 @@ from orchestrator.engine.definition import DefinitionError
 from orchestrator.engine.schema import schema
 from orchestrator.services.deploy import validate
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FILE = "p.yaml"
 
 
@@ -45,7 +45,7 @@ def check(raw: Any, node: str | None, field: str | None, fragment: str = "") -> 
 
 # -- the schema ------------------------------------------------------------------------
 def test_schema_is_valid_and_inside_the_package() -> None:
-    # The wheel carries every file of the package (tests/test_install.py checks it).
+    # The wheel carries every file of the package (tests/acceptance/test_install.py checks it).
     Draft202012Validator.check_schema(schema())
     assert (ROOT / "orchestrator" / "engine" / "process.schema.json").is_file()
 

@@ -25,7 +25,7 @@ from orchestrator.engine.definition import (
 )
 from orchestrator.services.deploy import diff, read_file, validate
 
-PROCESSES = Path(__file__).resolve().parents[1] / "processes"
+PROCESSES = Path(__file__).resolve().parents[3] / "processes"
 FILE = "demo.yaml"
 
 

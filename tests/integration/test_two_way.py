@@ -287,7 +287,7 @@ def test_documented_confirmation_flow_branches_on_yes_no_and_anything_else(
 
     import yaml
 
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "process-format.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "process-format.md").read_text()
     section = doc.split("**Example: a confirmation that branches on YES / NO", 1)[1]
     block = re.search(r"```yaml\n(.*?)```", section, re.S)
     assert block is not None

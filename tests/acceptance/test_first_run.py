@@ -20,7 +20,7 @@ def test_serve_on_its_own_port_without_public_url_completes_an_sms(tmp_path: Pat
     assert (task["outcome"], task["node"]["title"]) == ("success", "SMS delivered"), task
     assert not url.endswith(":8000")
     # README's first-run lines are the ones the simulator prints (copy-paste works).
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for name, value in result["exports"].items():
         if name != "ORCH_TWILIO_API_URL":  # the test's simulator is on a free port
             assert f"export {name}={value}\n" in readme, name

@@ -18,7 +18,7 @@ from firstrun import clean_env, sms_round_trip
 
 from orchestrator.demo import CASES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
