@@ -40,6 +40,7 @@ from orchestrator.twilio import reads, results
 from orchestrator.twilio.bulk import CallbackTarget, send_to_many
 from orchestrator.twilio.callback_sender import AccountTokens
 from orchestrator.twilio.client import Credentials, RetryHook
+from orchestrator.twilio.context import twilio_of
 from orchestrator.twilio.errors import TwilioError
 from orchestrator.twilio.pacing import PACING_HORIZON, Pacer
 from orchestrator.twilio.reconcile import GIVE_UP_AFTER
@@ -56,6 +57,7 @@ class TwilioActions:
         # As many sends at once as the Twilio client has connections (see client.py).
         self._send_slots = asyncio.Semaphore(TWILIO_SEND_SLOTS)
         self.pacer = Pacer(runtime, self._note)
+        self.twilio = twilio_of(runtime)
 
     async def run(
         self,
@@ -95,13 +97,13 @@ class TwilioActions:
         creds = check.credentials(self.rt.settings, raw, params)
         creds = check.with_base_url(creds, logic.get("base_url"))
         if action == "fetch_message":
-            await reads.fetch_message(self.rt.twilio, creds, raw, params, result)
+            await reads.fetch_message(self.twilio.client, creds, raw, params, result)
             return
         if action == "fetch_call":
-            await reads.fetch_call(self.rt.twilio, creds, raw, params, result)
+            await reads.fetch_call(self.twilio.client, creds, raw, params, result)
             return
         if action == "list_caller_ids":
-            await reads.caller_ids(self.rt.twilio, creds, result)
+            await reads.caller_ids(self.twilio.client, creds, result)
             return
         if action == "send_to_many":
             await send_to_many(self, task, logic, creds, raw, params, result)
@@ -259,7 +261,9 @@ class TwilioActions:
             return await self._resolve_unknown(
                 creds, form, prior["created_at"], kind, "an earlier attempt stopped unanswered"
             )
-        create = self.rt.twilio.create_call if kind == "call" else self.rt.twilio.create_message
+        create = (
+            self.twilio.client.create_call if kind == "call" else self.twilio.client.create_message
+        )
         # The sender's slot is at most PACING_HORIZON away (a worker dying meanwhile leaves
         # a started record: the retry looks the message up and never sends blindly).
         if slot and slot > time.time():
@@ -332,7 +336,7 @@ class TwilioActions:
             # On or after the attempt's day: it may have begun before midnight (UTC).
             day = dt.datetime.fromtimestamp(since, dt.UTC).strftime("%Y-%m-%d")
             try:
-                found = await self.rt.twilio.list_messages(
+                found = await self.twilio.client.list_messages(
                     creds, to=form["To"], from_=form.get("From"), date_sent_after=f"{day}T00:00:00Z"
                 )
             except TwilioError:

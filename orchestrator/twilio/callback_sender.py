@@ -32,6 +32,7 @@ from orchestrator.engine.runtime import Runtime
 from orchestrator.store import kv
 from orchestrator.store import twilio_messages as message_store
 from orchestrator.twilio.client import Credentials
+from orchestrator.twilio.context import twilio_of
 from orchestrator.twilio.signature import validate_signature
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def verify_on_receipt(
     payload.pop(SIGNED_REQUEST, None)  # only ever set here
     sender = message_store.sender(conn, sid) if sid else None
     account = sender or str(payload.get("AccountSid") or "")
-    token = rt.account_token(conn, account) if account else None
+    token = twilio_of(rt).account_token(conn, account) if account else None
     if not token or not signature or url is None:
         raise BadSignature()
     if not validate_signature(url, pairs, signature, token):
@@ -79,7 +80,7 @@ def signed_by_sender(conn: Connection, rt: Runtime, sid: str | None, sealed: str
     if sender is None:
         return True  # still unknown: the check on receipt is all there can be
     plain = rt.vault.decrypt(sealed)
-    token = rt.account_token(conn, sender)
+    token = twilio_of(rt).account_token(conn, sender)
     if plain is None or not token:
         return False
     request = json.loads(plain)

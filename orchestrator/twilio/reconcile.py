@@ -23,12 +23,14 @@ import logging
 import time
 from typing import Any
 
+from orchestrator.engine.runtime import Runtime
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import kv
 from orchestrator.store import twilio_messages as message_store
 from orchestrator.store.notify import notify
 from orchestrator.store.twilio_messages import FINAL_STATUSES, OpenMessage
 from orchestrator.twilio.client import Credentials
+from orchestrator.twilio.context import twilio_of
 from orchestrator.twilio.errors import TwilioError, describe_error_code
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,7 @@ RESTART_GAP = 600.0
 _LAST_START = "reconcile_restart_at"
 
 
-def recheck_after_restart(rt: Any, started: float) -> float | None:
+def recheck_after_restart(rt: Runtime, started: float) -> float | None:
     """Bring forward the look at messages open from before ``started``; returns when
     they are due (None when the setting is off)."""
     s = rt.settings
@@ -61,7 +63,7 @@ def recheck_after_restart(rt: Any, started: float) -> float | None:
     return due
 
 
-async def sweep_once(rt: Any) -> int:
+async def sweep_once(rt: Runtime) -> int:
     """One batch; returns how many messages were looked at (a full batch: call again)."""
     s = rt.settings
     now = time.time()
@@ -76,13 +78,13 @@ async def sweep_once(rt: Any) -> int:
     return len(due) if len(due) >= s.reconcile_batch else 0
 
 
-def _claim(rt: Any, now: float) -> list[OpenMessage]:
+def _claim(rt: Runtime, now: float) -> list[OpenMessage]:
     s = rt.settings
     with rt.db.write() as conn:
         return message_store.claim_due(conn, now, s.reconcile_batch, now + s.reconcile_after)
 
 
-async def _reconcile(rt: Any, message: OpenMessage, now: float) -> None:
+async def _reconcile(rt: Runtime, message: OpenMessage, now: float) -> None:
     token = await rt.run_db(_token, rt, message.account_sid)
     if token is None:
         log.warning(
@@ -91,7 +93,7 @@ async def _reconcile(rt: Any, message: OpenMessage, now: float) -> None:
         return
     creds = Credentials(message.account_sid, message.account_sid, token)
     try:
-        found = await rt.twilio.fetch_message(creds, message.sid)
+        found = await twilio_of(rt).client.fetch_message(creds, message.sid)
     except TwilioError as exc:
         log.warning("reconciling %s: %s", message.sid, exc)
         return
@@ -99,13 +101,15 @@ async def _reconcile(rt: Any, message: OpenMessage, now: float) -> None:
     await rt.run_db(_apply, rt, message, found, status, now)
 
 
-def _token(rt: Any, account_sid: str) -> str | None:
+def _token(rt: Runtime, account_sid: str) -> str | None:
     with rt.db.read() as conn:
-        token: str | None = rt.account_token(conn, account_sid)
+        token: str | None = twilio_of(rt).account_token(conn, account_sid)
         return token
 
 
-def _apply(rt: Any, message: OpenMessage, found: dict[str, Any], status: str, now: float) -> None:
+def _apply(
+    rt: Runtime, message: OpenMessage, found: dict[str, Any], status: str, now: float
+) -> None:
     with rt.db.write() as conn:
         current = message_store.get(conn, message.sid)
         if current is None:

@@ -11,6 +11,7 @@ import httpx
 from stack import ACCOUNT, FROM, TOKEN, Stack, running_stack
 
 from orchestrator.engine.runtime import Runtime
+from orchestrator.twilio.context import twilio_of
 from orchestrator.twilio.signature import compute_signature
 from orchestrator.twilio.simulator import SimulatorConfig
 
@@ -18,7 +19,7 @@ from orchestrator.twilio.simulator import SimulatorConfig
 def _stored_token(stack: Stack, account: str) -> str | None:
     rt = Runtime(stack.settings, stack.db)
     with stack.db.read() as conn:
-        return rt.account_token(conn, account)
+        return twilio_of(rt).account_token(conn, account)
 
 
 def _sms(stack: Stack, to: str, token: str, **extra: Any) -> str:

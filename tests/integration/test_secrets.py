@@ -28,6 +28,7 @@ from orchestrator.store import effects as effect_store
 from orchestrator.store import kv
 from orchestrator.store.db import Database
 from orchestrator.store.tables import callbacks, effects, metadata
+from orchestrator.twilio.context import twilio_of
 from orchestrator.twilio.simulator import SimulatorConfig
 
 KEY = "scan-api-key-0123456789"
@@ -96,7 +97,9 @@ def test_planted_token_never_leaks(db_url: str, caplog: pytest.LogCaptureFixture
         stored = _db_text(db_url)
         rt = Runtime(s.settings)
         with rt.db.read() as conn:
-            assert rt.account_token(conn, ACCOUNT) == planted  # kept, encrypted, for callbacks
+            assert (
+                twilio_of(rt).account_token(conn, ACCOUNT) == planted
+            )  # kept, encrypted, for callbacks
         rt.db.dispose()
 
     for text in (*responses, caplog.text, stored):
@@ -199,7 +202,7 @@ def test_generated_secret_becomes_previous_when_orch_secret_is_set(sqlite_url: s
 
 def _token(rt: Runtime) -> str | None:
     with rt.db.read() as conn:
-        return rt.account_token(conn, ACCOUNT)
+        return twilio_of(rt).account_token(conn, ACCOUNT)
 
 
 def _node_for(rt: Runtime, conv_id: str, node_hash: str) -> str | None:
