@@ -2,8 +2,8 @@
 
 The interpreter does no writes of its own: it returns a ``StepResult`` (next node, new
 data, tasks to copy, tasks to modify, history events) that ``transitions.commit_step``
-applies in one transaction. The only outside call it makes is a Twilio request, and that
-is guarded by an effect record (see ``twilio/actions.py``).
+applies in one transaction. Each logic runs in its step handler (``engine/plugins.py``);
+a handler's outside call (Twilio, ``api_call``) is guarded by an effect record.
 """
 
 from __future__ import annotations

@@ -210,7 +210,7 @@ class Runtime:
     # -- what plugins keep per runtime ----------------------------------------------
     def extension(self, build: Callable[[Runtime], E]) -> E:
         """The object ``build`` makes for this runtime, made once (a plugin's client,
-        say: ``twilio/plugin.twilio_of``); closed by ``aclose`` if it has ``aclose``."""
+        say: ``twilio/context.twilio_of``); closed by ``aclose`` if it has ``aclose``."""
         with self._lock:
             found = self._extensions.get(build)
             if found is None:

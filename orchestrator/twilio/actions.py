@@ -29,7 +29,6 @@ from orchestrator.engine import opt_outs
 from orchestrator.engine.definition import Logic
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.steps import LogicFailure, NewTask, StepDeferred, StepResult
-from orchestrator.engine.template_files import with_template_body
 from orchestrator.engine.templates import TemplateError, render
 from orchestrator.logs import task_fields
 from orchestrator.store import effects as effect_store
@@ -44,6 +43,7 @@ from orchestrator.twilio.context import twilio_of
 from orchestrator.twilio.errors import TwilioError
 from orchestrator.twilio.pacing import PACING_HORIZON, Pacer
 from orchestrator.twilio.reconcile import GIVE_UP_AFTER
+from orchestrator.twilio.template_files import with_template_body
 
 log = logging.getLogger(__name__)
 

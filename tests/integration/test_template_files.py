@@ -12,9 +12,9 @@ import httpx
 import pytest
 from stack import FROM, Stack, running_stack
 
-from orchestrator.engine import template_files
-from orchestrator.engine.template_files import read_template
 from orchestrator.engine.templates import TemplateError
+from orchestrator.twilio import template_files
+from orchestrator.twilio.template_files import read_template
 
 METADATA = {"fullName": {"firstName": "Ada", "lastName": "Lovelace"}, "date": "1 May"}
 TEXT = "Hi Ada, a reminder of your appointment on 1 May. Reply STOP to stop these messages."
