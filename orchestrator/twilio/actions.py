@@ -38,8 +38,9 @@ from orchestrator.twilio import inputs as check
 from orchestrator.twilio import reads, results
 from orchestrator.twilio.bulk import CallbackTarget, send_to_many
 from orchestrator.twilio.callback_sender import AccountTokens
-from orchestrator.twilio.client import Credentials, RetryHook
+from orchestrator.twilio.client import RetryHook
 from orchestrator.twilio.context import twilio_of
+from orchestrator.twilio.credentials import Credentials
 from orchestrator.twilio.errors import TwilioError
 from orchestrator.twilio.pacing import PACING_HORIZON, Pacer
 from orchestrator.twilio.reconcile import GIVE_UP_AFTER

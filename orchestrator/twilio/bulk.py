@@ -22,7 +22,7 @@ from orchestrator.engine.steps import LogicFailure, NewTask, StepResult
 from orchestrator.engine.templates import render
 from orchestrator.store.records import TaskRecord
 from orchestrator.twilio import inputs as check
-from orchestrator.twilio.client import Credentials
+from orchestrator.twilio.credentials import Credentials
 from orchestrator.twilio.pacing import PACING_HORIZON, Pacer
 
 BULK_INDEX_BASE = 100_000  # > MAX_RECIPIENTS: positions never collide across logics

@@ -31,8 +31,8 @@ from sqlalchemy import Connection
 from orchestrator.engine.runtime import Runtime
 from orchestrator.store import kv
 from orchestrator.store import twilio_messages as message_store
-from orchestrator.twilio.client import Credentials
 from orchestrator.twilio.context import twilio_of
+from orchestrator.twilio.credentials import Credentials
 from orchestrator.twilio.signature import validate_signature
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import phonenumbers
 from orchestrator.config import Settings
 from orchestrator.engine import phones
 from orchestrator.engine.steps import LogicFailure
-from orchestrator.twilio.client import Credentials, api_base
+from orchestrator.twilio.credentials import Credentials, api_base
 
 _E164 = re.compile(r"^\+[1-9][0-9]{1,14}\Z")  # ASCII only: \d also takes other scripts' digits
 _ALPHA_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}\Z")

@@ -7,7 +7,8 @@ from typing import Any
 
 from orchestrator.engine.steps import LogicFailure, StepResult
 from orchestrator.twilio import inputs as check
-from orchestrator.twilio.client import Credentials, TwilioClient
+from orchestrator.twilio.client import TwilioClient
+from orchestrator.twilio.credentials import Credentials
 from orchestrator.twilio.errors import TwilioError
 
 # Caller IDs are listed this many pages deep at most (1000 each).

@@ -29,8 +29,8 @@ from orchestrator.store import kv
 from orchestrator.store import twilio_messages as message_store
 from orchestrator.store.notify import notify
 from orchestrator.store.twilio_messages import FINAL_STATUSES, OpenMessage
-from orchestrator.twilio.client import Credentials
 from orchestrator.twilio.context import twilio_of
+from orchestrator.twilio.credentials import Credentials
 from orchestrator.twilio.errors import TwilioError, describe_error_code
 
 log = logging.getLogger(__name__)

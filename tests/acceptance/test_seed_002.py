@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from stack import FROM, running_stack
 
-from orchestrator.twilio.client import api_base
+from orchestrator.twilio.credentials import api_base
 
 
 def sender(slug: str, base_url: str | None, action: str = "send_sms") -> dict[str, Any]:

@@ -10,7 +10,8 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from orchestrator.twilio.client import Credentials, TwilioClient
+from orchestrator.twilio.client import TwilioClient
+from orchestrator.twilio.credentials import Credentials
 from orchestrator.twilio.errors import TwilioError
 from orchestrator.twilio.retry import RetryPolicy
 
