@@ -28,7 +28,7 @@ FAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 # callback waits for its reconcile (an hour) or the node's time limit (a day).
 TASK_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400)
 
-# Why a callback was refused, by the ApiError code the webhook answered with.
+# Why a callback was refused, by the error code the webhook answered with.
 REJECT_REASONS = {
     "INVALID_SIGNATURE": "signature",
     "NOT_FOUND": "hash",

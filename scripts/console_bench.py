@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import Settings
-from orchestrator.engine.deploy import ensure_shipped
 from orchestrator.engine.runtime import Runtime
+from orchestrator.services.deploy import ensure_shipped
 from orchestrator.store.db import upgrade
 from orchestrator.store.tables import task_events, tasks
 

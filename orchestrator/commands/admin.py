@@ -11,7 +11,7 @@ from .common import runtime, table
 def cmd_apikey(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from orchestrator.engine import apikeys
+    from orchestrator.services import apikeys
 
     rt = runtime(args)
     try:
@@ -63,7 +63,7 @@ def cmd_apikey(args: argparse.Namespace) -> int:
 
 
 def cmd_secrets(args: argparse.Namespace) -> int:
-    from orchestrator.engine.rotation import rotate
+    from orchestrator.services.rotation import rotate
 
     report = rotate(runtime(args))
     done = ", ".join(f"{n} in {table}" for table, n in sorted(report.reencrypted.items()))

@@ -17,8 +17,8 @@ def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 
 def runtime(args: argparse.Namespace, *, upgrade: bool = True, **overrides: Any) -> Any:
-    from orchestrator.engine.deploy import ensure_shipped
     from orchestrator.engine.runtime import Runtime
+    from orchestrator.services.deploy import ensure_shipped
     from orchestrator.store.db import upgrade as db_upgrade
 
     settings = settings_from(args, **{k: v for k, v in overrides.items() if v})

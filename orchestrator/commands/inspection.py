@@ -8,12 +8,13 @@ import sys
 from typing import Any
 
 from orchestrator import jsontext
+from orchestrator.services.errors import ServiceError
 
 from .common import print_json, runtime, table
 
 
 def cmd_task(args: argparse.Namespace) -> int:
-    from orchestrator.engine.service import ApiError, Service
+    from orchestrator.services.tasks import Service
 
     service = Service(runtime(args))
     try:
@@ -59,7 +60,7 @@ def cmd_task(args: argparse.Namespace) -> int:
             table(("task_id", "ref", "node", "state", "outcome", "created_at"), rows)
         elif args.task_cmd in ("retry", "cancel", "move"):
             return _repair(service, args)
-    except ApiError as exc:
+    except ServiceError as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return 1
     return 0
@@ -69,7 +70,7 @@ def _repair(service: Any, args: argparse.Namespace) -> int:
     """``task retry|cancel|move``: one task, or (--process, --in-node) a node's tasks."""
     import getpass
 
-    from orchestrator.engine.repair import Repair
+    from orchestrator.services.repair import Repair
 
     repair = Repair(service)
     who = f"cli:{getpass.getuser()}"
@@ -93,7 +94,7 @@ def _repair(service: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_process(args: argparse.Namespace) -> int:
-    from orchestrator.engine.service import ApiError, Service
+    from orchestrator.services.tasks import Service
 
     if args.process_cmd in ("export", "graph", "versions"):
         return _process_files(args)
@@ -140,7 +141,7 @@ def cmd_process(args: argparse.Namespace) -> int:
             for n in view["nodes"]:
                 for form, url in n.get("callback_urls", {}).items():
                     print(f"  {n['id']} callback ({form}): {url}")
-    except ApiError as exc:
+    except ServiceError as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return 1
     return 0
@@ -148,8 +149,8 @@ def cmd_process(args: argparse.Namespace) -> int:
 
 def _process_files(args: argparse.Namespace) -> int:
     """``process export|graph|versions``: the deployed definitions themselves."""
-    from orchestrator.engine import graph
-    from orchestrator.engine.authoring import NotDeployed, deployed_definition, versions
+    from orchestrator.services import graph
+    from orchestrator.services.authoring import NotDeployed, deployed_definition, versions
 
     rt = runtime(args)
     try:

@@ -32,8 +32,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         overrides["engine_concurrency"] = args.concurrency
     if args.db_pool_size:
         overrides["db_pool_size"] = args.db_pool_size
-    from orchestrator.engine.apikeys import ApiKeyError
-    from orchestrator.engine.worker import EngineLockError
+    from orchestrator.engine.lock import EngineLockError
+    from orchestrator.services.apikeys import ApiKeyError
 
     settings = settings_from(args, **overrides)
     if not settings.public_url_configured:
@@ -89,7 +89,7 @@ def app_db_path(url: str) -> str | None:
 def _check_engine_lock(path: str | None) -> None:
     """Refuse to start a second engine on a SQLite file before the server starts (the
     engine checks again when it starts: this only makes the refusal one clear line)."""
-    from orchestrator.engine.worker import SqliteEngineLock
+    from orchestrator.engine.lock import SqliteEngineLock
 
     if path is not None:
         lock = SqliteEngineLock(path)
@@ -110,7 +110,8 @@ def _remember_bound_url(settings: Settings) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from orchestrator.engine.worker import EngineLockError, Worker
+    from orchestrator.engine.lock import EngineLockError
+    from orchestrator.engine.worker import Worker
 
     rt = runtime(args, db_pool_size=args.db_pool_size)
     worker = Worker(rt, concurrency=args.concurrency)
@@ -181,7 +182,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     from orchestrator.engine.definition import DefinitionError
-    from orchestrator.engine.deploy import deploy_files
+    from orchestrator.services.deploy import deploy_files
 
     rt = runtime(args)
     try:

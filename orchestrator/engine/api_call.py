@@ -1,6 +1,6 @@
 """The ``api_call`` logic: one HTTP request to any server, its answer merged into the task.
 
-Crash safety follows ``twilio_actions``: an effect row is committed before the request is
+Crash safety follows ``twilio/actions.py``: an effect row is committed before the request is
 sent, keyed by (task, step, logic). If the step runs again (the worker died after sending,
 before its commit), a finished call's stored answer is reused; an unfinished one is sent
 again only when the method is idempotent (GET, HEAD, OPTIONS, PUT, DELETE, or
@@ -30,7 +30,9 @@ from orchestrator.engine.destinations import (
     UnresolvableHost,
     resolve,
 )
-from orchestrator.engine.interpreter import LogicFailure, StepDeferred, StepResult
+from orchestrator.engine.plugins import Plugin, StepHandler
+from orchestrator.engine.runtime import Runtime
+from orchestrator.engine.steps import LogicFailure, StepDeferred, StepResult
 from orchestrator.engine.templates import render
 from orchestrator.store import effects as effect_store
 from orchestrator.store.records import TaskRecord, dumps
@@ -49,13 +51,18 @@ def failure(tag: str, message: str, **extra: Any) -> LogicFailure:
 
 
 class ApiCalls:
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self.allow = Allowlist.parse(runtime.settings.api_call_allow)
 
     async def run(
-        self, task: TaskRecord, logic: Logic, ctx: dict[str, Any], result: StepResult
-    ) -> None:
+        self,
+        task: TaskRecord,
+        process_id: int,
+        logic: Logic,
+        ctx: dict[str, Any],
+        result: StepResult,
+    ) -> str | None:
         request = self._request(logic, ctx)
         if not any(k.lower() == "idempotency-key" for k in request["headers"]):
             request["headers"]["Idempotency-Key"] = f"{task.id}-{task.step}-{logic.index}"
@@ -90,6 +97,7 @@ class ApiCalls:
         if "error" in outcome:
             raise LogicFailure(dict(outcome["error"]))
         self._merge(outcome["response"], logic, result)
+        return None
 
     def _begin(self, task: TaskRecord, index: int, summary: dict[str, Any]) -> Any:
         with self.rt.db.write() as conn:
@@ -243,3 +251,10 @@ def _without_query(url: str) -> str:
 
 def _reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
+
+
+def _steps(rt: Runtime) -> Mapping[str, StepHandler]:
+    return {"api_call": ApiCalls(rt)}
+
+
+plugin: Plugin[Runtime] = Plugin("api_call", steps=_steps)

@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import Connection
 
 from orchestrator import secretdata
-from orchestrator.engine.interpreter import Reply
 from orchestrator.engine.runtime import Runtime
+from orchestrator.engine.steps import Reply
 from orchestrator.store import tasks as task_store
 from orchestrator.store.records import Event, TaskRecord, dumps
 

@@ -420,7 +420,7 @@ def _check_api_call(nid: str, where: str, spec: Mapping[str, Any], fail: Any) ->
 def _check_base_url(nid: str, where: str, value: Any, fail: Any) -> None:
     """A twilio logic's ``base_url`` is the author's: a plain http(s) URL, no template (so
     task data can never point a request, and its credentials, elsewhere)."""
-    from orchestrator.twilio.client import api_base
+    from orchestrator.twilio.credentials import api_base
 
     if not isinstance(value, str) or "{{" in value or "{%" in value:
         raise fail("must be a plain http(s) URL, not a template", nid, where)

@@ -2,86 +2,29 @@
 
 The interpreter does no writes of its own: it returns a ``StepResult`` (next node, new
 data, tasks to copy, tasks to modify, history events) that ``transitions.commit_step``
-applies in one transaction. The only outside call it makes is a Twilio request, and that
-is guarded by an effect record (see ``twilio_actions``).
+applies in one transaction. Each logic runs in its step handler (``engine/plugins.py``);
+a handler's outside call (Twilio, ``api_call``) is guarded by an effect record.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 from orchestrator import secretdata
-from orchestrator.engine.conditions import all_match
 from orchestrator.engine.definition import Logic, Node, ProcessDefinition, parse_duration
+from orchestrator.engine.logics import copy_target
+from orchestrator.engine.plugins import StepHandler
+from orchestrator.engine.replies import conversation
+from orchestrator.engine.runtime import Runtime
+from orchestrator.engine.steps import LogicFailure, NewTask, StepResult
 from orchestrator.engine.task_size import TASK_SIZE_OVERFLOW, oversize_part
 from orchestrator.engine.templates import TemplateError, render
 from orchestrator.store.records import Event, TaskRecord
 
-LOOP_LIMIT = 50
 # How long a call_process waits for its reply when its node has no time limit.
 DEFAULT_CALL_TIMEOUT = 86400.0
-
-
-class StepDeferred(Exception):
-    """The step cannot run yet (another worker may still be finishing it): try again at
-    ``until``, keeping the lease meanwhile."""
-
-    def __init__(self, until: float, reason: str) -> None:
-        super().__init__(reason)
-        self.until = until
-
-
-class LogicFailure(Exception):
-    """A logic failed: the task goes to the error path with these fields."""
-
-    def __init__(self, fields: dict[str, Any]) -> None:
-        super().__init__(fields.get("message", ""))
-        self.fields = fields
-
-
-@dataclass
-class NewTask:
-    process_id: int
-    version_id: int
-    start: str
-    ref: str | None
-    data: dict[str, Any]
-    parent_task_id: str
-    reply_to: str | None = None  # set by call_process: "task_id:step:node_id"
-
-
-@dataclass
-class Reply:
-    """What a called task sends back to its caller (the ``reply`` logic)."""
-
-    data: dict[str, Any]
-    exception: bool = False
-
-
-@dataclass
-class Modification:
-    process_id: int
-    task_id: str
-    data: dict[str, Any]
-
-
-@dataclass
-class StepResult:
-    data: dict[str, Any]
-    to: str | None = None  # None: the task stays in its node, waiting
-    wake_at: float | None = None  # when the target (or current) node's time limit fires
-    events: list[Event] = field(default_factory=list)
-    copies: list[NewTask] = field(default_factory=list)
-    modifications: list[Modification] = field(default_factory=list)
-    effects_done: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
-    account_tokens: dict[str, str] = field(default_factory=dict)
-    reply: Reply | None = None
-    # Two-way SMS: (person's number, our number) to listen on from this step's commit
-    # (expect_reply), or once the task waits in the wait_reply node it enters.
-    listen: tuple[str, str] | None = None
-    wait_listen: tuple[str, str] | None = None
 
 
 def template_context(
@@ -98,26 +41,12 @@ def template_context(
     return {**secretdata.merge(secrets, data), "root": root}
 
 
-def conversation(logic: Logic, ctx: dict[str, Any]) -> tuple[str, str]:
-    """(the person's number, our number) of an expect_reply or wait_reply logic."""
-    from orchestrator.engine.replies import conversation_pair
-
-    try:
-        return conversation_pair(render(logic.get("from"), ctx), render(logic.get("to"), ctx))
-    except ValueError as exc:
-        fields = {"error": "BAD_CONVERSATION", "code": "BAD_CONVERSATION"}
-        raise LogicFailure({**fields, "message": f"{logic.type}: {exc}"}) from exc
-
-
 class Interpreter:
     """Stateless apart from the runtime it reads through."""
 
-    def __init__(self, runtime: Any, twilio_actions: Any, api_calls: Any = None) -> None:
-        from orchestrator.engine.api_call import ApiCalls
-
+    def __init__(self, runtime: Runtime, handlers: Mapping[str, StepHandler]) -> None:
         self.rt = runtime
-        self.twilio = twilio_actions
-        self.api = api_calls or ApiCalls(runtime)
+        self.handlers = handlers
 
     async def run(
         self, task: TaskRecord, process_id: int, definition: ProcessDefinition
@@ -215,76 +144,16 @@ class Interpreter:
         ctx: dict[str, Any],
         result: StepResult,
     ) -> str | None:
-        kind = logic.type
-        if kind == "go":
-            return str(logic.get("to"))
-        if kind == "condition":
-            return str(logic.get("to")) if all_match(logic.get("if"), result.data) else None
-        if kind == "set_param":
-            values = render(dict(logic.get("set")), ctx)
-            plain, _hidden = secretdata.split(values)
-            result.data.update(plain)
-            return None
-        if kind == "twilio":
-            await self.twilio.run(task, process_id, logic, ctx, result)
-            return None
-        if kind == "api_call":
-            await self.api.run(task, logic, ctx, result)
-            return None
-        if kind == "expect_reply":
-            result.listen = conversation(logic, ctx)
-            return None
-        if kind == "reply":
-            data = render(dict(logic.get("data")), ctx) if logic.get("data") else dict(result.data)
-            plain, _hidden = secretdata.split(data)
-            result.reply = Reply(plain, bool(logic.get("exception", False)))
-            return None
-        if kind == "copy_task":
-            await self._copy_task(task, logic, ctx, result)
-            return None
-        if kind == "modify_task":
-            await self._modify_task(logic, ctx, result)
-            return None
-        raise LogicFailure(
-            {
-                "error": "BAD_LOGIC",
-                "code": "BAD_LOGIC",
-                "message": f"logic {kind!r} cannot run here",
-            }
-        )
-
-    async def _copy_task(
-        self, task: TaskRecord, logic: Logic, ctx: dict[str, Any], result: StepResult
-    ) -> None:
-        ref = render(logic.get("ref"), ctx) if logic.get("ref") is not None else None
-        if ref is not None:
-            ref = str(ref)
-            if not 1 <= len(ref) <= 255:
-                raise LogicFailure(
-                    {
-                        "error": "copy_task_wrong_ref",
-                        "code": "copy_task_wrong_ref",
-                        "message": "the copy's ref must be 1-255 characters",
-                    }
-                )
-        if logic.get("data") is not None:
-            data = render(dict(logic.get("data")), ctx)
-        else:
-            data = dict(result.data)
-        data, _hidden = secretdata.split(data)
-        data.update(
-            {
-                "copy_task_id": task.id,
-                "copy_conv_id": ctx["root"]["conv_id"],
-                "copy_ref": task.ref,
-                "copy_node_id": task.node_id,
-            }
-        )
-        target = await self.rt.run_db(
-            self._lookup_copy_target, logic.get("process"), ref, task, len(result.copies)
-        )
-        process_id, version_id, start = target
-        result.copies.append(NewTask(process_id, version_id, start, ref, data, task.id))
+        handler = self.handlers.get(logic.type)
+        if handler is None:
+            raise LogicFailure(
+                {
+                    "error": "BAD_LOGIC",
+                    "code": "BAD_LOGIC",
+                    "message": f"logic {logic.type!r} cannot run here",
+                }
+            )
+        return await handler.run(task, process_id, logic, ctx, result)
 
     async def _call(
         self,
@@ -305,9 +174,7 @@ class Interpreter:
             else:
                 data = dict(result.data)
             data, _hidden = secretdata.split(data)
-            target = await self.rt.run_db(
-                self._lookup_copy_target, logic.get("process"), None, task, 0
-            )
+            target = await self.rt.run_db(copy_target, self.rt, logic.get("process"), None, task, 0)
             if node.time_limit is not None:
                 wake_at = self._deadline(node, ctx, result.data)
             else:
@@ -331,85 +198,6 @@ class Interpreter:
             Event("call_process", node.id, None, {"process": logic.get("process")})
         )
         return result
-
-    def _lookup_copy_target(
-        self, process_key: str, ref: str | None, creator: TaskRecord, pending: int
-    ) -> tuple[int, int, str]:
-        """The process a copy_task or call_process starts a task in, once the creator's
-        quotas allow one more task (engine/quotas.py)."""
-        from orchestrator.engine.quotas import exceeded
-        from orchestrator.engine.runtime import NotFound
-        from orchestrator.store import tasks as task_store
-
-        with self.rt.db.read() as conn:
-            own = self.rt.definition(creator.version_id, conn)[2]
-            refused = exceeded(conn, self.rt.settings, own, creator, pending)
-            if refused is not None:
-                raise LogicFailure(refused)
-            try:
-                proc = self.rt.process(conn, process_key)
-            except NotFound as exc:
-                raise LogicFailure(
-                    {
-                        "error": "not_found_process",
-                        "code": "not_found_process",
-                        "message": f"no process {process_key!r}",
-                    }
-                ) from exc
-            if ref is not None and task_store.active_ref_taken(conn, proc.id, ref):
-                raise LogicFailure(
-                    {
-                        "error": "not_unical_ref",
-                        "code": "not_unical_ref",
-                        "message": f"ref {ref!r} is taken in {proc.slug}",
-                    }
-                )
-        _pid, _v, definition = self.rt.definition(proc.version_id)
-        return proc.id, proc.version_id, definition.start
-
-    async def _modify_task(self, logic: Logic, ctx: dict[str, Any], result: StepResult) -> None:
-        task_id = render(logic.get("task_id"), ctx) if logic.get("task_id") else None
-        ref = render(logic.get("ref"), ctx) if logic.get("ref") else None
-        data = render(dict(logic.get("data") or {}), ctx)
-        data, _hidden = secretdata.split(data)
-        target = await self.rt.run_db(
-            self._lookup_modify_target, logic.get("process"), task_id, ref
-        )
-        result.modifications.append(Modification(target[0], target[1], data))
-
-    def _lookup_modify_target(self, process_key: str, task_id: Any, ref: Any) -> tuple[int, str]:
-        from orchestrator.engine.runtime import NotFound
-        from orchestrator.store import tasks as task_store
-
-        with self.rt.db.read() as conn:
-            try:
-                proc = self.rt.process(conn, process_key)
-            except NotFound as exc:
-                raise LogicFailure(
-                    {
-                        "error": "not_found_process",
-                        "code": "not_found_process",
-                        "message": f"no process {process_key!r}",
-                    }
-                ) from exc
-            found = (
-                task_store.get_task(conn, str(task_id))
-                if task_id
-                else task_store.find_by_ref(conn, proc.id, str(ref))
-            )
-            if found is None or found.process_id != proc.id or found.state == "done":
-                fields: dict[str, Any] = {
-                    "error": "not_found_task",
-                    "code": "not_found_task",
-                    "message": "there is no unfinished task with that "
-                    f"{'task_id' if task_id else 'ref'} in "
-                    f"{proc.slug}",
-                }
-                if found is not None and found.process_id == proc.id:
-                    # It exists but has ended: a process may treat that as no problem.
-                    fields["target_finished"] = True
-                raise LogicFailure(fields)
-        return proc.id, found.id
 
     def _goto(
         self,

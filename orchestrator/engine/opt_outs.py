@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from orchestrator.engine.runtime import Runtime
 from orchestrator.store import conversations
 from orchestrator.store import effects as effect_store
 
@@ -21,7 +22,7 @@ def _senders(form: Mapping[str, Any]) -> list[str]:
 
 
 async def refusal(
-    rt: Any, form: Mapping[str, Any], effect: tuple[str, int, int]
+    rt: Runtime, form: Mapping[str, Any], effect: tuple[str, int, int]
 ) -> dict[str, Any] | None:
     """The escalation fields when ``form``'s recipient opted out of its sender, unless
     this send (``effect``: task id, step, logic index) was begun before the opt-out: a
@@ -49,7 +50,7 @@ async def refusal(
     }
 
 
-async def note_refusal(rt: Any, form: Mapping[str, Any], error: Mapping[str, Any]) -> None:
+async def note_refusal(rt: Runtime, form: Mapping[str, Any], error: Mapping[str, Any]) -> None:
     """Twilio refused the message because the recipient unsubscribed: remember it."""
     if str(error.get("code")) != TWILIO_UNSUBSCRIBED:
         return
@@ -71,7 +72,7 @@ MAX_LIST = 500
 
 
 def list_view(
-    rt: Any, *, recipient: str | None = None, sender: str | None = None, limit: int = 100
+    rt: Runtime, *, recipient: str | None = None, sender: str | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
     """Opt-outs, newest first (``GET /api/v1/opt-outs``, the CLI and the console)."""
     import datetime as dt

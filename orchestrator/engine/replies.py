@@ -18,7 +18,11 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from orchestrator.engine.definition import Logic
 from orchestrator.engine.runtime import Runtime, new_task_id
+from orchestrator.engine.steps import LogicFailure
+from orchestrator.engine.templates import render
+from orchestrator.engine.transitions import deliver
 from orchestrator.secretdata import split as split_secrets
 from orchestrator.secretdata import unseal
 from orchestrator.store import callbacks as inbox
@@ -50,6 +54,15 @@ def conversation_pair(person: Any, ours: Any) -> tuple[str, str]:
     return pair[0], pair[1]
 
 
+def conversation(logic: Logic, ctx: dict[str, Any]) -> tuple[str, str]:
+    """(the person's number, our number) of an expect_reply or wait_reply logic."""
+    try:
+        return conversation_pair(render(logic.get("from"), ctx), render(logic.get("to"), ctx))
+    except ValueError as exc:
+        fields = {"error": "BAD_CONVERSATION", "code": "BAD_CONVERSATION"}
+        raise LogicFailure({**fields, "message": f"{logic.type}: {exc}"}) from exc
+
+
 def reply_fields(fields: dict[str, Any]) -> dict[str, Any]:
     """What a reply writes onto the listening task."""
     out: dict[str, Any] = {
@@ -78,8 +91,6 @@ def deliver_incoming(
     conn: Connection, rt: Runtime, cb: CallbackRecord, owner: str | None, now: float
 ) -> list[TaskRecord]:
     """Apply one stored incoming message; the tasks it made runnable (leased to owner)."""
-    from orchestrator.engine.transitions import deliver
-
     if not inbox.lock_new(conn, cb.id):
         return []  # another engine has it
     fields = unseal(rt.vault, cb.payload)

@@ -1,5 +1,5 @@
 """The runtime: what every part of the engine shares (database, secrets, definitions,
-the Twilio client) and the small helpers around it."""
+plugins and what they keep per runtime) and the small helpers around it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 import httpx
 from sqlalchemy import Connection
@@ -19,16 +19,22 @@ from sqlalchemy import Connection
 from orchestrator.config import Settings
 from orchestrator.crypto import Vault, hash_matches, new_secret, node_hash
 from orchestrator.engine.definition import ProcessDefinition, parse_definition
+from orchestrator.engine.plugins import DEFAULT_PLUGINS, CallbackForm, Plugin, Plugins, load
 from orchestrator.metrics import Metrics
 from orchestrator.store import kv
 from orchestrator.store import processes as process_store
 from orchestrator.store.db import Database
 from orchestrator.store.group_commit import GroupCommit
 from orchestrator.store.records import ProcessRecord
-from orchestrator.twilio.client import TwilioClient
-from orchestrator.twilio.retry import RetryPolicy
 
 T = TypeVar("T")
+E = TypeVar("E")
+
+
+@runtime_checkable
+class Closable(Protocol):
+    async def aclose(self) -> None: ...
+
 
 PROCESS_CACHE_SECONDS = 1.0
 
@@ -43,8 +49,17 @@ def new_task_id() -> str:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, db: Database | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database | None = None,
+        plugins: list[Plugin[Runtime]] | None = None,
+    ) -> None:
         self.settings = settings
+        # Step handlers and callback forms (engine/plugins.py): Twilio, api_call, ….
+        self.plugins: Plugins[Runtime] = Plugins(
+            plugins if plugins is not None else load(DEFAULT_PLUGINS)
+        )
         self.db = db or Database(
             settings.database_url,
             pool_size=settings.db_pool_size,
@@ -57,7 +72,7 @@ class Runtime:
         self._processes: dict[str, tuple[float, ProcessRecord]] = {}
         self._wait_hashes: dict[int, dict[str, str]] = {}
         self._lock = threading.Lock()
-        self._twilio: TwilioClient | None = None
+        self._extensions: dict[Callable[[Runtime], object], object] = {}
         self._http: httpx.AsyncClient | None = None
         self._executor: ThreadPoolExecutor | None = None
         self.group_commit: GroupCommit | None = None
@@ -68,6 +83,10 @@ class Runtime:
         # Callbacks from the HTTP side (same process) that wake the engine at once.
         self.wake_listeners: list[Callable[[], None]] = []
         self.metrics = Metrics()
+
+    def callback_form(self, name: str) -> CallbackForm:
+        """The plugin's form of callback ``name`` (the generic one if none claims it)."""
+        return self.plugins.form(self, name)
 
     # -- secrets -------------------------------------------------------------------
     @property
@@ -188,17 +207,15 @@ class Runtime:
             "nvp": f"{base}/api/1/nvp/callback/{conv_id}/{h}/{{{{root.task_id}}}}",
         }
 
-    # -- Twilio ----------------------------------------------------------------------
-    @property
-    def twilio(self) -> TwilioClient:
-        if self._twilio is None:
-            self._twilio = TwilioClient(
-                self.settings.twilio_api_url,
-                timeout=self.settings.twilio_timeout,
-                retry=RetryPolicy(max_attempts=self.settings.twilio_max_attempts),
-                observe=self.metrics.twilio_request,
-            )
-        return self._twilio
+    # -- what plugins keep per runtime ----------------------------------------------
+    def extension(self, build: Callable[[Runtime], E]) -> E:
+        """The object ``build`` makes for this runtime, made once (a plugin's client,
+        say: ``twilio/context.twilio_of``); closed by ``aclose`` if it has ``aclose``."""
+        with self._lock:
+            found = self._extensions.get(build)
+            if found is None:
+                found = self._extensions[build] = build(self)
+        return cast(E, found)
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -212,13 +229,6 @@ class Runtime:
                 limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
             )
         return self._http
-
-    def account_token(self, conn: Connection, account_sid: str) -> str | None:
-        """The auth token that signs callbacks for ``account_sid``, if we know it."""
-        if account_sid and account_sid == self.settings.twilio_account_sid:
-            return self.settings.twilio_auth_token
-        stored = kv.get_account_token(conn, account_sid)
-        return self.vault.decrypt(stored) if stored else None
 
     # -- plumbing ------------------------------------------------------------------
     def wake(self) -> None:
@@ -248,9 +258,10 @@ class Runtime:
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
     async def aclose(self) -> None:
-        if self._twilio is not None:
-            await self._twilio.aclose()
-            self._twilio = None
+        extensions, self._extensions = list(self._extensions.values()), {}
+        for extension in extensions:
+            if isinstance(extension, Closable):
+                await extension.aclose()
         if self._http is not None:
             await self._http.aclose()
             self._http = None

@@ -9,12 +9,10 @@ it is merged into its task, see transitions._release.)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from orchestrator.engine.steps import StepResult
 from orchestrator.store.records import dumps
-
-if TYPE_CHECKING:
-    from orchestrator.engine.interpreter import StepResult
 
 TASK_SIZE_OVERFLOW = "task_size_overflow_limit"
 

@@ -13,12 +13,10 @@ from typing import Any
 from sqlalchemy import Connection
 
 from orchestrator import secretdata
-from orchestrator.engine.callback_sender import SIGNED_REQUEST, signed_by_sender
 from orchestrator.engine.calls import CallerChanged, send_reply
 from orchestrator.engine.definition import ProcessDefinition
-from orchestrator.engine.interpreter import LOOP_LIMIT, Reply, StepResult
 from orchestrator.engine.runtime import Runtime, new_task_id
-from orchestrator.engine.statuses import supersedes
+from orchestrator.engine.steps import LOOP_LIMIT, Reply, StepResult
 from orchestrator.logs import task_fields
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import conversations
@@ -172,7 +170,7 @@ def commit_step(
     if task.state == "done":
         # After the save (which locks the row): a callback stored meanwhile either sees
         # the task done, or is found here. Either way it lands in the history.
-        _settle_late(conn, task, now)
+        _settle_late(conn, rt, task, now)
         _finished(rt, definition, task, now)
         conversations.forget(conn, task.id)
     elif result.listen is not None:
@@ -209,20 +207,22 @@ def _sid(data: dict[str, Any]) -> str | None:
     return sid if isinstance(sid, str) else None
 
 
-def _settle_late(conn: Connection, task: TaskRecord, now: float) -> None:
+def _settle_late(conn: Connection, rt: Runtime, task: TaskRecord, now: float) -> None:
     """Callbacks that were waiting for a task that has now finished: kept as late."""
     for cb in inbox.unsettled_for_task(conn, task.id, task.process_id, task.ref):
         if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
-            _record_late(conn, task, cb, now)
+            _record_late(conn, rt, task, cb, now)
 
 
-def _record_late(conn: Connection, task: TaskRecord, cb: CallbackRecord, now: float) -> None:
+def _record_late(
+    conn: Connection, rt: Runtime, task: TaskRecord, cb: CallbackRecord, now: float
+) -> None:
     """A callback for a finished task lands in its history, and in the history of the task
     it was copied from (the original a "Getting callback" copy follows), escalating nothing."""
-    late = Event("callback_late", task.node_id, None, _cb_detail(cb))
+    late = Event("callback_late", task.node_id, None, _cb_detail(rt, cb))
     task_store.add_events(conn, task.id, [late], now)
     if task.parent_task_id and task_store.get_task(conn, task.parent_task_id) is not None:
-        detail = {**_cb_detail(cb), "via_task_id": task.id}
+        detail = {**_cb_detail(rt, cb), "via_task_id": task.id}
         task_store.add_events(
             conn, task.parent_task_id, [Event("callback_late", None, None, detail)], now
         )
@@ -251,10 +251,9 @@ def deliver(
     """Try to apply a stored callback to its task. An unknown task or one not yet waiting
     leaves it pending (it is applied when the task reaches the node); a finished task
     keeps it in its history as a late callback."""
-    if cb.form == "sms":
-        from orchestrator.engine.replies import deliver_incoming
-
-        return deliver_incoming(conn, rt, cb, owner, now)
+    delivered = rt.callback_form(cb.form).deliver(conn, cb, owner, now)
+    if delivered is not None:
+        return delivered  # the form applies it its own way (an incoming SMS)
     task: TaskRecord | None
     if cb.task_id:
         task = task_store.get_task(conn, cb.task_id, for_update=True)
@@ -269,7 +268,7 @@ def deliver(
         return []
     if task.state == "done":
         if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
-            _record_late(conn, task, cb, now)
+            _record_late(conn, rt, task, cb, now)
         return []
     if (
         task.state != "waiting"
@@ -299,20 +298,22 @@ def _release(
     now: float,
 ) -> TaskRecord | None:
     """Merge the callback into a waiting task and make it runnable (leased to ``owner``,
-    or to nobody, so that any engine may claim it),
-    unless it would move a Twilio status backwards: then it is only recorded. A Twilio
-    callback that came before its sender was known is checked against the sender's
-    token now (see ``callback_sender``); signed by another account, it changes nothing."""
-    signed = cb.payload.get(SIGNED_REQUEST) if cb.form == "twilio" else None
-    if signed is not None and not signed_by_sender(conn, rt, cb.ref, str(signed)):
+    or to nobody, so that any engine may claim it), unless its form refuses it now (a
+    Twilio callback signed by another account than the sender's) or says it does not
+    advance the task (a provider's status going backwards): then it is only recorded."""
+    form = rt.callback_form(cb.form)
+    reason = form.rejection(conn, cb)
+    if reason is not None:
         if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
-            reason = "not signed by the account that sent the message"
             event = Event(
-                "callback_rejected", task.node_id, None, {**_cb_detail(cb), "reason": reason}
+                "callback_rejected",
+                task.node_id,
+                None,
+                {**_cb_detail(rt, cb), "reason": reason},
             )
             task_store.add_events(conn, task.id, [event], now)
         return None
-    if cb.form == "twilio" and not _advances(cb.payload, task.data):
+    if not form.advances(cb.payload, task.data):
         if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
             rt.metrics.callbacks(cb.form, "ignored").inc()
             task_store.add_events(
@@ -323,21 +324,22 @@ def _release(
                         "callback_ignored",
                         task.node_id,
                         None,
-                        {**_cb_detail(cb), "reason": "status does not advance"},
+                        {**_cb_detail(rt, cb), "reason": "status does not advance"},
                     )
                 ],
                 now,
             )
         return None
     plain, hidden = secretdata.split(secretdata.unseal(rt.vault, cb.payload))
-    plain.pop(SIGNED_REQUEST, None)
+    for key in rt.plugins.hidden_fields(rt):
+        plain.pop(key, None)
     limit = rt.settings.max_task_bytes
     if len(dumps({**task.data, **plain}).encode()) > limit:
         # Merged, the task would be over the size limit: recorded, not applied.
         if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
             reason = f"the task would be over {limit} bytes with it"
             event = Event(
-                "callback_ignored", task.node_id, None, {**_cb_detail(cb), "reason": reason}
+                "callback_ignored", task.node_id, None, {**_cb_detail(rt, cb), "reason": reason}
             )
             task_store.add_events(conn, task.id, [event], now)
         return None
@@ -346,11 +348,11 @@ def _release(
     rt.metrics.callbacks(cb.form, "applied").inc()
     if log.isEnabledFor(logging.INFO):
         slug = rt.process(conn, task.process_id).slug
-        status = cb.payload.get("MessageStatus") or cb.payload.get("CallStatus")
+        status = form.status(cb.payload)
         log.info(
             "callback applied in %s%s",
             task.node_id,
-            f" (status {status})" if isinstance(status, str) else "",
+            f" (status {status})" if status is not None else "",
             extra=task_fields(task.id, slug, task.node_id, cb.ref),
         )
     expected = task.rev
@@ -363,27 +365,18 @@ def _release(
         task.lease_owner, task.lease_until = owner, now + rt.settings.lease_seconds
     task.updated_at = now
     task_store.add_events(
-        conn, task.id, [Event("callback", task.node_id, None, _cb_detail(cb))], now
+        conn, task.id, [Event("callback", task.node_id, None, _cb_detail(rt, cb))], now
     )
     if not task_store.save_task(conn, task, expected):
         raise Conflict(task.id)
     return task
 
 
-def _advances(payload: dict[str, Any], data: dict[str, Any]) -> bool:
-    if "CallStatus" in payload:
-        return supersedes(payload.get("CallStatus"), data.get("CallStatus"), call=True)
-    return supersedes(payload.get("MessageStatus"), data.get("MessageStatus"))
-
-
-def _cb_detail(cb: CallbackRecord) -> dict[str, Any]:
+def _cb_detail(rt: Runtime, cb: CallbackRecord) -> dict[str, Any]:
+    hidden = (secretdata.SEALED, *rt.plugins.hidden_fields(rt))
     return {
         "callback_id": cb.id,
         "form": cb.form,
         "source": cb.source_ip,
-        "fields": {
-            k: v
-            for k, v in secretdata.split(cb.payload)[0].items()
-            if k not in (secretdata.SEALED, SIGNED_REQUEST)
-        },
+        "fields": {k: v for k, v in secretdata.split(cb.payload)[0].items() if k not in hidden},
     }

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import fcntl
 import functools
 import logging
 import os
@@ -24,12 +23,12 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import OperationalError
 
 from orchestrator import secretdata
-from orchestrator.engine.interpreter import Interpreter, StepDeferred, StepResult
+from orchestrator.engine.interpreter import Interpreter
+from orchestrator.engine.lock import SqliteEngineLock
 from orchestrator.engine.orphans import OrphanSweeper
-from orchestrator.engine.reconcile import recheck_after_restart, sweep_once
 from orchestrator.engine.runtime import Runtime
+from orchestrator.engine.steps import StepDeferred, StepResult
 from orchestrator.engine.transitions import Conflict, commit_step, deliver
-from orchestrator.engine.twilio_actions import TwilioActions
 from orchestrator.logs import task_fields
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import effects as effect_store
@@ -42,42 +41,12 @@ log = logging.getLogger("orchestrator.engine")
 T = TypeVar("T")
 
 
-class EngineLockError(RuntimeError):
-    pass
-
-
-class SqliteEngineLock:
-    """One engine per SQLite file: a second one would only fight for the write lock."""
-
-    def __init__(self, db_path: str) -> None:
-        self.path = os.path.abspath(db_path) + ".engine.lock"
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            os.close(fd)
-            raise EngineLockError(
-                f"another engine is already running on this SQLite database ({self.path}); "
-                "run one engine per SQLite file, or use PostgreSQL for several"
-            ) from exc
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-
 class Worker:
     def __init__(self, rt: Runtime, *, concurrency: int | None = None) -> None:
         self.rt = rt
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self) & 0xFFFF:04x}"
         self.concurrency = concurrency or rt.settings.engine_concurrency
-        self.interpreter = Interpreter(rt, TwilioActions(rt))
+        self.interpreter = Interpreter(rt, rt.plugins.step_handlers(rt))
         self._running: set[asyncio.Task[None]] = set()
         self._running_ids: dict[asyncio.Task[None], str] = {}
         self._wake: asyncio.Event | None = None
@@ -118,7 +87,8 @@ class Worker:
         if listener is not None:
             listener.start()
         housekeeping = asyncio.create_task(self._housekeeping())
-        sweeping = asyncio.create_task(self._reconcile())
+        # Plugins' jobs beside the loop (Twilio's reconciliation sweep).
+        jobs = [asyncio.create_task(job(self.rt, self)) for job in self.rt.plugins.jobs()]
         orphans = asyncio.create_task(self.orphans.run(lambda: self._stopping))
         heartbeat = asyncio.create_task(self._heartbeat())
         log.info("engine %s started (concurrency %d)", self.owner, self.concurrency)
@@ -143,7 +113,8 @@ class Worker:
         finally:
             # Nothing here awaits: a cancel arriving now must not skip any of it.
             housekeeping.cancel()
-            sweeping.cancel()
+            for job in jobs:
+                job.cancel()
             orphans.cancel()
             heartbeat.cancel()
             if listener is not None:
@@ -167,28 +138,6 @@ class Worker:
                 log.exception("retention purge failed; retrying later")
             await asyncio.sleep(RETENTION_INTERVAL)
 
-    async def _reconcile(self) -> None:
-        """Fetch messages whose final status never came (see engine/reconcile.py); soon
-        after this start, those still open from before it."""
-        s = self.rt.settings
-        if s.reconcile_after <= 0:
-            return
-        restart_due: float | None = None
-        try:
-            restart_due = await self._db(recheck_after_restart, self.rt, time.time())
-        except Exception:
-            log.exception("bringing forward the look at messages sent before this start failed")
-        while not self._stopping:
-            try:
-                while await sweep_once(self.rt) and not self._stopping:
-                    await asyncio.sleep(0)
-            except Exception:
-                log.exception("reconciliation sweep failed; retrying later")
-            pause = s.reconcile_interval
-            if restart_due is not None and restart_due > time.time():
-                pause = min(pause, restart_due - time.time() + 0.05)
-            await asyncio.sleep(pause)
-
     def _purge_batch(self, cutoff: float) -> bool:
         with self.rt.db.write() as conn:
             return purge_batch(conn, cutoff, RETENTION_BATCH) == RETENTION_BATCH
@@ -210,6 +159,14 @@ class Worker:
         if self._finished is not None:  # the claim loop notices _stopping at once
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._finished.wait(), 5)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    async def db(self, fn: Callable[..., T], *args: Any) -> T:
+        """For plugins' jobs (engine/plugins.JobHost): database work stop() waits for."""
+        return await self._db(fn, *args)
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         """``rt.run_db``, tracked so stop() can wait for threads a cancel cannot stop."""

@@ -11,11 +11,12 @@ from starlette.routing import Route
 
 from orchestrator.engine import opt_outs
 from orchestrator.engine.definition import DefinitionError
-from orchestrator.engine.deploy import deploy_definitions
-from orchestrator.engine.service import ApiError, Service
 from orchestrator.http import apidoc, repair
 from orchestrator.http.auth import audit_source
 from orchestrator.http.responses import json_body, json_object
+from orchestrator.services.deploy import deploy_definitions
+from orchestrator.services.errors import Invalid
+from orchestrator.services.tasks import Service
 
 T = TypeVar("T")
 MAX_OPT_OUTS = opt_outs.MAX_LIST
@@ -36,9 +37,9 @@ async def create_task(request: Request) -> JSONResponse:
     body = await json_object(request)
     unknown = set(body) - {"ref", "data"}
     if unknown:
-        raise ApiError(422, "UNKNOWN_FIELDS", f"unknown fields: {', '.join(sorted(unknown))}")
+        raise Invalid("UNKNOWN_FIELDS", f"unknown fields: {', '.join(sorted(unknown))}")
     if "data" not in body:
-        raise ApiError(422, "MISSING_DATA", "the body needs a data object")
+        raise Invalid("MISSING_DATA", "the body needs a data object")
     view, created = await _run(
         request,
         _service(request).create_task,
@@ -67,7 +68,7 @@ def _int(value: str | None, name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError as exc:
-        raise ApiError(422, "INVALID_FILTER", f"{name} must be a whole number") from exc
+        raise Invalid("INVALID_FILTER", f"{name} must be a whole number") from exc
 
 
 async def list_tasks(request: Request) -> JSONResponse:
@@ -91,9 +92,9 @@ async def modify_task(request: Request) -> JSONResponse:
     body = await json_object(request)
     unknown = set(body) - {"data"}  # the ref is in the path; a stray one is a mistake
     if unknown:
-        raise ApiError(422, "UNKNOWN_FIELDS", f"unknown fields: {', '.join(sorted(unknown))}")
+        raise Invalid("UNKNOWN_FIELDS", f"unknown fields: {', '.join(sorted(unknown))}")
     if "data" not in body:
-        raise ApiError(422, "MISSING_DATA", "the body needs a data object")
+        raise Invalid("MISSING_DATA", "the body needs a data object")
     view = await _run(
         request,
         lambda: _service(request).modify_by_ref(
@@ -120,13 +121,13 @@ async def deploy_process(request: Request) -> JSONResponse:
     body: Any = await json_body(request)
     items = body if isinstance(body, list) else [body]
     if not all(isinstance(i, dict) for i in items):
-        raise ApiError(422, "INVALID_BODY", "send a process definition (or a list of them)")
+        raise Invalid("INVALID_BODY", "send a process definition (or a list of them)")
     try:
         results = await _run(
             request, deploy_definitions, _service(request).rt, [(i, None) for i in items]
         )
     except DefinitionError as exc:
-        raise ApiError(422, "INVALID_PROCESS", str(exc), exc.as_dict()) from exc
+        raise Invalid("INVALID_PROCESS", str(exc), exc.as_dict()) from exc
     created = any(r.created for r in results)
     return JSONResponse(
         {
@@ -151,10 +152,10 @@ async def list_opt_outs(request: Request) -> JSONResponse:
     query = request.query_params
     unknown = set(query) - {"recipient", "sender", "limit"}
     if unknown:
-        raise ApiError(422, "INVALID_FILTER", f"unknown filters: {', '.join(sorted(unknown))}")
+        raise Invalid("INVALID_FILTER", f"unknown filters: {', '.join(sorted(unknown))}")
     raw_limit = query.get("limit", "100")
     if not (raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= MAX_OPT_OUTS):
-        raise ApiError(422, "INVALID_FILTER", f"limit must be 1-{MAX_OPT_OUTS}")
+        raise Invalid("INVALID_FILTER", f"limit must be 1-{MAX_OPT_OUTS}")
     rows = await _run(
         request,
         opt_outs.list_view,

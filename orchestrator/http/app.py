@@ -18,11 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from orchestrator.config import Settings
-from orchestrator.engine.apikeys import parse_env_keys
-from orchestrator.engine.deploy import ensure_shipped
-from orchestrator.engine.reconcile import recheck_after_restart
 from orchestrator.engine.runtime import Runtime
-from orchestrator.engine.service import ApiError, Service
 from orchestrator.engine.worker import Worker
 from orchestrator.http import api, apipage, console, corezoid, ops, twilio_package, webhooks
 from orchestrator.http.auth import ApiAuthMiddleware, warn_if_open
@@ -32,6 +28,11 @@ from orchestrator.http.limits import BodyLimitMiddleware
 from orchestrator.http.observe import RequestMetricsMiddleware
 from orchestrator.http.responses import error_response
 from orchestrator.logs import redact_path
+from orchestrator.services.apikeys import parse_env_keys
+from orchestrator.services.deploy import ensure_shipped
+from orchestrator.services.errors import ServiceError
+from orchestrator.services.tasks import Service
+from orchestrator.twilio.reconcile import recheck_after_restart
 
 log = logging.getLogger("orchestrator.http")
 T = TypeVar("T")
@@ -39,7 +40,7 @@ _HASH = re.compile(r"[0-9a-f]{40}")
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
+    assert isinstance(exc, ServiceError)
     return error_response(exc)
 
 
@@ -113,7 +114,7 @@ def create_app(
             *console.routes,
         ],
         exception_handlers={
-            ApiError: _api_error,
+            ServiceError: _api_error,
             HTTPException: _http_error,
             Exception: _server_error,
         },

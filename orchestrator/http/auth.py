@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from orchestrator.engine import apikeys
 from orchestrator.engine.runtime import Runtime
+from orchestrator.services import apikeys
 
 log = logging.getLogger("orchestrator.http")
 

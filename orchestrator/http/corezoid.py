@@ -20,11 +20,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from orchestrator.engine import apikeys
-from orchestrator.engine.corezoid import FormatError, format_error, parse_package, parse_time
-from orchestrator.engine.corezoid import run_package as run_ops
-from orchestrator.engine.service import Service
 from orchestrator.http.auth import audit_source
+from orchestrator.services import apikeys
+from orchestrator.services.corezoid import FormatError, format_error, parse_package, parse_time
+from orchestrator.services.corezoid import run_package as run_ops
+from orchestrator.services.tasks import Service
 
 # Compared against when the login is unknown, so both refusals take the same time.
 _NO_SECRET = "\x00unknown-login\x00"

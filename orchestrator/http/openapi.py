@@ -380,7 +380,7 @@ OPERATIONS: dict[str, tuple[str, str, str]] = {
 
 for _item in OPENAPI["paths"].values():
     for _op in _item.values():
-        # An operation may carry its own; tests/test_api_docs.py fails any left without.
+        # An operation may carry its own; tests/integration/test_api_docs.py fails any left without.
         if _op.get("operationId") in OPERATIONS:
             _tag, _op["summary"], _op["description"] = OPERATIONS[_op["operationId"]]
             _op["tags"] = [_tag]

@@ -9,8 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from orchestrator.engine.service import Service
 from orchestrator.metrics import CONTENT_TYPE
+from orchestrator.services.tasks import Service
 
 T = TypeVar("T")
 

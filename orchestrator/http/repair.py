@@ -14,10 +14,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from orchestrator.engine.repair import BULK_MAX, Repair
-from orchestrator.engine.service import ApiError, Service
 from orchestrator.http.auth import audit_source
 from orchestrator.http.responses import json_object
+from orchestrator.services.errors import Invalid, NotFound
+from orchestrator.services.repair import BULK_MAX, Repair
+from orchestrator.services.tasks import Service
 
 _FIELDS = {"retry": {"node"}, "cancel": {"reason", "node"}, "move": {"node"}}
 _BULK_FIELDS = {"limit", "cursor"}
@@ -30,14 +31,14 @@ async def _params(request: Request, action: str, *, bulk: bool) -> dict[str, Any
     allowed = _FIELDS[action] | (_BULK_FIELDS if bulk else set())
     unknown = set(body) - allowed
     if unknown:
-        raise ApiError(422, "UNKNOWN_FIELDS", f"unknown fields: {', '.join(sorted(unknown))}")
+        raise Invalid("UNKNOWN_FIELDS", f"unknown fields: {', '.join(sorted(unknown))}")
     for name in ("node", "reason", "cursor"):
         value = body.get(name)
         if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= 500):
-            raise ApiError(422, "INVALID_FIELD", f"{name} must be a string of 1-500 characters")
+            raise Invalid("INVALID_FIELD", f"{name} must be a string of 1-500 characters")
     limit = body.get("limit", BULK_MAX)
     if not isinstance(limit, int) or isinstance(limit, bool):
-        raise ApiError(422, "INVALID_FIELD", "limit must be a whole number")
+        raise Invalid("INVALID_FIELD", "limit must be a whole number")
     if bulk:
         body["limit"] = limit
     return body
@@ -52,7 +53,7 @@ async def task_action(request: Request) -> JSONResponse:
     action = request.path_params["action"]
     repair = _repair(request)
     if action not in _FIELDS:
-        raise ApiError(404, "NOT_FOUND", f"no repair action {action!r}")
+        raise NotFound("NOT_FOUND", f"no repair action {action!r}")
     params = await _params(request, action, bulk=False)
     view = await repair.rt.run_db(
         lambda: repair.act(
@@ -66,7 +67,7 @@ async def node_action(request: Request) -> JSONResponse:
     action = request.path_params["action"]
     repair = _repair(request)
     if action not in _FIELDS:
-        raise ApiError(404, "NOT_FOUND", f"no repair action {action!r}")
+        raise NotFound("NOT_FOUND", f"no repair action {action!r}")
     params = await _params(request, action, bulk=True)
     p = request.path_params
     result = await repair.rt.run_db(

@@ -8,11 +8,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from orchestrator import jsontext
-from orchestrator.engine.service import ApiError
+from orchestrator.http.errors import http_status
+from orchestrator.services.errors import BadInput, Invalid, ServiceError, UnsupportedMedia
 
 
-def error_response(err: ApiError) -> JSONResponse:
-    return JSONResponse(err.body(), status_code=err.status)
+def error_response(err: ServiceError) -> JSONResponse:
+    return JSONResponse(err.body(), status_code=http_status(err))
 
 
 def check_json_type(request: Request) -> None:
@@ -30,7 +31,7 @@ def check_json_type(request: Request) -> None:
             charset = value.strip().strip('"').lower()
     if (mime == "application/json" or mime.endswith("+json")) and charset in ("", "utf-8", "utf8"):
         return
-    raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", "send the body as application/json (UTF-8)")
+    raise UnsupportedMedia("UNSUPPORTED_MEDIA_TYPE", "send the body as application/json (UTF-8)")
 
 
 async def json_body(request: Request) -> Any:
@@ -38,15 +39,15 @@ async def json_body(request: Request) -> Any:
     check_json_type(request)
     raw = await request.body()
     if not raw.strip():
-        raise ApiError(400, "MALFORMED_JSON", "the request body is empty; send a JSON object")
+        raise BadInput("MALFORMED_JSON", "the request body is empty; send a JSON object")
     try:
         return jsontext.loads(raw)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise ApiError(400, "MALFORMED_JSON", f"the body is not valid JSON: {exc}") from exc
+        raise BadInput("MALFORMED_JSON", f"the body is not valid JSON: {exc}") from exc
 
 
 async def json_object(request: Request) -> dict[str, Any]:
     body = await json_body(request)
     if not isinstance(body, dict):
-        raise ApiError(422, "INVALID_BODY", "the body must be a JSON object")
+        raise Invalid("INVALID_BODY", "the body must be a JSON object")
     return body

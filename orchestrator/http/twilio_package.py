@@ -1,5 +1,5 @@
 """Seed 003's ``POST /api/twilio/sendSms|sendMms|makeCall`` (access as for /api/v1:
-http/auth.py). The work is in engine/twilio_package.py; here only the HTTP side."""
+http/auth.py). The work is in twilio/package.py; here only the HTTP side."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from orchestrator.engine import twilio_package as package
-from orchestrator.engine.service import ApiError, Service
 from orchestrator.http.auth import audit_source
 from orchestrator.http.responses import json_object
+from orchestrator.services.errors import NotFound
+from orchestrator.services.tasks import Service
+from orchestrator.twilio import package
 
 # The longest wait for Twilio's answer to the create, whatever the retry settings say.
 MAX_WAIT = 120.0
@@ -20,7 +21,7 @@ async def _operation(request: Request) -> JSONResponse:
     operation = request.path_params["operation"]
     if operation not in package.OPERATIONS:
         names = ", ".join(package.OPERATIONS)
-        raise ApiError(404, "NOT_FOUND", f"no operation {operation!r}; there are {names}")
+        raise NotFound("NOT_FOUND", f"no operation {operation!r}; there are {names}")
     service: Service = request.app.state.service
     body = await json_object(request)
     settings = service.rt.settings

@@ -18,9 +18,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from orchestrator.engine.service import ApiError, Service
 from orchestrator.http.responses import json_object
 from orchestrator.logs import redact_path
+from orchestrator.services.errors import BadInput, ServiceError, TooLarge, UnsupportedMedia
+from orchestrator.services.tasks import Service
 
 log = logging.getLogger("orchestrator.webhooks")
 
@@ -47,25 +48,25 @@ async def _check_url(request: Request) -> None:
     """404 for a URL that names no wait node, before anything reads the body."""
     service: Service = request.app.state.service
     conv_id, given = request.path_params["conv_id"], request.path_params["hash"]
-    if not service.cached_callback_url(conv_id, given):
-        await _run(request, service.check_callback_url, conv_id, given)
+    if not service.callbacks.cached_callback_url(conv_id, given):
+        await _run(request, service.callbacks.check_callback_url, conv_id, given)
 
 
 async def _form_pairs(request: Request) -> list[tuple[str, str]]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != FORM_TYPE:
-        raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", f"send {FORM_TYPE} name=value pairs")
+        raise UnsupportedMedia("UNSUPPORTED_MEDIA_TYPE", f"send {FORM_TYPE} name=value pairs")
     await _check_url(request)
     raw = await request.body()
     if raw.count(b"&") >= MAX_FORM_FIELDS:
-        raise ApiError(
-            413, "TOO_MANY_FIELDS", f"a callback form may have at most {MAX_FORM_FIELDS} fields"
+        raise TooLarge(
+            "TOO_MANY_FIELDS", f"a callback form may have at most {MAX_FORM_FIELDS} fields"
         )
     try:
         # Blank values count: Twilio signs them too.
         return parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise ApiError(400, "MALFORMED_FORM", "the body is not valid form data") from exc
+        raise BadInput("MALFORMED_FORM", "the body is not valid form data") from exc
 
 
 def _flatten(pairs: list[tuple[str, str]]) -> dict[str, Any]:
@@ -88,7 +89,7 @@ async def _accept(request: Request, form: str, payload: dict[str, Any], **kw: An
     p = request.path_params
     result = await _run(
         request,
-        lambda: service.receive_callback(
+        lambda: service.callbacks.receive_callback(
             form,
             p["conv_id"],
             p["hash"],
@@ -117,7 +118,7 @@ def _watched(form: str) -> Callable[[Handler], Handler]:
         async def watched(request: Request) -> Response:
             try:
                 return await handler(request)
-            except ApiError as exc:
+            except ServiceError as exc:
                 service: Service = request.app.state.service
                 reason = service.rt.metrics.callback_rejected(form, exc.code)
                 path = redact_path(request.url.path)

@@ -47,7 +47,7 @@ def track(
     final: bool = False,
 ) -> None:
     """Record a sent message (open for the sweep) or call (``final``: recorded only for
-    its sender, see ``engine/callback_sender``)."""
+    its sender, see ``twilio/callback_sender``)."""
     # Open even when the create answer (or an adopted message) is already final: only
     # a callback reaching the wait node, or the sweep, closes it.
     params = {

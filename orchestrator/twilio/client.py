@@ -18,7 +18,6 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from types import TracebackType
 from typing import Any
@@ -26,6 +25,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 
+from .credentials import API_VERSION, Credentials
 from .errors import (
     TWILIO_CONNECTION_ERROR,
     TWILIO_OUTCOME_UNKNOWN,
@@ -37,7 +37,6 @@ from .retry import RetryPolicy, is_retryable
 
 log = logging.getLogger(__name__)
 
-API_VERSION = "2010-04-01"
 USER_AGENT = "orchestrator-twilio/0.1"
 FormParams = Mapping[str, str | Sequence[str]]
 # Told before each wait for a retry: (failed attempt number, seconds to wait, reason).
@@ -45,51 +44,6 @@ RetryHook = Callable[[int, float, str], Awaitable[None]]
 
 # Failures before the request left this process: always safe to send again.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
-
-
-@dataclass(frozen=True, repr=False)
-class Credentials:
-    """Account SID for the URL plus the Basic-auth pair (AC…/auth token or SK…/secret)."""
-
-    account_sid: str
-    username: str
-    password: str
-    # Another Twilio base URL for these requests (a logic's ``base_url``), else the client's.
-    base_url: str | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("account_sid", "username", "password"):
-            if not getattr(self, name):
-                raise ValueError(f"Credentials.{name} must not be empty")
-
-    @classmethod
-    def from_auth_token(cls, account_sid: str, auth_token: str) -> Credentials:
-        return cls(account_sid=account_sid, username=account_sid, password=auth_token)
-
-    def __repr__(self) -> str:
-        where = f", base_url={self.base_url!r}" if self.base_url else ""
-        return (
-            f"Credentials(account_sid={self.account_sid!r}, username={self.username!r}, "
-            f"password='***'{where})"
-        )
-
-    __str__ = __repr__
-
-
-def api_base(url: str) -> str:
-    """A Twilio base URL as the client wants it (scheme, host, any prefix), also from the
-    forms people copy from Twilio's docs: ``…/2010-04-01`` and ``…/2010-04-01/Accounts/``
-    (seed 002's ``urlString``). ValueError for a blank or non-http(s) URL."""
-    text = url.strip().rstrip("/")
-    if not text:
-        raise ValueError("the Twilio base URL is blank")
-    for suffix in ("/Accounts", f"/{API_VERSION}"):
-        if text.endswith(suffix):
-            text = text[: -len(suffix)].rstrip("/")
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
-        raise ValueError(f"{url!r} is not an http(s) URL")
-    return text
 
 
 def _encode_form(params: FormParams) -> bytes:

@@ -15,12 +15,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from orchestrator.engine import sessions as server_sessions
-from orchestrator.engine.apikeys import OPERATE, READ
-from orchestrator.engine.service import ApiError, Service
 from orchestrator.http import auth
 from orchestrator.http.console import session as sessions
 from orchestrator.http.console.session import Session
+from orchestrator.http.errors import http_status
+from orchestrator.services import sessions as server_sessions
+from orchestrator.services.apikeys import OPERATE, READ
+from orchestrator.services.errors import ServiceError
+from orchestrator.services.tasks import Service
 
 T = TypeVar("T")
 HERE = Path(__file__).parent
@@ -164,10 +166,10 @@ def page(*, public: bool = False) -> Callable[[Handler], Callable[[Request], Awa
                 return await fn(visit)
             except Refused as r:
                 return r.response
-            except ApiError as err:
+            except ServiceError as err:
                 return visit.render(
                     "message.html",
-                    err.status,
+                    http_status(err),
                     title=err.code.replace("_", " ").capitalize(),
                     message=err.message,
                     code=err.code,

@@ -9,13 +9,13 @@ from typing import Any
 from starlette.responses import Response
 
 from orchestrator import jsontext
-from orchestrator.engine import sessions as server_sessions
-from orchestrator.engine.service import ApiError
 from orchestrator.http import auth
 from orchestrator.http.console import session as sessions
 from orchestrator.http.console.access import Visit, page
 from orchestrator.http.console.throttle import LoginThrottle
 from orchestrator.secretdata import is_secret_name
+from orchestrator.services import sessions as server_sessions
+from orchestrator.services.errors import ServiceError
 
 # Which field an engine refusal belongs beside.
 _FIELD_OF = {
@@ -111,7 +111,7 @@ async def new_task(v: Visit) -> Response:
                     source=f"console:{v.session.login or 'local'}",
                 )
                 return v.redirect(f"/console/tasks/{created['task_id']}")
-            except ApiError as err:
+            except ServiceError as err:
                 errors[_FIELD_OF.get(err.code, "form")] = err.message
     # Secrets typed in are never sent back in the page.
     shown = {k: ("" if is_secret_name(k[3:]) else val) for k, val in form.items()}
@@ -141,7 +141,7 @@ async def modify(v: Visit) -> Response:
                     source=f"console:{v.session.login or 'local'}",
                 )
                 return v.redirect(f"/console/tasks/{task['task_id']}")
-            except ApiError as err:
+            except ServiceError as err:
                 errors[_FIELD_OF.get(err.code, "form")] = err.message
     return v.render("modify.html", p=view, form=form, errors=errors)
 

@@ -50,7 +50,7 @@ def _short(title: str) -> str:
     return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1] + "…"
 
 
-# (from, to, label, dotted): engine/graph.py's edges (conditions, time limits, errors).
+# (from, to, label, dotted): services/graph.py's edges (conditions, time limits, errors).
 Edge = tuple[str, str, str, bool]
 LABEL_CHARS = 26
 LOOP_LABEL_ROOM = 110  # to the right of the loops, for their labels

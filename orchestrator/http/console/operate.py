@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from orchestrator.engine.repair import BULK_MAX, Repair
-from orchestrator.engine.service import ApiError
 from orchestrator.http import auth
 from orchestrator.http.console.access import Visit, page
+from orchestrator.http.errors import http_status
+from orchestrator.services.errors import Invalid, NotFound, ServiceError
+from orchestrator.services.repair import BULK_MAX, Repair
 
 _VERBS = {"retry": "Retry", "cancel": "Cancel", "move": "Move"}
 _DONE = {"retry": "retried", "cancel": "cancelled", "move": "moved"}
@@ -33,13 +34,13 @@ async def task_action(v: Visit) -> Response:
     task_id = v.request.path_params["task_id"]
     action = form.get("action", "")
     if action not in _VERBS:
-        raise ApiError(422, "INVALID_ACTION", "choose retry, cancel or move")
+        raise Invalid("INVALID_ACTION", "choose retry, cancel or move")
     try:
         await v.run(lambda: Repair(v.service).act(action, task_id, who=_who(v), **_params(form)))
-    except ApiError as err:
+    except ServiceError as err:
         return v.render(
             "repair_refused.html",
-            err.status,
+            http_status(err),
             task_id=task_id,
             action=action,
             verb=_VERBS[action],
@@ -55,11 +56,11 @@ async def node_bulk(v: Visit) -> Response:
     view = await v.run(v.service.process_view, key)
     node = next((n for n in view["nodes"] if n["id"] == node_id), None)
     if node is None:
-        raise ApiError(404, "NODE_NOT_FOUND", f"{view['title']} has no node {node_id!r}")
+        raise NotFound("NODE_NOT_FOUND", f"{view['title']} has no node {node_id!r}")
     if v.request.method == "GET":
         action = v.request.query_params.get("action", "")
         if action not in _VERBS:
-            raise ApiError(422, "INVALID_ACTION", "choose retry, cancel or move")
+            raise Invalid("INVALID_ACTION", "choose retry, cancel or move")
         return v.render(
             "bulk.html",
             p=view,
@@ -73,7 +74,7 @@ async def node_bulk(v: Visit) -> Response:
     form = await v.form()
     action = form.get("action", "")
     if action not in _VERBS:
-        raise ApiError(422, "INVALID_ACTION", "choose retry, cancel or move")
+        raise Invalid("INVALID_ACTION", "choose retry, cancel or move")
     result = await v.run(
         lambda: Repair(v.service).bulk(
             view["slug"],

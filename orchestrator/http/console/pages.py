@@ -8,9 +8,9 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from orchestrator.engine import lookup
 from orchestrator.http.console import graph, present
 from orchestrator.http.console.access import SECURITY_HEADERS, Visit, page
+from orchestrator.services import lookup
 
 PAGE_SIZE = 25
 

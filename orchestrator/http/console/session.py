@@ -1,5 +1,5 @@
 """Console sessions: a signed cookie holding the login, a CSRF token, an expiry and, once
-logged in, the id of a server-side session (engine/sessions.py).
+logged in, the id of a server-side session (services/sessions.py).
 
 The cookie is HMAC-signed with a key derived from the server secret (changing the secret
 ends every session). A logged-in cookie is only honoured while its server-side session

@@ -1,0 +1,76 @@
+"""What one step of a task produces, shared by the interpreter, the step handlers
+(``engine/plugins.py``) and ``transitions.commit_step``.
+
+These types sit apart from the interpreter so that a handler (``api_call``, a provider
+plugin) can build a ``StepResult`` or raise ``LogicFailure`` without importing the
+interpreter that calls it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.store.records import Event
+
+LOOP_LIMIT = 50
+
+
+class StepDeferred(Exception):
+    """The step cannot run yet (another worker may still be finishing it): try again at
+    ``until``, keeping the lease meanwhile."""
+
+    def __init__(self, until: float, reason: str) -> None:
+        super().__init__(reason)
+        self.until = until
+
+
+class LogicFailure(Exception):
+    """A logic failed: the task goes to the error path with these fields."""
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        super().__init__(fields.get("message", ""))
+        self.fields = fields
+
+
+@dataclass
+class NewTask:
+    process_id: int
+    version_id: int
+    start: str
+    ref: str | None
+    data: dict[str, Any]
+    parent_task_id: str
+    reply_to: str | None = None  # set by call_process: "task_id:step:node_id"
+
+
+@dataclass
+class Reply:
+    """What a called task sends back to its caller (the ``reply`` logic)."""
+
+    data: dict[str, Any]
+    exception: bool = False
+
+
+@dataclass
+class Modification:
+    process_id: int
+    task_id: str
+    data: dict[str, Any]
+
+
+@dataclass
+class StepResult:
+    data: dict[str, Any]
+    to: str | None = None  # None: the task stays in its node, waiting
+    wake_at: float | None = None  # when the target (or current) node's time limit fires
+    events: list[Event] = field(default_factory=list)
+    copies: list[NewTask] = field(default_factory=list)
+    modifications: list[Modification] = field(default_factory=list)
+    effects_done: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    account_tokens: dict[str, str] = field(default_factory=dict)
+    reply: Reply | None = None
+    # Two-way SMS: (person's number, our number) to listen on from this step's commit
+    # (expect_reply), or once the task waits in the wait_reply node it enters.
+    listen: tuple[str, str] | None = None
+    wait_listen: tuple[str, str] | None = None

@@ -1,0 +1,382 @@
+"""The ``twilio`` logic: validate input, call Twilio once, and write the result.
+
+Actions: ``send_sms``, ``send_mms``, ``make_call``, ``fetch_message``, ``fetch_call``,
+``list_caller_ids`` and ``send_to_many`` (in ``bulk``). Input checks live in
+``inputs``.
+
+Exactly-once: before a create is sent, an effect row is committed for (task, step,
+logic). If the step runs again (the worker died after the call, before its commit), the
+row is there: a finished call's stored result is reused, and an unfinished one is
+resolved by looking the message up in Twilio, never by sending again.
+
+Pacing: see ``twilio/pacing``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email.utils
+import hashlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from orchestrator import secretdata
+from orchestrator.config import Settings
+from orchestrator.engine import opt_outs
+from orchestrator.engine.definition import Logic
+from orchestrator.engine.runtime import Runtime
+from orchestrator.engine.steps import LogicFailure, NewTask, StepDeferred, StepResult
+from orchestrator.engine.templates import TemplateError, render
+from orchestrator.logs import task_fields
+from orchestrator.store import effects as effect_store
+from orchestrator.store import tasks as task_store
+from orchestrator.store.records import Event, TaskRecord
+from orchestrator.twilio import inputs as check
+from orchestrator.twilio import reads, results
+from orchestrator.twilio.bulk import CallbackTarget, send_to_many
+from orchestrator.twilio.callback_sender import AccountTokens
+from orchestrator.twilio.client import RetryHook
+from orchestrator.twilio.context import twilio_of
+from orchestrator.twilio.credentials import Credentials
+from orchestrator.twilio.errors import TwilioError
+from orchestrator.twilio.pacing import PACING_HORIZON, Pacer
+from orchestrator.twilio.reconcile import GIVE_UP_AFTER
+from orchestrator.twilio.template_files import with_template_body
+
+log = logging.getLogger(__name__)
+
+TWILIO_SEND_SLOTS = 16
+
+
+class TwilioActions:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.tokens = AccountTokens(runtime)
+        # As many sends at once as the Twilio client has connections (see client.py).
+        self._send_slots = asyncio.Semaphore(TWILIO_SEND_SLOTS)
+        self.pacer = Pacer(runtime, self._note)
+        self.twilio = twilio_of(runtime)
+
+    async def run(
+        self,
+        task: TaskRecord,
+        process_id: int,
+        logic: Logic,
+        ctx: dict[str, Any],
+        result: StepResult,
+    ) -> str | None:
+        """Run the logic; its result and its failures also carry seed 002's names."""
+        raw = dict(logic.get("params") or {})
+        params: dict[str, Any] = {}
+        try:
+            params = render(raw, ctx)
+            await self._run(task, process_id, logic, ctx, result, raw, params)
+        except TemplateError as exc:
+            raise LogicFailure(results.failure(exc.as_task_data(), raw, params)) from exc
+        except LogicFailure as exc:
+            exc.fields = results.failure(exc.fields, raw, params)
+            raise
+        results.success(str(logic.get("action")), result.data)
+        return None
+
+    async def _run(
+        self,
+        task: TaskRecord,
+        process_id: int,
+        logic: Logic,
+        ctx: dict[str, Any],
+        result: StepResult,
+        raw: dict[str, Any],
+        params: dict[str, Any],
+    ) -> None:
+        action = logic.get("action")
+        check.types(raw, params, many=action == "send_to_many")
+        params = with_template_body(raw, params, ctx, bulk=action == "send_to_many")
+        creds = check.credentials(self.rt.settings, raw, params)
+        creds = check.with_base_url(creds, logic.get("base_url"))
+        if action == "fetch_message":
+            await reads.fetch_message(self.twilio.client, creds, raw, params, result)
+            return
+        if action == "fetch_call":
+            await reads.fetch_call(self.twilio.client, creds, raw, params, result)
+            return
+        if action == "list_caller_ids":
+            await reads.caller_ids(self.twilio.client, creds, result)
+            return
+        if action == "send_to_many":
+            await send_to_many(self, task, logic, creds, raw, params, result)
+            return
+        if action == "make_call":
+            form = check.call_form(raw, params)
+        else:
+            form = check.message_form(raw, params, mms=action == "send_mms")
+        callback, target = await self.rt.run_db(
+            self.status_callback, logic.get("status_callback"), ctx
+        )
+        if callback:
+            form["StatusCallback"] = callback
+        kind = "call" if action == "make_call" else "message"
+        found = await self.create_once(
+            task, logic.index, creds, form, result, kind=kind, target=target
+        )
+        result.data["sid"] = found.get("sid")
+        result.data["status"] = found.get("status")
+
+    # -- helpers shared with bulk.py -------------------------------------------------
+    def status_callback(self, spec: Any, ctx: dict[str, Any]) -> tuple[str | None, CallbackTarget]:
+        """The StatusCallback URL, and (process id, wait node) when it is a plugin URL
+        of one of our wait nodes (so the reconciliation sweep can stand in for it)."""
+        if spec is None:
+            return None, None
+        if isinstance(spec, str):
+            return str(render(spec, ctx)), None
+        with self.rt.db.read() as conn:
+            proc = self.rt.process(conn, spec["process"])
+        form = spec.get("form", "twilio")
+        urls: dict[str, str] = self.rt.callback_urls(proc.id, spec["node"])
+        url = urls[form].replace("{{root.task_id}}", ctx["root"]["task_id"])
+        return url, ((proc.id, str(spec["node"])) if form == "twilio" else None)
+
+    def tracking(
+        self,
+        message: Mapping[str, Any],
+        creds: Credentials,
+        target: CallbackTarget,
+        kind: str = "message",
+    ) -> dict[str, Any] | None:
+        """What records a message or call whose callbacks come to one of our wait nodes:
+        its sender (whose token verifies them) and, for a message, its opening for the
+        reconciliation sweep. It rides with the effect's outcome and is written in the
+        step's own commit (``effects.finish``)."""
+        if target is None or not message.get("sid"):
+            return None
+        now = time.time()
+        after = self.rt.settings.reconcile_after
+        return {
+            "sid": str(message["sid"]),
+            "account_sid": creds.account_sid,
+            "process_id": target[0],
+            "node_id": target[1],
+            "status": str(message.get("status") or "queued"),
+            "now": now,
+            # With the sweep off, the row only names the sender (looked at if it is
+            # turned on later, after its give-up delay: nothing to learn by then).
+            "check_at": now + (after if after > 0 else GIVE_UP_AFTER),
+            "final": kind == "call",  # calls are never swept
+        }
+
+    def follower(self, spec: Any) -> tuple[int, int, str] | None:
+        """(process id, version id, start node) of the process that follows each sent
+        message (``follow: {process: …}``), or None."""
+        if not spec:
+            return None
+        name = spec.get("process") if isinstance(spec, Mapping) else spec
+        with self.rt.db.read() as conn:
+            proc = self.rt.process(conn, str(name))
+        _pid, _v, definition = self.rt.definition(proc.version_id)
+        return proc.id, proc.version_id, definition.start
+
+    @staticmethod
+    def follow_task(
+        target: tuple[int, int, str], task: TaskRecord, data: dict[str, Any]
+    ) -> NewTask:
+        pid, version, start = target
+        return NewTask(pid, version, start, str(data["sid"]), data, task.id)
+
+    # -- the call --------------------------------------------------------------------
+    async def create_once(
+        self,
+        task: TaskRecord,
+        index: int,
+        creds: Credentials,
+        form: dict[str, Any],
+        result: StepResult,
+        *,
+        kind: str = "message",
+        slot: float | None = None,
+        raise_error: bool = True,
+        target: CallbackTarget = None,
+    ) -> dict[str, Any]:
+        """Create a message or call exactly once for (task, step, index). Returns the
+        Twilio record; on an error, raises LogicFailure (or returns {"error": …} when
+        ``raise_error`` is False). A message whose callbacks go to ``target`` (a wait
+        node) is tracked for the reconciliation sweep."""
+        if kind == "message":
+            # Before pacing and the effect record: an opted-out pair costs nothing.
+            refused = await opt_outs.refusal(self.rt, form, (task.id, task.step, index))
+            if refused is not None:
+                if raise_error:
+                    raise LogicFailure(refused)
+                return {"error": refused}
+        if kind == "message" and slot is None:
+            slot = await self.pacer.pace(form, horizon=PACING_HORIZON, task=task)
+        summary = {k: v for k, v in form.items() if k != "Body"}
+        summary["account_sid"] = creds.account_sid
+        summary["body_sha256"] = hashlib.sha256(str(form.get("Body", "")).encode()).hexdigest()
+        # The send slot is taken before the attempt is recorded: a worker killed while
+        # queueing for Twilio leaves no "started" record, so nothing is in doubt.
+        async with self._send_slots:
+            outcome = await self._record_and_send(task, index, creds, form, summary, kind, slot)
+        if "message" in outcome:
+            # Only a token Twilio has just accepted is kept: a mistyped one (20003) must
+            # never replace the one that verifies the account's messages in flight.
+            await self.tokens.remember(creds)
+        if "message" in outcome and "track" not in outcome:
+            track = self.tracking(outcome["message"], creds, target, kind)
+            outcome = {**outcome, "track": track} if track else outcome
+        result.effects_done.append((index, outcome))
+        if outcome.get("adopted"):
+            # Visible recovery: the history says which message was adopted, and why.
+            detail = {"sid": outcome["message"].get("sid"), **_adoption(outcome)}
+            result.events.append(Event("twilio_adopted", task.node_id, None, detail))
+        if "error" in outcome:
+            if kind == "message":
+                await opt_outs.note_refusal(self.rt, form, outcome["error"])
+            if raise_error:
+                raise LogicFailure(dict(outcome["error"]))
+            return {"error": dict(outcome["error"])}
+        return dict(outcome["message"])
+
+    async def _record_and_send(
+        self,
+        task: TaskRecord,
+        index: int,
+        creds: Credentials,
+        form: dict[str, Any],
+        summary: dict[str, Any],
+        kind: str,
+        slot: float | None,
+    ) -> dict[str, Any]:
+        prior = await self.rt.run_db(self._begin, task, index, summary, kind)
+        if prior is not None and prior["status"] == "done":
+            return secretdata.unseal(self.rt.vault, prior["result"] or {})
+        if prior is not None:
+            # Begun by a worker that lost its lease: it may still be waiting for Twilio's
+            # answer. Only once that answer can no longer come is the message looked up.
+            settled = prior["created_at"] + self._answer_deadline()
+            if time.time() < settled:
+                raise StepDeferred(settled, "an earlier attempt of this send may still finish")
+            return await self._resolve_unknown(
+                creds, form, prior["created_at"], kind, "an earlier attempt stopped unanswered"
+            )
+        create = (
+            self.twilio.client.create_call if kind == "call" else self.twilio.client.create_message
+        )
+        # The sender's slot is at most PACING_HORIZON away (a worker dying meanwhile leaves
+        # a started record: the retry looks the message up and never sends blindly).
+        if slot and slot > time.time():
+            await asyncio.sleep(slot - time.time())
+        # Kept with the effect: when the sender's slot was and when the request left.
+        paced = {"slot": slot, "sent_at": time.time()} if slot else None
+        try:
+            message = await create(creds, form, on_retry=self._retry_hook(task))
+            if log.isEnabledFor(logging.INFO):
+                slug = self.rt.definition(task.version_id)[2].slug
+                sid = str(message.get("sid") or "") or None
+                log.info(
+                    "Twilio %s created", kind, extra=task_fields(task.id, slug, task.node_id, sid)
+                )
+            return {"message": message, "paced": paced} if paced else {"message": message}
+        except TwilioError as exc:
+            if exc.outcome_unknown:
+                return await self._resolve_unknown(
+                    creds, form, time.time() - 1, kind, f"no answer to the create ({exc})"
+                )
+            return {"error": exc.as_task_data()}
+
+    def _retry_hook(self, task: TaskRecord) -> RetryHook:
+        """While the client backs off (429/20429, 503, no connection), the wait is written
+        to the task's history at once (``twilio_retry``), so the task is visibly waiting,
+        and why. A paced send deferred for its sender's turn says so too
+        (``twilio_paced``)."""
+
+        async def hook(attempt: int, delay: float, reason: str) -> None:
+            detail = {"attempt": attempt, "retry_in": round(delay, 3), "reason": reason}
+            await self._note(task, Event("twilio_retry", task.node_id, None, detail))
+
+        return hook
+
+    async def _note(self, task: TaskRecord, event: Event) -> None:
+        """Write a history event now (not with the step), so a wait is visible while it
+        lasts; visibility only, so a failure here never fails the send."""
+
+        def write() -> None:
+            with self.rt.db.write() as conn:
+                task_store.add_events(conn, task.id, [event], time.time())
+
+        try:
+            await self.rt.run_db(write)
+        except Exception:
+            log.exception("recording %s of task %s failed", event.kind, task.id)
+
+    def _answer_deadline(self) -> float:
+        """How long after an attempt began its answer could still arrive (all retries)."""
+        s: Settings = self.rt.settings
+        return (s.twilio_timeout + 5.0) * max(s.twilio_max_attempts, 4) + 10.0
+
+    def _begin(
+        self, task: TaskRecord, index: int, summary: dict[str, Any], kind: str
+    ) -> dict[str, Any] | None:
+        with self.rt.db.write() as conn:
+            prior = effect_store.begin(
+                conn, task.id, task.step, index, f"twilio.create_{kind}", summary, time.time()
+            )
+        return prior
+
+    async def _resolve_unknown(
+        self, creds: Credentials, form: dict[str, Any], since: float, kind: str, why: str
+    ) -> dict[str, Any]:
+        """Find the message a lost answer would have described; adopt it if exactly one
+        matches, else give up with TWILIO_OUTCOME_UNKNOWN (never send again). Calls are
+        not looked up: a second call to a person is worse than an escalation."""
+        found = None
+        if kind == "message":
+            # On or after the attempt's day: it may have begun before midnight (UTC).
+            day = dt.datetime.fromtimestamp(since, dt.UTC).strftime("%Y-%m-%d")
+            try:
+                found = await self.twilio.client.list_messages(
+                    creds, to=form["To"], from_=form.get("From"), date_sent_after=f"{day}T00:00:00Z"
+                )
+            except TwilioError:
+                found = None
+        if found is not None:
+            matches = [m for m in found if _same_message(m, form, since)]
+            if len(matches) == 1:
+                return {"message": matches[0], "adopted": True, "why": why, "since": since}
+        return {
+            "error": {
+                "error": "TWILIO_OUTCOME_UNKNOWN",
+                "code": "TWILIO_OUTCOME_UNKNOWN",
+                "message": f"Twilio did not answer after the request was sent and no matching "
+                f"{kind} was found; it was not re-sent",
+            }
+        }
+
+
+def _adoption(outcome: Mapping[str, Any]) -> dict[str, Any]:
+    since = outcome.get("since")
+    when = dt.datetime.fromtimestamp(since, dt.UTC).isoformat() if since else None
+    return {
+        "why": outcome.get("why", "the create's answer was lost"),
+        "found_by": f"the one message listed with the same To, From and Body since {when}",
+    }
+
+
+def _same_message(message: Mapping[str, Any], form: Mapping[str, Any], since: float) -> bool:
+    if message.get("to") != form["To"]:
+        return False
+    if form.get("From") and message.get("from") != form["From"]:
+        return False
+    if "Body" in form and message.get("body") != form["Body"]:
+        return False
+    created = message.get("date_created")
+    if isinstance(created, str):
+        try:
+            when = email.utils.parsedate_to_datetime(created).timestamp()
+        except (TypeError, ValueError):
+            return True
+        return when >= since - 60
+    return True

@@ -1,0 +1,154 @@
+"""Twilio as an engine plugin: the ``twilio`` logic, the ``twilio`` callback form
+(signature checked against the sending account, the message's sid names the task,
+statuses never go backwards) and the reconciliation sweep beside the engine loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Connection
+
+from orchestrator.engine.plugins import (
+    Addressee,
+    CallbackForm,
+    CallbackRefused,
+    JobHost,
+    Plugin,
+    StepHandler,
+)
+from orchestrator.engine.runtime import Runtime
+from orchestrator.store import twilio_messages as message_store
+from orchestrator.store.records import CallbackRecord
+from orchestrator.textcheck import problem
+from orchestrator.twilio.actions import TwilioActions
+from orchestrator.twilio.callback_sender import (
+    SIGNED_REQUEST,
+    BadSignature,
+    signed_by_sender,
+    verify_on_receipt,
+)
+from orchestrator.twilio.errors import describe_error_code
+from orchestrator.twilio.reconcile import recheck_after_restart, sweep_once
+from orchestrator.twilio.statuses import supersedes
+
+log = logging.getLogger("orchestrator.engine")
+
+
+def _sid(payload: Mapping[str, Any]) -> Any:
+    return payload.get("MessageSid") or payload.get("CallSid") or payload.get("SmsSid")
+
+
+class TwilioForm(CallbackForm):
+    """A Twilio status callback (MessageStatus or CallStatus)."""
+
+    ref_name = "the callback's sid"
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def verify(
+        self,
+        conn: Connection,
+        payload: dict[str, Any],
+        *,
+        url: str | None,
+        signature: str | None,
+        pairs: list[tuple[str, str]],
+    ) -> bool:
+        ref = _sid(payload)
+        for name, value in (("the callback's sid", ref), ("AccountSid", payload.get("AccountSid"))):
+            # Both are looked up before anything else reads them.
+            found = problem(value) if isinstance(value, str) else None
+            if found:
+                raise CallbackRefused("INVALID_INPUT", f"{name} holds {found}")
+        try:
+            # Verified with the token of the account that sent the message.
+            return verify_on_receipt(
+                conn,
+                self.rt,
+                payload,
+                str(ref) if ref else None,
+                url=url,
+                signature=signature,
+                pairs=pairs,
+            )
+        except BadSignature:
+            raise CallbackRefused(
+                "INVALID_SIGNATURE", "X-Twilio-Signature is missing or does not match"
+            ) from None
+
+    def addressee(self, payload: dict[str, Any]) -> Addressee | None:
+        ref = _sid(payload)
+        if not ref:
+            raise CallbackRefused("MISSING_SID", "the callback has no MessageSid or CallSid")
+        status = payload.get("MessageStatus") or payload.get("CallStatus") or ""
+        return Addressee(str(ref), f"{ref}:{status}:{payload.get('SequenceNumber', '')}")
+
+    def accepted(
+        self, conn: Connection, ref: str | None, payload: dict[str, Any], confirmed: bool
+    ) -> None:
+        if payload.get("MessageStatus") and confirmed and ref is not None:
+            # A final status closes the message for the reconciliation sweep.
+            status = payload.get("MessageStatus") or ""
+            message_store.note_status(conn, ref, str(status))
+        code = payload.get("ErrorCode")
+        if code and "ErrorMessage" not in payload:
+            payload["ErrorMessage"] = describe_error_code(code)
+
+    def rejection(self, conn: Connection, cb: CallbackRecord) -> str | None:
+        """A callback that came before its sender was known is checked against the
+        sender's token now (see ``callback_sender``)."""
+        signed = cb.payload.get(SIGNED_REQUEST)
+        if signed is not None and not signed_by_sender(conn, self.rt, cb.ref, str(signed)):
+            return "not signed by the account that sent the message"
+        return None
+
+    def advances(self, payload: dict[str, Any], data: dict[str, Any]) -> bool:
+        if "CallStatus" in payload:
+            return supersedes(payload.get("CallStatus"), data.get("CallStatus"), call=True)
+        return supersedes(payload.get("MessageStatus"), data.get("MessageStatus"))
+
+    def status(self, payload: dict[str, Any]) -> str | None:
+        status = payload.get("MessageStatus") or payload.get("CallStatus")
+        return status if isinstance(status, str) else None
+
+    def hidden_fields(self) -> tuple[str, ...]:
+        return (SIGNED_REQUEST,)
+
+
+async def reconcile(rt: Runtime, engine: JobHost) -> None:
+    """Fetch messages whose final status never came (see twilio/reconcile.py); soon
+    after this start, those still open from before it."""
+    s = rt.settings
+    if s.reconcile_after <= 0:
+        return
+    restart_due: float | None = None
+    try:
+        restart_due = await engine.db(recheck_after_restart, rt, time.time())
+    except Exception:
+        log.exception("bringing forward the look at messages sent before this start failed")
+    while not engine.stopping:
+        try:
+            while await sweep_once(rt) and not engine.stopping:
+                await asyncio.sleep(0)
+        except Exception:
+            log.exception("reconciliation sweep failed; retrying later")
+        pause = s.reconcile_interval
+        if restart_due is not None and restart_due > time.time():
+            pause = min(pause, restart_due - time.time() + 0.05)
+        await asyncio.sleep(pause)
+
+
+def _steps(rt: Runtime) -> Mapping[str, StepHandler]:
+    return {"twilio": TwilioActions(rt)}
+
+
+def _forms(rt: Runtime) -> Mapping[str, CallbackForm]:
+    return {"twilio": TwilioForm(rt)}
+
+
+plugin: Plugin[Runtime] = Plugin("twilio", steps=_steps, forms=_forms, jobs=(reconcile,))

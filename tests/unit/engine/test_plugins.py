@@ -1,0 +1,189 @@
+"""A provider plugin registered in a test, without touching the core (docs/architecture.md).
+
+"Pigeon post" stands in for Twilio: its step handler takes the ``twilio`` logic type
+(the one provider type process files know) and its callback form reads its own fields
+(``pigeon_id``, ``state``), so the engine routes, deduplicates and orders its callbacks
+with none of Twilio's rules: no signature, no MessageSid, no MessageStatus ranking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Connection
+
+from orchestrator.config import Settings
+from orchestrator.engine import api_call, logics, plugins, two_way
+from orchestrator.engine.definition import Logic
+from orchestrator.engine.runtime import Runtime
+from orchestrator.engine.steps import StepResult
+from orchestrator.engine.worker import Worker
+from orchestrator.services.deploy import deploy_definitions
+from orchestrator.services.tasks import Service
+from orchestrator.store.records import TaskRecord
+
+STATES = ("hatched", "flying", "arrived")  # a pigeon's state only ever moves right
+
+PROCESS: dict[str, Any] = {
+    "slug": "pigeon-post",
+    "title": "Pigeon post",
+    "nodes": {
+        "start": {"kind": "start", "logics": [{"type": "go", "to": "sending"}]},
+        "sending": {
+            "on_error": "lost",
+            "logics": [
+                {"type": "twilio", "action": "send_sms", "params": {"To": "{{ To }}"}},
+                {"type": "go", "to": "waiting"},
+            ],
+        },
+        "waiting": {
+            "kind": "wait",
+            "logics": [
+                {"type": "wait_callback"},
+                {
+                    "type": "condition",
+                    "if": [{"param": "state", "fun": "eq", "value": "arrived"}],
+                    "to": "arrived",
+                },
+                {"type": "go", "to": "waiting"},
+            ],
+        },
+        "arrived": {"kind": "success"},
+        "lost": {"kind": "escalation"},
+    },
+}
+
+
+class SendPigeon:
+    """The step handler: 'sends' and says which bird carries the message."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def run(
+        self,
+        task: TaskRecord,
+        process_id: int,
+        logic: Logic,
+        ctx: dict[str, Any],
+        result: StepResult,
+    ) -> str | None:
+        to = str(ctx["To"])
+        self.sent.append(to)
+        result.data["pigeon_id"] = f"bird-{len(self.sent)}"
+        return None
+
+
+class PigeonForm(plugins.CallbackForm):
+    """The callback form: the bird names the task, a state never goes backwards."""
+
+    def addressee(self, payload: dict[str, Any]) -> plugins.Addressee | None:
+        bird = payload.get("pigeon_id")
+        if not bird:
+            raise plugins.CallbackRefused("MISSING_BIRD", "which pigeon?")
+        return plugins.Addressee(str(bird), f"{bird}:{payload.get('state')}")
+
+    def verify(
+        self,
+        conn: Connection,
+        payload: dict[str, Any],
+        *,
+        url: str | None,
+        signature: str | None,
+        pairs: list[tuple[str, str]],
+    ) -> bool:
+        return True
+
+    def advances(self, payload: dict[str, Any], data: dict[str, Any]) -> bool:
+        new, old = payload.get("state"), data.get("state")
+        return old not in STATES or STATES.index(str(new)) > STATES.index(str(old))
+
+
+def pigeon_plugin(handler: SendPigeon) -> plugins.Plugin[Runtime]:
+    def steps(rt: Runtime) -> Mapping[str, plugins.StepHandler]:
+        return {"twilio": handler}
+
+    def forms(rt: Runtime) -> Mapping[str, plugins.CallbackForm]:
+        return {"twilio": PigeonForm()}
+
+    return plugins.Plugin("pigeon", steps=steps, forms=forms)
+
+
+def test_a_provider_plugin_replaces_twilio_without_touching_the_core(sqlite_url: str) -> None:
+    handler = SendPigeon()
+    core = [logics.plugin, api_call.plugin, two_way.plugin]
+    rt = Runtime(
+        Settings(database_url=sqlite_url, poll_interval=0.05),
+        plugins=[*core, pigeon_plugin(handler)],
+    )
+    deploy_definitions(rt, [(PROCESS, None)])
+    service = Service(rt)
+    view, _created = service.create_task("pigeon-post", None, {"To": "the castle"})
+    task_id, conv_id = view["task_id"], view["conv_id"]
+    node_hash = rt.node_hash(conv_id, "waiting")
+
+    def post(payload: dict[str, Any]) -> str:
+        # To the task's own URL (.../{conv_id}/{hash}/{task_id}), as a StatusCallback is.
+        answer = service.callbacks.receive_callback(
+            "twilio", str(conv_id), node_hash, payload, task_id=task_id
+        )
+        return str(answer["status"])
+
+    async def until(node: str, state: str | None = None) -> dict[str, Any]:
+        for _ in range(200):
+            task = service.get_task(task_id)
+            settled = task["node"]["id"] == node and task["state"] in ("waiting", "done")
+            if settled and task["data"].get("state") == state:
+                return task
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"task never reached {node}: {service.get_task(task_id)}")
+
+    async def scenario() -> dict[str, Any]:
+        worker = Worker(rt)
+        runner = asyncio.create_task(worker.run())
+        try:
+            await until("waiting")
+            assert post({"pigeon_id": "bird-1", "state": "flying"}) == "accepted"
+            assert post({"pigeon_id": "bird-1", "state": "flying"}) == "duplicate"
+            await until("waiting", "flying")
+            # Backwards: stored, then only recorded (the form says it does not advance).
+            assert post({"pigeon_id": "bird-1", "state": "hatched"}) == "accepted"
+            for _ in range(200):
+                if any(e["kind"] == "callback_ignored" for e in service.history(task_id)):
+                    break
+                await asyncio.sleep(0.02)
+            assert service.get_task(task_id)["data"]["state"] == "flying"
+            assert post({"pigeon_id": "bird-1", "state": "arrived"}) == "accepted"
+            return await until("arrived", "arrived")
+        finally:
+            await worker.stop()
+            await runner
+
+    try:
+        done = asyncio.run(scenario())
+    finally:
+        rt.db.dispose()
+    assert handler.sent == ["the castle"]
+    assert done["outcome"] == "success" and done["data"]["state"] == "arrived"
+    # No Twilio rule applied: no signature was asked for, and the callback carried no
+    # MessageSid or MessageStatus.
+    assert "MessageStatus" not in done["data"]
+
+
+def test_a_pigeon_form_refuses_a_callback_naming_no_bird(sqlite_url: str) -> None:
+    handler = SendPigeon()
+    rt = Runtime(Settings(database_url=sqlite_url), plugins=[logics.plugin, pigeon_plugin(handler)])
+    deploy_definitions(rt, [(PROCESS, None)])
+    conv_id = Service(rt).process_view("pigeon-post")["conv_id"]
+    node_hash = rt.node_hash(conv_id, "waiting")
+    try:
+        Service(rt).callbacks.receive_callback("twilio", str(conv_id), node_hash, {"state": "x"})
+    except Exception as exc:  # the form's refusal, as the domain error the API maps
+        assert getattr(exc, "code", None) == "MISSING_BIRD"
+        assert type(exc).__name__ == "Invalid"
+    else:
+        raise AssertionError("a callback naming no bird was accepted")
+    finally:
+        rt.db.dispose()
