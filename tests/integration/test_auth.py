@@ -207,8 +207,8 @@ def test_key_answers_are_cached_briefly_and_a_revoke_elsewhere_lands_within_that
 ) -> None:
     from sqlalchemy import update
 
-    from orchestrator.engine import apikeys
     from orchestrator.engine.runtime import Runtime
+    from orchestrator.services import apikeys
     from orchestrator.store import apikeys as key_store
 
     rt = Runtime(Settings(database_url=db_url))
