@@ -27,7 +27,16 @@ import httpx
 from sqlalchemy import func, select
 
 from orchestrator import rawhttp
+from orchestrator.bench_stats import (
+    PG_STATS_DELAY,
+    PgWatch,
+    cpu_seconds,
+    delta,
+    sql_report,
+    total_counts,
+)
 from orchestrator.servers import free_port
+from orchestrator.store import sqlcount
 from orchestrator.store.db import Database, upgrade
 from orchestrator.store.tables import processes, tasks
 
@@ -45,21 +54,15 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
-
-
 def _cpu_groups(procs: list[subprocess.Popen[bytes]]) -> dict[str, float]:
     """CPU seconds so far: the simulator (``procs[0]``), the orchestrator's serve/worker
-    processes (the rest), and this process (the load client, plus its progress polls)."""
+    processes (the rest: ``serve``, then any ``worker``), and this process (the load
+    client, plus its progress polls)."""
     return {
-        "server": sum(_cpu_seconds(p.pid) for p in procs[1:]),
-        "simulator": _cpu_seconds(procs[0].pid),
+        "server": sum(cpu_seconds(p.pid) for p in procs[1:]),
+        "api": cpu_seconds(procs[1].pid),
+        "engine": sum(cpu_seconds(p.pid) for p in procs[2:]),
+        "simulator": cpu_seconds(procs[0].pid),
         "load client": time.process_time(),
     }
 
@@ -84,8 +87,12 @@ async def _wait_http(url: str, deadline: float) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-async def _submit(api: str, n: int, concurrency: int, rate: float, waiting: bool) -> int:
+async def _submit(
+    api: str, n: int, concurrency: int, rate: float, waiting: bool, sent: list[int]
+) -> int:
+    """Submits; ``sent[0]`` counts the answered submissions as they come (for progress)."""
     failures = 0
+    run = time.strftime("%Y%m%dT%H%M%S")
     url = f"{api}/api/v1/processes/sending-sms/tasks"
     headers = {"Content-Type": "application/json"}
     # rawhttp, not httpx: this process shares the cores with the server it measures, and
@@ -101,7 +108,7 @@ async def _submit(api: str, n: int, concurrency: int, rate: float, waiting: bool
             elif to.endswith(("0000", "3003", "3005", "3008")):
                 to = to[:-1] + "1"
             body = {
-                "ref": f"bench-{i}",
+                "ref": f"bench-{run}-{i}",  # a new task even in a database used before
                 "data": {"Number_to": to, "Number_from": "+15005550006", "Body": f"bench {i}"},
             }
             content = json.dumps(body, separators=(",", ":"))
@@ -113,6 +120,7 @@ async def _submit(api: str, n: int, concurrency: int, rate: float, waiting: bool
                 except rawhttp.HTTPError:
                     continue
                 if r.status_code in (200, 201):
+                    sent[0] += 1
                     return
                 break
             failures += 1
@@ -129,7 +137,8 @@ async def _submit(api: str, n: int, concurrency: int, rate: float, waiting: bool
     return failures
 
 
-def _progress(db: Database, state: str) -> int:
+def _progress(db: Database, state: str, since: float = 0.0) -> int:
+    """Bench tasks in ``state`` created since ``since`` (earlier runs' tasks do not count)."""
     with db.read() as conn:
         pid = conn.execute(select(processes.c.id).where(processes.c.slug == "sending-sms"))
         process_id = pid.scalar_one()
@@ -137,19 +146,25 @@ def _progress(db: Database, state: str) -> int:
             conn.execute(
                 select(func.count())
                 .select_from(tasks)
-                .where(tasks.c.process_id == process_id, tasks.c.state == state)
+                .where(
+                    tasks.c.process_id == process_id,
+                    tasks.c.state == state,
+                    tasks.c.created_at >= since,
+                )
             ).scalar_one()
         )
 
 
-def _latencies(db: Database) -> tuple[list[float], float, float, dict[str, int]]:
+def _latencies(db: Database, since: float) -> tuple[list[float], float, float, dict[str, int]]:
     with db.read() as conn:
         process_id = conn.execute(
             select(processes.c.id).where(processes.c.slug == "sending-sms")
         ).scalar_one()
         rows = conn.execute(
             select(tasks.c.created_at, tasks.c.finished_at, tasks.c.outcome).where(
-                tasks.c.process_id == process_id, tasks.c.finished_at.is_not(None)
+                tasks.c.process_id == process_id,
+                tasks.c.finished_at.is_not(None),
+                tasks.c.created_at >= since,
             )
         ).all()
     lat = [f - c for c, f, _o in rows]
@@ -190,7 +205,8 @@ def _pct(values: list[float], q: float) -> float:
 def run_bench(args: argparse.Namespace) -> int:
     workdir = tempfile.mkdtemp(prefix="orch-bench-")
     url = (
-        args.database_url
+        getattr(args, "db", None)
+        or args.database_url
         or os.environ.get("ORCH_BENCH_DATABASE_URL")
         or (f"sqlite:///{workdir}/bench.db")
     )
@@ -210,6 +226,8 @@ def run_bench(args: argparse.Namespace) -> int:
         "TWILIO_AUTH_TOKEN": TOKEN,
         "ORCH_TWILIO_API_URL": f"http://127.0.0.1:{sim_port}",
         "ORCH_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
+        # The server processes count their SQL statements and transactions here.
+        sqlcount.ENV: os.path.join(workdir, "sqlcounts"),
     }
     procs: list[subprocess.Popen[bytes]] = [
         _spawn(
@@ -245,6 +263,36 @@ def run_bench(args: argparse.Namespace) -> int:
             print(f"logs and database kept in {workdir}", file=sys.stderr)
 
 
+async def _watch(
+    db: Database, pg: PgWatch, state: str, sent: list[int], started: float, stop: asyncio.Event
+) -> None:
+    """A progress line every 3 s; PostgreSQL's backends' CPU sampled every second (a
+    backend that exits between samples takes its last second with it)."""
+    tick, last_done, last_time = 0, 0, started
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), 1.0)
+        except TimeoutError:
+            pass
+        await asyncio.to_thread(pg.sample_cpu)
+        tick += 1
+        if tick % 3 or stop.is_set():
+            continue
+        done = await asyncio.to_thread(_progress, db, state, started)
+        now = time.time()
+        print(
+            f"progress       {now - started:5.1f}s: {sent[0]} submitted, {done} {state} "
+            f"({(done - last_done) / max(now - last_time, 1e-9):.0f}/s lately)",
+            flush=True,
+        )
+        last_done, last_time = done, now
+
+
+def _server_counts(directory: str, procs: list[subprocess.Popen[bytes]]) -> dict[str, int]:
+    pids = {str(p.pid) for p in procs[1:]}  # not the simulator's
+    return total_counts(directory, pids)
+
+
 async def _run(
     args: argparse.Namespace,
     db: Database,
@@ -261,22 +309,32 @@ async def _run(
     print(
         f"bench: {args.tasks} SMS round trips, {args.engine_processes} engine process(es), "
         f"database {db.engine.url.get_backend_name()}"
-        + (" (tasks left waiting)" if waiting else "")
+        + (" (tasks left waiting)" if waiting else ""),
+        flush=True,
     )
+    counts_dir = os.path.join(log_dir, "sqlcounts")
+    await asyncio.sleep(2 * sqlcount.WRITE_EVERY)  # the servers' start-up counts written
+    sql_before = _server_counts(counts_dir, procs)
+    pg = PgWatch(db)
+    pg_before = await asyncio.to_thread(pg.counters)
+    await asyncio.to_thread(pg.sample_cpu)
     # CPU per process group: every process shares the same cores, so what the simulator
     # (standing in for Twilio) and this load client burn is taken from the server.
     cpu_before = _cpu_groups(procs)
     wal = _WalWatch(db.wal_path())
     watching = asyncio.create_task(wal.run())
+    target_state = "waiting" if waiting else "done"
     started = time.time()
+    sent = [0]
+    stop_watch = asyncio.Event()
+    progress = asyncio.create_task(_watch(db, pg, target_state, sent, started, stop_watch))
     failures = await _submit(
-        f"http://127.0.0.1:{api_port}", args.tasks, args.concurrency, args.rate, waiting
+        f"http://127.0.0.1:{api_port}", args.tasks, args.concurrency, args.rate, waiting, sent
     )
     submitted = time.time()
-    target_state = "waiting" if waiting else "done"
     end = started + args.timeout
     while time.time() < end:
-        done = await asyncio.to_thread(_progress, db, target_state)
+        done = await asyncio.to_thread(_progress, db, target_state, started)
         if done >= args.tasks - failures:
             break
         if any(p.poll() is not None for p in procs):
@@ -285,12 +343,17 @@ async def _run(
         await asyncio.sleep(0.2)
     finished = time.time()
     watching.cancel()
+    stop_watch.set()
+    await progress
+    await asyncio.to_thread(pg.sample_cpu)
+    cpu_after = _cpu_groups(procs)
     async with httpx.AsyncClient() as client:
         stats: dict[str, Any] = (await client.get(f"http://127.0.0.1:{sim_port}/_sim/stats")).json()
-    done = await asyncio.to_thread(_progress, db, target_state)
+    done = await asyncio.to_thread(_progress, db, target_state, started)
     mems = [_peak_rss_mb(p.pid) for p in engines]
-    cpu_after = _cpu_groups(procs)
     cpu = {group: cpu_after[group] - cpu_before[group] for group in cpu_after}
+    await asyncio.sleep(2 * sqlcount.WRITE_EVERY)
+    sql = delta(_server_counts(counts_dir, procs), sql_before)
     print(
         f"submitted      {args.tasks - failures} ok, {failures} refused, "
         f"in {submitted - started:.2f}s"
@@ -300,8 +363,10 @@ async def _run(
         f"messages       {stats.get('messages_created')} created in the simulator "
         f"({stats.get('requests')} API requests, {stats.get('callbacks_sent')} callbacks sent)"
     )
+    round_trips = done
     if not waiting:
-        lat, first, last, outcomes = await asyncio.to_thread(_latencies, db)
+        lat, first, last, outcomes = await asyncio.to_thread(_latencies, db, started)
+        round_trips = len(lat)
         span = max(last - first, 1e-9)
         print(f"throughput     {len(lat) / span:.1f} round trips/s")
         print(
@@ -311,15 +376,37 @@ async def _run(
             else "latency        n/a"
         )
         print(f"outcomes       {outcomes}")
-        per_rt = {group: secs / max(len(lat), 1) * 1000 for group, secs in cpu.items()}
+    per_rt = {group: secs / max(round_trips, 1) * 1000 for group, secs in cpu.items()}
+    print(
+        f"server cpu     {per_rt['server']:.1f} ms per round trip "
+        "(orchestrator processes, all cores)"
+    )
+    print(
+        f"cpu per rt     server {per_rt['server']:.1f} ms, "
+        f"simulator {per_rt['simulator']:.1f} ms, load client {per_rt['load client']:.1f} ms"
+    )
+    if len(procs) > 2:  # serve --no-engine and worker processes
         print(
-            f"server cpu     {per_rt['server']:.1f} ms per round trip "
-            "(orchestrator processes, all cores)"
+            f"server split   api (serve --no-engine) {per_rt['api']:.1f} ms, "
+            f"engine (worker x{len(procs) - 2}) {per_rt['engine']:.1f} ms per round trip"
         )
+    pg_cpu = pg.cpu()
+    if pg.enabled:
         print(
-            f"cpu per rt     server {per_rt['server']:.1f} ms, "
-            f"simulator {per_rt['simulator']:.1f} ms, load client {per_rt['load client']:.1f} ms"
+            f"postgres cpu   {pg_cpu[0] / max(round_trips, 1) * 1000:.1f} ms per round trip "
+            f"(this database's backends), {pg_cpu[1] / max(round_trips, 1) * 1000:.1f} ms "
+            "(WAL writer, checkpointer...: shared with any other database)"
+            if pg_cpu
+            else "postgres cpu   n/a (its processes are not readable here)"
         )
+    for line in sql_report(sql, round_trips):
+        print(line)
+    if pg.enabled:
+        # Idle backends report their statistics up to 10 s late.
+        await asyncio.sleep(PG_STATS_DELAY)
+        pg_after = await asyncio.to_thread(pg.counters)
+        for line in PgWatch.report(delta(pg_after, pg_before), round_trips):
+            print(line)
     print("peak memory    " + ", ".join(f"{m:.0f} MB" for m in mems) + " (engine/serve)")
     if wal.path:
         limit = int(os.environ.get("ORCH_SQLITE_WAL_LIMIT") or 32 * 2**20)

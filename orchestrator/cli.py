@@ -229,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--engine-processes", type=int, default=1, help="engine processes to run")
     b.add_argument("--timeout", type=float, default=300.0, help="seconds before giving up")
     b.add_argument(
+        "--db",
+        metavar="URL",
+        help="database to bench, e.g. postgresql+psycopg://user@host/db (default: "
+        "--database-url, ORCH_BENCH_DATABASE_URL, else a temporary SQLite file)",
+    )
+    b.add_argument(
         "--separate-engine",
         action="store_true",
         help="run the engine as `worker` process(es) and the API as `serve --no-engine`",

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 
@@ -27,6 +28,41 @@ MIN_ENV_SECRET = 16
 # "read" keys may only GET; "operate" keys may also submit, modify, repair and deploy.
 ROLES = ("read", "operate")
 READ, OPERATE = ROLES
+
+
+# The API checks a key on every request. Its answers are kept this long, so a key created
+# or revoked by another process (the CLI, another server) takes effect here up to this
+# late; one created or revoked through this process takes effect at once.
+KEY_CACHE_SECONDS = 1.0
+_KEY_CACHE_MAX = 1024  # entries; a flood of distinct secrets cannot grow it further
+
+
+class _KeyCache:
+    """{(database url, question): (when answered, answer)}, for any_key and the lookups
+    of known secrets (unknown ones are not kept: they are answered from the table)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str], tuple[float, bool | tuple[str, str]]] = {}
+
+    def get(self, key: tuple[str, str]) -> bool | tuple[str, str] | None:
+        entry = self._entries.get(key)
+        if entry is None or time.monotonic() - entry[0] >= KEY_CACHE_SECONDS:
+            return None
+        return entry[1]
+
+    def put(self, key: tuple[str, str], value: bool | tuple[str, str]) -> None:
+        with self._lock:
+            if len(self._entries) >= _KEY_CACHE_MAX:
+                self._entries.clear()
+            self._entries[key] = (time.monotonic(), value)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_cache = _KeyCache()
 
 
 class ApiKeyError(ValueError):
@@ -120,6 +156,7 @@ def create_key(rt: Runtime, login: str | None = None, role: str = OPERATE) -> tu
     with rt.db.write() as conn:
         if not key_store.insert_key(conn, login, hash_secret(secret), encrypted, time.time(), role):
             raise ApiKeyError(f"login {login!r} is taken (revoked logins stay taken)")
+    _cache.clear()
     return login, secret
 
 
@@ -139,6 +176,7 @@ def revoke_key(rt: Runtime, login: str) -> None:
         raise ApiKeyError(f"{login!r} comes from ORCH_API_KEYS: remove it there and restart")
     with rt.db.write() as conn:
         if key_store.revoke(conn, login, time.time()):
+            _cache.clear()
             return
         existing = key_store.get_key(conn, login)
     if existing is None:
@@ -151,8 +189,14 @@ def any_key(rt: Runtime) -> bool:
     closed to everyone until a new one is created; it never reopens it to loopback."""
     if _env(rt):
         return True
+    cache_key = (rt.db.url, "any")
+    cached = _cache.get(cache_key)
+    if isinstance(cached, bool):
+        return cached
     with rt.db.read() as conn:
-        return key_store.any_created(conn)
+        created = key_store.any_created(conn)
+    _cache.put(cache_key, created)
+    return created
 
 
 def any_active_key(rt: Runtime) -> bool:
@@ -178,11 +222,18 @@ def key_for_secret(rt: Runtime, secret: str) -> tuple[str, str] | None:
     if found is not None:
         return found
     digest = hash_secret(secret)
+    cache_key = (rt.db.url, "hash:" + digest)
+    cached = _cache.get(cache_key)
+    if isinstance(cached, tuple):
+        return cached
     with rt.db.read() as conn:
         key = key_store.find_by_hash(conn, digest)
     if key is None or key.revoked_at is not None:
         return None
-    return (key.login, key.role) if hmac.compare_digest(key.secret_hash, digest) else None
+    if not hmac.compare_digest(key.secret_hash, digest):
+        return None
+    _cache.put(cache_key, (key.login, key.role))
+    return (key.login, key.role)
 
 
 def role_of(rt: Runtime, login: str) -> str | None:

@@ -16,12 +16,16 @@ import itertools
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
+
+from orchestrator.store import sqlcount
 
 log = logging.getLogger("orchestrator.store")
 
@@ -57,6 +61,29 @@ def _sqlite_setup(engine: Engine, wal_limit: int) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+# A pooled connection unused this long is pinged before use (a database restart or an
+# idle timeout in between would otherwise fail the first statement that uses it). One in
+# steady use is not: if it broke, the transaction fails and is retried like any other.
+IDLE_PING_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < IDLE_PING_SECONDS:
+            return
+        sqlcount.count("txn ping")
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # the pool then replaces the connection
+            raise DisconnectionError(f"idle connection is gone: {exc}") from exc
+
+
 class Database:
     def __init__(
         self,
@@ -80,13 +107,18 @@ class Database:
         else:
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = pool_size
-            kwargs["pool_pre_ping"] = True
+            # No pool_pre_ping: on psycopg it is a SELECT 1 in autocommit, a network
+            # round trip and a committed transaction on every checkout, which doubled the
+            # transactions of a round trip. _ping_when_idle pings only idle connections.
         self.engine = create_engine(self.url, **kwargs)
         self.wal_limit = max(int(wal_limit), 1024 * 1024)
         path = make_url(self.url).database if self.is_sqlite else None
         self._wal_path = f"{path}-wal" if path and path != ":memory:" else None
         if self.is_sqlite:
             _sqlite_setup(self.engine, self.wal_limit)
+        else:
+            _ping_when_idle(self.engine)
+        sqlcount.install(self.engine)
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self._local = threading.local()  # .batch: the open group-commit connection
         self._savepoints = itertools.count()
@@ -121,6 +153,8 @@ class Database:
         raw = conn.connection.dbapi_connection
         assert raw is not None
         name = f"w{next(self._savepoints)}"
+        sqlcount.count("txn savepoint")
+        sqlcount.statement("SAVEPOINT")
         raw.execute(f"SAVEPOINT {name}")
         try:
             yield conn
@@ -129,6 +163,7 @@ class Database:
                 raw.execute(f"ROLLBACK TO {name}")
                 raw.execute(f"RELEASE {name}")
             raise
+        sqlcount.statement("RELEASE")
         raw.execute(f"RELEASE {name}")
 
     @contextmanager

@@ -16,6 +16,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from orchestrator.store import sqlcount
+
 _NAMED = re.compile(r"(?<![:\w]):(\w+)")
 
 
@@ -33,6 +35,7 @@ def _raw(conn: Connection) -> Any:
 
 def execute(conn: Connection, stmt: Statement, params: Mapping[str, Any]) -> Any:
     """Run ``stmt``; returns the DB-API cursor (rowcount, fetchone, fetchall)."""
+    sqlcount.statement(stmt.sqlite, conn)
     if conn.dialect.name == "sqlite":
         return _raw(conn).execute(stmt.sqlite, params)
     cursor = _raw(conn).cursor()
@@ -41,6 +44,7 @@ def execute(conn: Connection, stmt: Statement, params: Mapping[str, Any]) -> Any
 
 
 def execute_many(conn: Connection, stmt: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
+    sqlcount.statement(stmt.sqlite, conn)
     if conn.dialect.name == "sqlite":
         _raw(conn).executemany(stmt.sqlite, rows)
         return

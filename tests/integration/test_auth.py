@@ -94,7 +94,8 @@ def test_keys_required_accepted_and_revoked(
         code, _, err = cli(capsys, db_url, "apikey", "revoke", "alice")
         assert code == 0 and "no active API key is left" in err
         after_revoke = s.counts()
-        # Revocation takes effect on the next request (nothing is cached).
+        # Revocation through this process (the CLI here) takes effect on the next request;
+        # from another one within apikeys.KEY_CACHE_SECONDS (see the test below).
         _err(c.get("/api/v1/processes", headers=bearer), 401, "INVALID_API_KEY")
         code, out, _ = cli(capsys, db_url, "apikey", "list")
         assert "revoked" in out
@@ -199,3 +200,51 @@ def test_env_keys(
     code, _, err = cli(capsys, sqlite_url, "apikey", "revoke", "envkey")
     assert code == 1 and "ORCH_API_KEYS" in err
     assert cli(capsys, sqlite_url, "apikey", "create", "--login", "envkey")[0] == 1
+
+
+def test_key_answers_are_cached_briefly_and_a_revoke_elsewhere_lands_within_that(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import update
+
+    from orchestrator.engine.runtime import Runtime
+    from orchestrator.services import apikeys
+    from orchestrator.store import apikeys as key_store
+
+    rt = Runtime(Settings(database_url=db_url))
+    lookups: list[str] = []
+    real_find = key_store.find_by_hash
+    real_any = key_store.any_created
+    monkeypatch.setattr(
+        key_store, "find_by_hash", lambda c, h: lookups.append(h) or real_find(c, h)
+    )
+    monkeypatch.setattr(key_store, "any_created", lambda c: lookups.append("any") or real_any(c))
+    monkeypatch.setattr(apikeys, "KEY_CACHE_SECONDS", 3600.0)
+    try:
+        assert apikeys.any_key(rt) is False
+        login, secret = apikeys.create_key(rt, "dave")  # created here: seen at once
+        assert apikeys.any_key(rt) is True
+        for _ in range(5):
+            assert apikeys.key_for_secret(rt, secret) == ("dave", apikeys.OPERATE)
+        assert lookups.count("any") == 2 and len(lookups) == 3  # one lookup of the secret
+        assert apikeys.key_for_secret(rt, "wrong") is None
+        assert apikeys.key_for_secret(rt, "wrong") is None
+        assert len(lookups) == 5  # unknown secrets are not cached
+
+        # Revoked by another process (written straight to the table): this one keeps
+        # the cached answer until it is KEY_CACHE_SECONDS old, then refuses the key.
+        with rt.db.write() as conn:
+            conn.execute(update(api_keys).values(revoked_at=1.0))
+        assert apikeys.key_for_secret(rt, secret) == ("dave", apikeys.OPERATE)
+        monkeypatch.setattr(apikeys, "KEY_CACHE_SECONDS", 0.0)
+        assert apikeys.key_for_secret(rt, secret) is None
+        monkeypatch.setattr(apikeys, "KEY_CACHE_SECONDS", 3600.0)
+
+        # Revoked through this process: refused at once.
+        _login2, secret2 = apikeys.create_key(rt, "erin")
+        assert apikeys.key_for_secret(rt, secret2) == ("erin", apikeys.OPERATE)
+        apikeys.revoke_key(rt, "erin")
+        assert apikeys.key_for_secret(rt, secret2) is None
+    finally:
+        apikeys._cache.clear()
+        rt.db.dispose()
