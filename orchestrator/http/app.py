@@ -20,8 +20,9 @@ from starlette.responses import JSONResponse, Response
 from orchestrator.config import Settings
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.worker import Worker
-from orchestrator.http import api, apipage, console, corezoid, ops, twilio_package, webhooks
+from orchestrator.http import api, apipage, corezoid, ops, twilio_package, webhooks
 from orchestrator.http.auth import ApiAuthMiddleware, warn_if_open
+from orchestrator.http.console import routes as console
 from orchestrator.http.headers import BASE_HEADERS, SecurityHeadersMiddleware
 from orchestrator.http.inputs import UrlTextMiddleware
 from orchestrator.http.limits import BodyLimitMiddleware
