@@ -23,13 +23,14 @@ from urllib.parse import urlsplit
 import httpx
 
 from orchestrator import jsontext, secretdata
-from orchestrator.engine.definition import Logic, parse_duration
+from orchestrator.engine.definition import Logic
 from orchestrator.engine.destinations import (
     Allowlist,
     DestinationForbidden,
     UnresolvableHost,
     resolve,
 )
+from orchestrator.engine.logic_checks import parse_duration
 from orchestrator.engine.plugins import Plugin, StepHandler
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.steps import LogicFailure, StepDeferred, StepResult

@@ -12,6 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.engine.logic_checks import (
+    Fail,
+    check_api_call,
+    check_base_url,
+    check_conditions,
+    is_callback_ref,
+    parse_duration,
+)
+
 NODE_KINDS = ("start", "logic", "wait", "delay", "success", "error", "escalation")
 FINAL_KINDS = ("success", "error", "escalation")
 LOGIC_TYPES = (
@@ -43,10 +52,6 @@ FALLIBLE_LOGICS = (
 # Of those, the ones whose failures are routine (a server down, a ref taken): the author
 # must say where the task goes.
 NEEDS_ON_ERROR = ("twilio", "copy_task", "modify_task", "api_call", "call_process")
-HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-BODY_FORMATS = ("json", "form", "raw")
-CONDITION_FUNS = ("eq", "not_eq", "more", "less", "more_eq", "less_eq", "regexp")
-CASTS = ("string", "number", "boolean")
 TWILIO_ACTIONS = (
     "send_sms",
     "send_mms",
@@ -56,13 +61,9 @@ TWILIO_ACTIONS = (
     "list_caller_ids",
     "send_to_many",
 )
-CALLBACK_FORMS = ("json", "twilio", "nvp")
 
 _ID = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,99}\Z")
 _SLUG = re.compile(r"^[a-z][a-z0-9\-]{0,99}\Z")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hour|d|day)?\s*\Z")
-_UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600}
-_UNITS |= {"d": 86400, "day": 86400}
 
 
 class DefinitionError(ValueError):
@@ -87,19 +88,6 @@ class DefinitionError(ValueError):
 
     def as_dict(self) -> dict[str, str | None]:
         return {"file": self.file, "node": self.node, "field": self.field, "reason": self.reason}
-
-
-def parse_duration(value: Any) -> float | None:
-    """``30``, ``"30s"``, ``"5 min"``, ``"2h"``, ``"1d"`` → seconds; None if not a duration."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value) if value >= 0 else None
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            return float(match.group(1)) * _UNITS[match.group(2)]
-    return None
 
 
 @dataclass(frozen=True)
@@ -268,7 +256,7 @@ def parse_definition(raw: Any, *, file: str | None = None) -> ProcessDefinition:
     )
 
 
-def _parse_incoming(spec: Any, fail: Any) -> Mapping[str, Any] | None:
+def _parse_incoming(spec: Any, fail: Fail) -> Mapping[str, Any] | None:
     """``incoming_sms: true`` or ``{reply: "template"}``; absent or false: None."""
     if spec is None or spec is False:
         return None
@@ -306,7 +294,7 @@ def _reachable(nodes: Mapping[str, Node], start: str, escalation: str) -> set[st
     return seen
 
 
-def _parse_node(nid: Any, spec: Any, fail: Any) -> Node:
+def _parse_node(nid: Any, spec: Any, fail: Fail) -> Node:
     if not isinstance(nid, str) or not _ID.match(nid):
         raise fail(
             "node ids are letters, digits, '_' and '-', starting with a letter", str(nid), "id"
@@ -338,7 +326,7 @@ def _parse_node(nid: Any, spec: Any, fail: Any) -> Node:
     return node
 
 
-def _parse_logic(nid: str, i: int, spec: Any, node_on_error: str | None, fail: Any) -> Logic:
+def _parse_logic(nid: str, i: int, spec: Any, node_on_error: str | None, fail: Fail) -> Logic:
     where = f"logics[{i}]"
     if not isinstance(spec, Mapping):
         raise fail("a logic must be a mapping with a type", nid, where)
@@ -352,7 +340,7 @@ def _parse_logic(nid: str, i: int, spec: Any, node_on_error: str | None, fail: A
     if ltype in ("go", "condition") and not isinstance(spec.get("to"), str):
         raise fail("must name the next node", nid, f"{where}.to")
     if ltype == "condition":
-        _check_conditions(nid, where, spec.get("if"), fail)
+        check_conditions(nid, where, spec.get("if"), fail)
     if ltype == "set_param" and not isinstance(spec.get("set"), Mapping):
         raise fail("must map parameter names to values", nid, f"{where}.set")
     if ltype == "twilio":
@@ -361,14 +349,14 @@ def _parse_logic(nid: str, i: int, spec: Any, node_on_error: str | None, fail: A
         if not isinstance(spec.get("params", {}), Mapping):
             raise fail("must be a mapping", nid, f"{where}.params")
         if "base_url" in spec:
-            _check_base_url(nid, f"{where}.base_url", spec.get("base_url"), fail)
+            check_base_url(nid, f"{where}.base_url", spec.get("base_url"), fail)
         cb = spec.get("status_callback")
-        if cb is not None and not (isinstance(cb, str) or _is_callback_ref(cb)):
+        if cb is not None and not (isinstance(cb, str) or is_callback_ref(cb)):
             raise fail(
                 "must be a URL template or {process, node, form}", nid, f"{where}.status_callback"
             )
     if ltype == "api_call":
-        _check_api_call(nid, where, spec, fail)
+        check_api_call(nid, where, spec, fail)
     if ltype in ("expect_reply", "wait_reply"):
         for key in ("from", "to"):
             if not (isinstance(spec.get(key), str) and spec[key].strip()):
@@ -397,69 +385,7 @@ def _parse_logic(nid: str, i: int, spec: Any, node_on_error: str | None, fail: A
     return logic
 
 
-def _check_api_call(nid: str, where: str, spec: Mapping[str, Any], fail: Any) -> None:
-    url = spec.get("url")
-    if not isinstance(url, str) or not (url.startswith(("http://", "https://")) or "{{" in url):
-        raise fail("must be an http(s) URL (a template is fine)", nid, f"{where}.url")
-    if str(spec.get("method", "GET")).upper() not in HTTP_METHODS:
-        raise fail(f"must be one of {', '.join(HTTP_METHODS)}", nid, f"{where}.method")
-    if spec.get("format", "json") not in BODY_FORMATS:
-        raise fail(f"must be one of {', '.join(BODY_FORMATS)}", nid, f"{where}.format")
-    for key in ("params", "headers"):
-        if not isinstance(spec.get(key, {}), Mapping):
-            raise fail("must be a mapping", nid, f"{where}.{key}")
-    timeout = spec.get("timeout")
-    if timeout is not None and not (isinstance(timeout, str) and "{{" in timeout):
-        seconds = parse_duration(timeout)
-        if seconds is None or seconds <= 0:
-            raise fail(
-                "must be a positive duration such as 10, '30s' or '2min'", nid, f"{where}.timeout"
-            )
-
-
-def _check_base_url(nid: str, where: str, value: Any, fail: Any) -> None:
-    """A twilio logic's ``base_url`` is the author's: a plain http(s) URL, no template (so
-    task data can never point a request, and its credentials, elsewhere)."""
-    from orchestrator.twilio.credentials import api_base
-
-    if not isinstance(value, str) or "{{" in value or "{%" in value:
-        raise fail("must be a plain http(s) URL, not a template", nid, where)
-    try:
-        api_base(value)
-    except ValueError as exc:
-        raise fail(str(exc), nid, where) from exc
-
-
-def _is_callback_ref(value: Any) -> bool:
-    return (
-        isinstance(value, Mapping)
-        and isinstance(value.get("process"), str)
-        and isinstance(value.get("node"), str)
-        and value.get("form", "twilio") in CALLBACK_FORMS
-    )
-
-
-def _check_conditions(nid: str, where: str, conds: Any, fail: Any) -> None:
-    if not isinstance(conds, list) or not conds:
-        raise fail("must be a non-empty list of {param, fun, value, cast?}", nid, f"{where}.if")
-    for j, cond in enumerate(conds):
-        at = f"{where}.if[{j}]"
-        if not isinstance(cond, Mapping) or not isinstance(cond.get("param"), str):
-            raise fail("needs param", nid, at)
-        if cond.get("fun", "eq") not in CONDITION_FUNS:
-            raise fail(f"fun must be one of {', '.join(CONDITION_FUNS)}", nid, f"{at}.fun")
-        if cond.get("cast", "string") not in CASTS:
-            raise fail(f"cast must be one of {', '.join(CASTS)}", nid, f"{at}.cast")
-        if "value" not in cond:
-            raise fail("needs value", nid, f"{at}.value")
-        if cond.get("fun") == "regexp":
-            try:
-                re.compile(str(cond["value"]))
-            except re.error as exc:
-                raise fail(f"bad regular expression: {exc}", nid, f"{at}.value") from exc
-
-
-def _parse_time_limit(nid: str, spec: Any, fail: Any) -> TimeLimit | None:
+def _parse_time_limit(nid: str, spec: Any, fail: Fail) -> TimeLimit | None:
     if spec is None:
         return None
     if not isinstance(spec, Mapping) or not isinstance(spec.get("to"), str):
@@ -484,7 +410,7 @@ def _parse_time_limit(nid: str, spec: Any, fail: Any) -> TimeLimit | None:
     return TimeLimit(to=spec["to"], at_param=str(at_param))
 
 
-def _check_node_shape(node: Node, fail: Any) -> None:
+def _check_node_shape(node: Node, fail: Fail) -> None:
     types = [lg.type for lg in node.logics]
     if node.is_final and types:
         raise fail("a final node has no logics", node.id, "logics")

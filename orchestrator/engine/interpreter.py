@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestrator import secretdata
-from orchestrator.engine.definition import Logic, Node, ProcessDefinition, parse_duration
+from orchestrator.engine.definition import Logic, Node, ProcessDefinition
+from orchestrator.engine.logic_checks import parse_duration
 from orchestrator.engine.logics import copy_target
 from orchestrator.engine.plugins import StepHandler
 from orchestrator.engine.replies import conversation

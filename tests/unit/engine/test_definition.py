@@ -21,8 +21,8 @@ from orchestrator.engine.definition import (
     ProcessDefinition,
     TimeLimit,
     parse_definition,
-    parse_duration,
 )
+from orchestrator.engine.logic_checks import parse_duration
 from orchestrator.services.deploy import diff, read_file, validate
 
 PROCESSES = Path(__file__).resolve().parents[3] / "processes"
