@@ -69,12 +69,13 @@ def test_a_step_slower_than_its_lease_keeps_it(
     db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The heartbeat renews the lease of a step still running (here: Twilio answering in
-    2.5 s against a 0.9 s lease), so the step is neither taken over nor run twice."""
+    4 s against a 1.5 s lease), so the step is neither taken over nor run twice. (A shorter
+    lease made a heavily loaded machine miss a renewal now and then.)"""
     sim = SimulatorConfig(
-        account_sid=ACCOUNT, auth_token=TOKEN, callback_delay=0.02, response_delay=2.5
+        account_sid=ACCOUNT, auth_token=TOKEN, callback_delay=0.02, response_delay=4.0
     )
     with (
-        running_stack(db_url, sim, lease_seconds=0.9, twilio_timeout=6.0) as stack,
+        running_stack(db_url, sim, lease_seconds=1.5, twilio_timeout=8.0) as stack,
         caplog.at_level(logging.WARNING, logger="orchestrator.engine"),
     ):
         done = stack.wait(stack.sms("+15551230001")["task_id"], timeout=30)
