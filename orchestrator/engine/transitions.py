@@ -172,7 +172,8 @@ def commit_step(
         # the task done, or is found here. Either way it lands in the history.
         _settle_late(conn, rt, task, now)
         _finished(rt, definition, task, now)
-        conversations.forget(conn, task.id)
+        if definition.listens:
+            conversations.forget(conn, task.id)
     elif result.listen is not None:
         # Committed before the task's next step (which may send the SMS): a reply that
         # beats the task to its wait node is kept for it.
