@@ -198,14 +198,20 @@ class Worker:
         out: list[TaskRecord] = []
         with self.rt.db.read() as conn:
             ids = inbox.new_ids(conn, CALLBACK_BATCH)
+            # Most polls find nothing to claim: a read says so without a write
+            # transaction. Work that appears after it wakes the engine (or the next poll).
+            due, runnable = task_store.claimable(conn, time.time())
         for cb_id in ids:
             out += _retry_on_deadlock(functools.partial(self._deliver, cb_id))
-        if len(out) < limit:
+        if len(out) < limit and (due or runnable):
             now = time.time()
             lease = self.rt.settings.lease_seconds
             with self.rt.db.write() as conn:
-                out += task_store.claim_due_timers(conn, self.owner, limit - len(out), now, lease)
-                if len(out) < limit:
+                if due:
+                    out += task_store.claim_due_timers(
+                        conn, self.owner, limit - len(out), now, lease
+                    )
+                if runnable and len(out) < limit:
                     out += task_store.claim_runnable(conn, self.owner, limit - len(out), now, lease)
         return out
 

@@ -97,6 +97,11 @@ _RUNNABLE = (
 _DUE = (
     "SELECT id FROM tasks WHERE state = 'waiting' AND wake_at <= :now ORDER BY wake_at LIMIT :limit"
 )
+# Whether a claim would find anything, read without locks: an engine that finds neither
+# kind of work opens no write transaction (most polls find nothing; new work also wakes it).
+_CLAIMABLE = sql.Statement(
+    f"SELECT ({_DUE.replace(':limit', '1')}), ({_RUNNABLE.replace(':limit', '1')})"
+)
 _CLAIMS = {
     # Several workers share PostgreSQL: each skips rows another one is claiming.
     (query, dialect): sql.Statement(query + (" FOR UPDATE SKIP LOCKED" if dialect else ""))
@@ -110,6 +115,12 @@ def claim_runnable(
 ) -> list[TaskRecord]:
     """Lease runnable tasks to ``owner``; expired leases of dead workers are taken over."""
     return _claim(conn, _RUNNABLE, owner, limit, now, now + lease, {})
+
+
+def claimable(conn: Connection, now: float) -> tuple[bool, bool]:
+    """(a time limit is due, a task is runnable) at ``now``, as a claim would see them."""
+    row = sql.execute(conn, _CLAIMABLE, {"now": now}).fetchone()
+    return row[0] is not None, row[1] is not None
 
 
 def claim_due_timers(
