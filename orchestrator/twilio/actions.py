@@ -133,8 +133,10 @@ class TwilioActions:
             return None, None
         if isinstance(spec, str):
             return str(render(spec, ctx)), None
-        with self.rt.db.read() as conn:
-            proc = self.rt.process(conn, spec["process"])
+        proc = self.rt.cached_process(spec["process"])
+        if proc is None:
+            with self.rt.db.read() as conn:
+                proc = self.rt.process(conn, spec["process"])
         form = spec.get("form", "twilio")
         urls: dict[str, str] = self.rt.callback_urls(proc.id, spec["node"])
         url = urls[form].replace("{{root.task_id}}", ctx["root"]["task_id"])
