@@ -16,6 +16,7 @@ from orchestrator.engine.plugins import Plugin, StepHandler
 from orchestrator.engine.quotas import exceeded
 from orchestrator.engine.runtime import NotFound, Runtime
 from orchestrator.engine.steps import LogicFailure, Modification, NewTask, Reply, StepResult
+from orchestrator.engine.targets import modify_target, not_found_process
 from orchestrator.engine.templates import render
 from orchestrator.store import tasks as task_store
 from orchestrator.store.records import TaskRecord
@@ -135,19 +136,30 @@ class ModifyTask:
         ref = render(logic.get("ref"), ctx) if logic.get("ref") else None
         data = render(dict(logic.get("data") or {}), ctx)
         data, _hidden = secretdata.split(data)
-        target = await self.rt.run_db(modify_target, self.rt, logic.get("process"), task_id, ref)
+        process_key = logic.get("process")
+        if not result.careful and self._only_pure_after(task, logic):
+            # Looked up in the step's commit (engine/targets.py): nothing after this
+            # logic reaches outside, so running it before a failed lookup sends nothing.
+            lookup = (str(process_key), task_id, ref)
+            result.modifications.append(Modification(0, "", data, lookup=lookup))
+            return None
+
+        def look_up() -> tuple[int, str]:
+            with self.rt.db.read() as conn:
+                return modify_target(conn, self.rt, process_key, task_id, ref)
+
+        target = await self.rt.run_db(look_up)
         result.modifications.append(Modification(target[0], target[1], data))
         return None
 
+    def _only_pure_after(self, task: TaskRecord, logic: Logic) -> bool:
+        node = self.rt.definition(task.version_id)[2].node(task.node_id)
+        return all(later.type in PURE_LOGICS for later in node.logics[logic.index + 1 :])
 
-def _not_found_process(process_key: str) -> LogicFailure:
-    return LogicFailure(
-        {
-            "error": "not_found_process",
-            "code": "not_found_process",
-            "message": f"no process {process_key!r}",
-        }
-    )
+
+# Logics that only shape the step's result (no request, no wait): those may run after
+# a modify_task whose target is looked up only in the commit.
+PURE_LOGICS = frozenset({"go", "condition", "set_param", "modify_task", "copy_task", "reply"})
 
 
 def copy_target(
@@ -163,7 +175,7 @@ def copy_target(
         try:
             proc = rt.process(conn, process_key)
         except NotFound as exc:
-            raise _not_found_process(process_key) from exc
+            raise not_found_process(process_key) from exc
         if ref is not None and task_store.active_ref_taken(conn, proc.id, ref):
             raise LogicFailure(
                 {
@@ -174,32 +186,6 @@ def copy_target(
             )
     _pid, _v, definition = rt.definition(proc.version_id)
     return proc.id, proc.version_id, definition.start
-
-
-def modify_target(rt: Runtime, process_key: str, task_id: Any, ref: Any) -> tuple[int, str]:
-    with rt.db.read() as conn:
-        try:
-            proc = rt.process(conn, process_key)
-        except NotFound as exc:
-            raise _not_found_process(process_key) from exc
-        found = (
-            task_store.get_task(conn, str(task_id))
-            if task_id
-            else task_store.find_by_ref(conn, proc.id, str(ref))
-        )
-        if found is None or found.process_id != proc.id or found.state == "done":
-            fields: dict[str, Any] = {
-                "error": "not_found_task",
-                "code": "not_found_task",
-                "message": "there is no unfinished task with that "
-                f"{'task_id' if task_id else 'ref'} in "
-                f"{proc.slug}",
-            }
-            if found is not None and found.process_id == proc.id:
-                # It exists but has ended: a process may treat that as no problem.
-                fields["target_finished"] = True
-            raise LogicFailure(fields)
-    return proc.id, found.id
 
 
 def _handlers(rt: Runtime) -> Mapping[str, StepHandler]:

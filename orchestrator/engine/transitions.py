@@ -16,7 +16,8 @@ from orchestrator import secretdata
 from orchestrator.engine.calls import CallerChanged, send_reply
 from orchestrator.engine.definition import ProcessDefinition
 from orchestrator.engine.runtime import Runtime, new_task_id
-from orchestrator.engine.steps import LOOP_LIMIT, Reply, StepResult
+from orchestrator.engine.steps import LOOP_LIMIT, LogicFailure, Reply, StepResult
+from orchestrator.engine.targets import modify_target
 from orchestrator.logs import task_fields
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import conversations
@@ -37,6 +38,25 @@ class Conflict(RuntimeError):
         self.step = 0  # the step those effects belong to
 
 
+class Recheck(Conflict):
+    """A lookup made in the commit (a ``modify_task`` target) failed: nothing was
+    written; run the step again with its lookups up front (``StepResult.careful``), so
+    the failure takes the logic's error path. ``effects`` as for ``Conflict``."""
+
+
+def _look_up_targets(conn: Connection, rt: Runtime, task: TaskRecord, result: StepResult) -> None:
+    """Resolve the step's modification targets in its own transaction (before anything
+    is written): a round trip then spends no read transaction on them."""
+    for mod in result.modifications:
+        if mod.lookup is None:
+            continue
+        try:
+            mod.process_id, mod.task_id = modify_target(conn, rt, *mod.lookup)
+        except LogicFailure as exc:
+            raise Recheck(task.id) from exc
+        mod.lookup = None
+
+
 def commit_step(
     conn: Connection,
     rt: Runtime,
@@ -48,6 +68,7 @@ def commit_step(
 ) -> list[TaskRecord]:
     """Write one transition. Returns tasks this worker should run next (the task itself
     if it is still active, copies, and tasks a modification released), all leased to it."""
+    _look_up_targets(conn, rt, task, result)
     expected = task.rev
     runnable: list[TaskRecord] = []
     for index, outcome in result.effects_done:
