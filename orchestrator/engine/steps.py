@@ -42,6 +42,9 @@ class NewTask:
     data: dict[str, Any]
     parent_task_id: str
     reply_to: str | None = None  # set by call_process: "task_id:step:node_id"
+    # (process key, copies before it in the step) of a copy_task whose process and
+    # quotas are checked in the step's commit: the first three fields are set there.
+    check: tuple[str, int] | None = None
 
 
 @dataclass

@@ -1,6 +1,7 @@
-"""The task a ``modify_task`` logic sends its data to, looked up by id or ref.
+"""The task a ``modify_task`` logic sends its data to (looked up by id or ref), and the
+process a ``copy_task`` starts a task in (once the creator's quotas allow one more).
 
-The lookup normally runs in the transaction that commits the step (``transitions``), so
+The lookups normally run in the transaction that commits the step (``transitions``), so
 a round trip spends no read transaction of its own on it; when it fails there, the step
 is run again with the lookup up front (``StepResult.careful``), where a failure takes
 the logic's error path as usual.
@@ -12,9 +13,11 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from orchestrator.engine.quotas import exceeded
 from orchestrator.engine.runtime import NotFound, Runtime
 from orchestrator.engine.steps import LogicFailure
 from orchestrator.store import tasks as task_store
+from orchestrator.store.records import TaskRecord
 
 
 def not_found_process(process_key: str) -> LogicFailure:
@@ -53,3 +56,33 @@ def modify_target(
             fields["target_finished"] = True
         raise LogicFailure(fields)
     return proc.id, found.id
+
+
+def copy_target(
+    conn: Connection,
+    rt: Runtime,
+    process_key: str,
+    ref: str | None,
+    creator: TaskRecord,
+    pending: int,
+) -> tuple[int, int, str]:
+    """(process id, version id, start node) a copy_task or call_process starts a task
+    in, once the creator's quotas allow one more task (engine/quotas.py)."""
+    own = rt.definition(creator.version_id, conn)[2]
+    refused = exceeded(conn, rt.settings, own, creator, pending)
+    if refused is not None:
+        raise LogicFailure(refused)
+    try:
+        proc = rt.process(conn, process_key)
+    except NotFound as exc:
+        raise not_found_process(process_key) from exc
+    if ref is not None and task_store.active_ref_taken(conn, proc.id, ref):
+        raise LogicFailure(
+            {
+                "error": "not_unical_ref",
+                "code": "not_unical_ref",
+                "message": f"ref {ref!r} is taken in {proc.slug}",
+            }
+        )
+    _pid, _v, definition = rt.definition(proc.version_id, conn)
+    return proc.id, proc.version_id, definition.start

@@ -17,7 +17,7 @@ from orchestrator.engine.calls import CallerChanged, send_reply
 from orchestrator.engine.definition import ProcessDefinition
 from orchestrator.engine.runtime import Runtime, new_task_id
 from orchestrator.engine.steps import LOOP_LIMIT, LogicFailure, Reply, StepResult
-from orchestrator.engine.targets import modify_target
+from orchestrator.engine.targets import copy_target, modify_target
 from orchestrator.logs import task_fields
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import conversations
@@ -39,14 +39,25 @@ class Conflict(RuntimeError):
 
 
 class Recheck(Conflict):
-    """A lookup made in the commit (a ``modify_task`` target) failed: nothing was
+    """A check made in the commit (a ``modify_task`` target, a ``copy_task``'s process
+    and quotas) failed: nothing was
     written; run the step again with its lookups up front (``StepResult.careful``), so
     the failure takes the logic's error path. ``effects`` as for ``Conflict``."""
 
 
 def _look_up_targets(conn: Connection, rt: Runtime, task: TaskRecord, result: StepResult) -> None:
-    """Resolve the step's modification targets in its own transaction (before anything
-    is written): a round trip then spends no read transaction on them."""
+    """Resolve the step's copy and modification targets in its own transaction (before
+    anything is written): a round trip then spends no read transaction on them."""
+    for copy in result.copies:
+        if copy.check is None:
+            continue
+        process_key, pending = copy.check
+        try:
+            found = copy_target(conn, rt, process_key, copy.ref, task, pending)
+        except LogicFailure as exc:
+            raise Recheck(task.id) from exc
+        copy.process_id, copy.version_id, copy.start = found
+        copy.check = None
     for mod in result.modifications:
         if mod.lookup is None:
             continue
