@@ -82,6 +82,7 @@ def commit_step(
     _look_up_targets(conn, rt, task, result)
     expected = task.rev
     runnable: list[TaskRecord] = []
+    histories: list[tuple[str, list[Event]]] = []
     for index, outcome in result.effects_done:
         sealed = secretdata.seal(rt.vault, outcome)
         effect_store.finish(conn, task.id, task.step, index, sealed, now)
@@ -105,12 +106,9 @@ def commit_step(
         )
         task_store.insert_task(conn, child)
         by = "call_process" if copy.reply_to else "copy_task"
-        task_store.add_events(
-            conn,
-            child.id,
-            [Event("created", None, child.node_id, {"by": by, "parent_task_id": task.id})],
-            now,
-        )
+        detail = {"by": by, "parent_task_id": task.id}
+        # Written with the step's own events, in one statement.
+        histories.append((child.id, [Event("created", None, child.node_id, detail)]))
         runnable.append(child)
     for mod in result.modifications:
         cb_id = inbox.insert_callback(
@@ -196,7 +194,7 @@ def commit_step(
         else:
             reason = "not started by call_process, or already replied"
             events.append(Event("reply_ignored", task.node_id, None, {"reason": reason}))
-    task_store.add_events(conn, task.id, events, now)
+    task_store.add_histories(conn, [*histories, (task.id, events)], now)
     if not task_store.save_task(conn, task, expected):
         raise Conflict(task.id)
     if task.state == "done":

@@ -192,6 +192,20 @@ _INSERT_EVENTS = sql.Statement(
 
 
 def add_events(conn: Connection, task_id: str, events: Iterable[Event], now: float) -> None:
+    add_histories(conn, [(task_id, list(events))], now)
+
+
+_EVENT_FIELDS = ("task_id", "at", "kind", "node_id", "to_node_id", "detail")
+# Multi-row inserts by row count (a step writes a handful of events at most).
+_INSERTS_OF: dict[int, sql.Statement] = {1: _INSERT_EVENTS}
+_MULTI_ROW_MAX = 16
+
+
+def add_histories(
+    conn: Connection, histories: Iterable[tuple[str, Iterable[Event]]], now: float
+) -> None:
+    """The events of several tasks (a step's own, its copies' ``created``), in one
+    statement, in order."""
     rows = [
         {
             "task_id": task_id,
@@ -202,12 +216,26 @@ def add_events(conn: Connection, task_id: str, events: Iterable[Event], now: flo
             # History is stored bytes too: a secret-named value never reaches it.
             "detail": dumps(redact(e.detail)) if e.detail else None,
         }
+        for task_id, events in histories
         for e in events
     ]
-    if len(rows) == 1:
-        sql.execute(conn, _INSERT_EVENTS, rows[0])
-    elif rows:
+    if not rows:
+        return
+    if len(rows) > _MULTI_ROW_MAX:
         sql.execute_many(conn, _INSERT_EVENTS, rows)
+        return
+    stmt = _INSERTS_OF.get(len(rows))
+    if stmt is None:
+        values = ", ".join(
+            "(" + ", ".join(f":{f}{n}" for f in _EVENT_FIELDS) + ")" for n in range(len(rows))
+        )
+        stmt = _INSERTS_OF[len(rows)] = sql.Statement(
+            f"INSERT INTO task_events ({', '.join(_EVENT_FIELDS)}) VALUES {values}"
+        )
+    if len(rows) == 1:
+        sql.execute(conn, stmt, rows[0])
+        return
+    sql.execute(conn, stmt, {f"{f}{n}": row[f] for n, row in enumerate(rows) for f in row})
 
 
 def history(
