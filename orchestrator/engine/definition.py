@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from orchestrator.engine.logic_checks import (
@@ -39,6 +40,8 @@ LOGIC_TYPES = (
 )
 # Logics that open a wait node: the task waits there until a callback releases it.
 WAIT_LOGICS = ("wait_callback", "wait_reply")
+# The logics that add a reply listener (engine/two_way.py, engine/interpreter.py).
+LISTEN_LOGICS = ("expect_reply", "wait_reply")
 # Logics that may fail and so need somewhere to send the task.
 FALLIBLE_LOGICS = (
     "twilio",
@@ -163,6 +166,13 @@ class ProcessDefinition:
 
     def wait_nodes(self) -> list[Node]:
         return [n for n in self.nodes.values() if n.kind == "wait"]
+
+    @cached_property
+    def listens(self) -> bool:
+        """Whether this process's tasks can ever listen for a reply (expect_reply,
+        wait_reply): a task's version never changes, so one whose process cannot has
+        no ``reply_listeners`` row to remove when it ends."""
+        return any(logic.type in LISTEN_LOGICS for n in self.nodes.values() for logic in n.logics)
 
 
 def parse_definition(raw: Any, *, file: str | None = None) -> ProcessDefinition:

@@ -50,9 +50,14 @@ class Interpreter:
         self.handlers = handlers
 
     async def run(
-        self, task: TaskRecord, process_id: int, definition: ProcessDefinition
+        self,
+        task: TaskRecord,
+        process_id: int,
+        definition: ProcessDefinition,
+        *,
+        careful: bool = False,
     ) -> StepResult:
-        result = await self._step(task, process_id, definition)
+        result = await self._step(task, process_id, definition, careful)
         oversize = oversize_part(result, self.rt.settings.max_task_bytes)
         if oversize is None:
             return result
@@ -73,7 +78,7 @@ class Interpreter:
         return self._goto(kept, definition, definition.default_escalation, task, {}, process_id)
 
     async def _step(
-        self, task: TaskRecord, process_id: int, definition: ProcessDefinition
+        self, task: TaskRecord, process_id: int, definition: ProcessDefinition, careful: bool
     ) -> StepResult:
         node = definition.node(task.node_id)
         data = dict(task.data)
@@ -102,7 +107,7 @@ class Interpreter:
         if node.kind in ("wait", "delay") and task.entry != "resume":
             # Entering is handled by the transition that led here; nothing to run.
             return StepResult(data=data, wake_at=task.wake_at)
-        result = StepResult(data=data)
+        result = StepResult(data=data, careful=careful)
         if node.calls and task.entry not in ("resume", "rpc_error"):
             return await self._call(task, process_id, definition, node, secrets, result)
         if node.calls and task.entry == "rpc_error":

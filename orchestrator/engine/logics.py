@@ -10,14 +10,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestrator import secretdata
+from orchestrator.engine import targets
 from orchestrator.engine.conditions import all_match
 from orchestrator.engine.definition import Logic
 from orchestrator.engine.plugins import Plugin, StepHandler
-from orchestrator.engine.quotas import exceeded
-from orchestrator.engine.runtime import NotFound, Runtime
+from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.steps import LogicFailure, Modification, NewTask, Reply, StepResult
+from orchestrator.engine.targets import modify_target
 from orchestrator.engine.templates import render
-from orchestrator.store import tasks as task_store
 from orchestrator.store.records import TaskRecord
 
 
@@ -111,9 +111,13 @@ class CopyTask:
                 "copy_node_id": task.node_id,
             }
         )
-        target = await self.rt.run_db(
-            copy_target, self.rt, logic.get("process"), ref, task, len(result.copies)
-        )
+        process_key, pending = str(logic.get("process")), len(result.copies)
+        if not result.careful and only_pure_after(self.rt, task, logic):
+            # Process and quotas checked in the step's commit (engine/targets.py).
+            check = (process_key, pending)
+            result.copies.append(NewTask(0, 0, "", ref, data, task.id, check=check))
+            return None
+        target = await self.rt.run_db(copy_target, self.rt, process_key, ref, task, pending)
         pid, version_id, start = target
         result.copies.append(NewTask(pid, version_id, start, ref, data, task.id))
         return None
@@ -135,71 +139,41 @@ class ModifyTask:
         ref = render(logic.get("ref"), ctx) if logic.get("ref") else None
         data = render(dict(logic.get("data") or {}), ctx)
         data, _hidden = secretdata.split(data)
-        target = await self.rt.run_db(modify_target, self.rt, logic.get("process"), task_id, ref)
+        process_key = logic.get("process")
+        if not result.careful and only_pure_after(self.rt, task, logic):
+            # Looked up in the step's commit (engine/targets.py): nothing after this
+            # logic reaches outside, so running it before a failed lookup sends nothing.
+            lookup = (str(process_key), task_id, ref)
+            result.modifications.append(Modification(0, "", data, lookup=lookup))
+            return None
+
+        def look_up() -> tuple[int, str]:
+            with self.rt.db.read() as conn:
+                return modify_target(conn, self.rt, process_key, task_id, ref)
+
+        target = await self.rt.run_db(look_up)
         result.modifications.append(Modification(target[0], target[1], data))
         return None
 
 
-def _not_found_process(process_key: str) -> LogicFailure:
-    return LogicFailure(
-        {
-            "error": "not_found_process",
-            "code": "not_found_process",
-            "message": f"no process {process_key!r}",
-        }
-    )
+def only_pure_after(rt: Runtime, task: TaskRecord, logic: Logic) -> bool:
+    """Whether every logic after ``logic`` in the task's node only shapes the step's
+    result: then a check of ``logic`` may wait for the step's commit, since the logics
+    run before a failed check there reach nothing outside (engine/targets.py)."""
+    node = rt.definition(task.version_id)[2].node(task.node_id)
+    return all(later.type in PURE_LOGICS for later in node.logics[logic.index + 1 :])
+
+
+# Logics that only shape the step's result (no request, no wait).
+PURE_LOGICS = frozenset({"go", "condition", "set_param", "modify_task", "copy_task", "reply"})
 
 
 def copy_target(
     rt: Runtime, process_key: str, ref: str | None, creator: TaskRecord, pending: int
 ) -> tuple[int, int, str]:
-    """The process a copy_task or call_process starts a task in, once the creator's
-    quotas allow one more task (engine/quotas.py)."""
+    """``targets.copy_target`` in a read transaction of its own."""
     with rt.db.read() as conn:
-        own = rt.definition(creator.version_id, conn)[2]
-        refused = exceeded(conn, rt.settings, own, creator, pending)
-        if refused is not None:
-            raise LogicFailure(refused)
-        try:
-            proc = rt.process(conn, process_key)
-        except NotFound as exc:
-            raise _not_found_process(process_key) from exc
-        if ref is not None and task_store.active_ref_taken(conn, proc.id, ref):
-            raise LogicFailure(
-                {
-                    "error": "not_unical_ref",
-                    "code": "not_unical_ref",
-                    "message": f"ref {ref!r} is taken in {proc.slug}",
-                }
-            )
-    _pid, _v, definition = rt.definition(proc.version_id)
-    return proc.id, proc.version_id, definition.start
-
-
-def modify_target(rt: Runtime, process_key: str, task_id: Any, ref: Any) -> tuple[int, str]:
-    with rt.db.read() as conn:
-        try:
-            proc = rt.process(conn, process_key)
-        except NotFound as exc:
-            raise _not_found_process(process_key) from exc
-        found = (
-            task_store.get_task(conn, str(task_id))
-            if task_id
-            else task_store.find_by_ref(conn, proc.id, str(ref))
-        )
-        if found is None or found.process_id != proc.id or found.state == "done":
-            fields: dict[str, Any] = {
-                "error": "not_found_task",
-                "code": "not_found_task",
-                "message": "there is no unfinished task with that "
-                f"{'task_id' if task_id else 'ref'} in "
-                f"{proc.slug}",
-            }
-            if found is not None and found.process_id == proc.id:
-                # It exists but has ended: a process may treat that as no problem.
-                fields["target_finished"] = True
-            raise LogicFailure(fields)
-    return proc.id, found.id
+        return targets.copy_target(conn, rt, process_key, ref, creator, pending)
 
 
 def _handlers(rt: Runtime) -> Mapping[str, StepHandler]:

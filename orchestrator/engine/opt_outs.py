@@ -8,6 +8,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy import Connection
+
 from orchestrator.engine.runtime import Runtime
 from orchestrator.store import conversations
 from orchestrator.store import effects as effect_store
@@ -27,20 +29,27 @@ async def refusal(
     """The escalation fields when ``form``'s recipient opted out of its sender, unless
     this send (``effect``: task id, step, logic index) was begun before the opt-out: a
     step run again after a crash then resolves it from its record, as always."""
+    if not str(form.get("To") or "") or not _senders(form):
+        return None
+
+    def check() -> dict[str, Any] | None:
+        with rt.db.read() as conn:
+            return refused(conn, form, effect)
+
+    return await rt.run_db(check)
+
+
+def refused(
+    conn: Connection, form: Mapping[str, Any], effect: tuple[str, int, int]
+) -> dict[str, Any] | None:
+    """``refusal`` inside the caller's transaction: the one that records the send's
+    intent, so the check and the record see the same opt-outs."""
     recipient = str(form.get("To") or "")
     senders = _senders(form)
     if not recipient or not senders:
         return None
-
-    def check() -> str | None:
-        with rt.db.read() as conn:
-            sender = conversations.opted_out(conn, recipient, senders)
-            if sender is not None and effect_store.exists(conn, *effect):
-                return None
-            return sender
-
-    sender = await rt.run_db(check)
-    if sender is None:
+    sender = conversations.opted_out(conn, recipient, senders)
+    if sender is None or effect_store.exists(conn, *effect):
         return None
     return {
         "error": OPTED_OUT_ERROR,

@@ -149,16 +149,24 @@ class Runtime:
     def process(self, conn: Connection, key: str | int) -> ProcessRecord:
         """The process and its current version. Cached briefly: a deploy made by another
         process is seen within PROCESS_CACHE_SECONDS; one made here, at once."""
+        cached = self.cached_process(key)
+        if cached is not None:
+            return cached
         now = time.monotonic()
-        cached = self._processes.get(str(key))
-        if cached is not None and now - cached[0] < PROCESS_CACHE_SECONDS:
-            return cached[1]
         record = process_store.get_process(conn, key)
         if record is None:
             raise NotFound(f"process {key!r}")
         with self._lock:
             self._processes[str(record.id)] = self._processes[record.slug] = (now, record)
         return record
+
+    def cached_process(self, key: str | int) -> ProcessRecord | None:
+        """``process`` from memory only (None: not cached, or cached too long ago), so a
+        caller with no transaction open yet opens none when the answer is known."""
+        cached = self._processes.get(str(key))
+        if cached is not None and time.monotonic() - cached[0] < PROCESS_CACHE_SECONDS:
+            return cached[1]
+        return None
 
     def forget_processes(self) -> None:
         with self._lock:

@@ -42,6 +42,9 @@ class NewTask:
     data: dict[str, Any]
     parent_task_id: str
     reply_to: str | None = None  # set by call_process: "task_id:step:node_id"
+    # (process key, copies before it in the step) of a copy_task whose process and
+    # quotas are checked in the step's commit: the first three fields are set there.
+    check: tuple[str, int] | None = None
 
 
 @dataclass
@@ -57,6 +60,9 @@ class Modification:
     process_id: int
     task_id: str
     data: dict[str, Any]
+    # (process key, task id, ref) still to look up, in the step's commit: process_id
+    # and task_id are then set there (engine/targets.py).
+    lookup: tuple[str, Any, Any] | None = None
 
 
 @dataclass
@@ -74,3 +80,6 @@ class StepResult:
     # (expect_reply), or once the task waits in the wait_reply node it enters.
     listen: tuple[str, str] | None = None
     wait_listen: tuple[str, str] | None = None
+    # Lookups made before the commit rather than in it: a step run again because one
+    # failed in the commit (transitions.Recheck), so the failure takes the error path.
+    careful: bool = False

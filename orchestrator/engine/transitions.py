@@ -16,7 +16,8 @@ from orchestrator import secretdata
 from orchestrator.engine.calls import CallerChanged, send_reply
 from orchestrator.engine.definition import ProcessDefinition
 from orchestrator.engine.runtime import Runtime, new_task_id
-from orchestrator.engine.steps import LOOP_LIMIT, Reply, StepResult
+from orchestrator.engine.steps import LOOP_LIMIT, LogicFailure, Reply, StepResult
+from orchestrator.engine.targets import copy_target, modify_target
 from orchestrator.logs import task_fields
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import conversations
@@ -37,6 +38,36 @@ class Conflict(RuntimeError):
         self.step = 0  # the step those effects belong to
 
 
+class Recheck(Conflict):
+    """A check made in the commit (a ``modify_task`` target, a ``copy_task``'s process
+    and quotas) failed: nothing was
+    written; run the step again with its lookups up front (``StepResult.careful``), so
+    the failure takes the logic's error path. ``effects`` as for ``Conflict``."""
+
+
+def _look_up_targets(conn: Connection, rt: Runtime, task: TaskRecord, result: StepResult) -> None:
+    """Resolve the step's copy and modification targets in its own transaction (before
+    anything is written): a round trip then spends no read transaction on them."""
+    for copy in result.copies:
+        if copy.check is None:
+            continue
+        process_key, pending = copy.check
+        try:
+            found = copy_target(conn, rt, process_key, copy.ref, task, pending)
+        except LogicFailure as exc:
+            raise Recheck(task.id) from exc
+        copy.process_id, copy.version_id, copy.start = found
+        copy.check = None
+    for mod in result.modifications:
+        if mod.lookup is None:
+            continue
+        try:
+            mod.process_id, mod.task_id = modify_target(conn, rt, *mod.lookup)
+        except LogicFailure as exc:
+            raise Recheck(task.id) from exc
+        mod.lookup = None
+
+
 def commit_step(
     conn: Connection,
     rt: Runtime,
@@ -48,8 +79,10 @@ def commit_step(
 ) -> list[TaskRecord]:
     """Write one transition. Returns tasks this worker should run next (the task itself
     if it is still active, copies, and tasks a modification released), all leased to it."""
+    _look_up_targets(conn, rt, task, result)
     expected = task.rev
     runnable: list[TaskRecord] = []
+    histories: list[tuple[str, list[Event]]] = []
     for index, outcome in result.effects_done:
         sealed = secretdata.seal(rt.vault, outcome)
         effect_store.finish(conn, task.id, task.step, index, sealed, now)
@@ -73,12 +106,9 @@ def commit_step(
         )
         task_store.insert_task(conn, child)
         by = "call_process" if copy.reply_to else "copy_task"
-        task_store.add_events(
-            conn,
-            child.id,
-            [Event("created", None, child.node_id, {"by": by, "parent_task_id": task.id})],
-            now,
-        )
+        detail = {"by": by, "parent_task_id": task.id}
+        # Written with the step's own events, in one statement.
+        histories.append((child.id, [Event("created", None, child.node_id, detail)]))
         runnable.append(child)
     for mod in result.modifications:
         cb_id = inbox.insert_callback(
@@ -164,7 +194,7 @@ def commit_step(
         else:
             reason = "not started by call_process, or already replied"
             events.append(Event("reply_ignored", task.node_id, None, {"reason": reason}))
-    task_store.add_events(conn, task.id, events, now)
+    task_store.add_histories(conn, [*histories, (task.id, events)], now)
     if not task_store.save_task(conn, task, expected):
         raise Conflict(task.id)
     if task.state == "done":
@@ -172,7 +202,8 @@ def commit_step(
         # the task done, or is found here. Either way it lands in the history.
         _settle_late(conn, rt, task, now)
         _finished(rt, definition, task, now)
-        conversations.forget(conn, task.id)
+        if definition.listens:
+            conversations.forget(conn, task.id)
     elif result.listen is not None:
         # Committed before the task's next step (which may send the SMS): a reply that
         # beats the task to its wait node is kept for it.

@@ -28,7 +28,7 @@ from orchestrator.engine.lock import SqliteEngineLock
 from orchestrator.engine.orphans import OrphanSweeper
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.steps import StepDeferred, StepResult
-from orchestrator.engine.transitions import Conflict, commit_step, deliver
+from orchestrator.engine.transitions import Conflict, Recheck, commit_step, deliver
 from orchestrator.logs import task_fields
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import effects as effect_store
@@ -198,14 +198,20 @@ class Worker:
         out: list[TaskRecord] = []
         with self.rt.db.read() as conn:
             ids = inbox.new_ids(conn, CALLBACK_BATCH)
+            # Most polls find nothing to claim: a read says so without a write
+            # transaction. Work that appears after it wakes the engine (or the next poll).
+            due, runnable = task_store.claimable(conn, time.time())
         for cb_id in ids:
             out += _retry_on_deadlock(functools.partial(self._deliver, cb_id))
-        if len(out) < limit:
+        if len(out) < limit and (due or runnable):
             now = time.time()
             lease = self.rt.settings.lease_seconds
             with self.rt.db.write() as conn:
-                out += task_store.claim_due_timers(conn, self.owner, limit - len(out), now, lease)
-                if len(out) < limit:
+                if due:
+                    out += task_store.claim_due_timers(
+                        conn, self.owner, limit - len(out), now, lease
+                    )
+                if runnable and len(out) < limit:
                     out += task_store.claim_runnable(conn, self.owner, limit - len(out), now, lease)
         return out
 
@@ -267,7 +273,15 @@ class Worker:
                 started = time.perf_counter()
                 process_id, _version, definition = self.rt.definition(task.version_id)
                 result = await self.interpreter.run(task, process_id, definition)
-                runnable = await self._db(self._commit, task, definition, result)
+                try:
+                    runnable = await self._db(self._commit, task, definition, result)
+                except Recheck as exc:
+                    # Nothing was written: what Twilio answered is kept, so the step run
+                    # again resolves its sends from their records and sends nothing new.
+                    if exc.effects:
+                        await self._db(self._keep_effects, task.id, exc.step, exc.effects)
+                    result = await self.interpreter.run(task, process_id, definition, careful=True)
+                    runnable = await self._db(self._commit, task, definition, result)
                 self.steps += 1
                 self._step_seconds.observe(time.perf_counter() - started)
                 if not runnable or runnable[0].id != task.id:

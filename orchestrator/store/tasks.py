@@ -97,6 +97,11 @@ _RUNNABLE = (
 _DUE = (
     "SELECT id FROM tasks WHERE state = 'waiting' AND wake_at <= :now ORDER BY wake_at LIMIT :limit"
 )
+# Whether a claim would find anything, read without locks: an engine that finds neither
+# kind of work opens no write transaction (most polls find nothing; new work also wakes it).
+_CLAIMABLE = sql.Statement(
+    f"SELECT ({_DUE.replace(':limit', '1')}), ({_RUNNABLE.replace(':limit', '1')})"
+)
 _CLAIMS = {
     # Several workers share PostgreSQL: each skips rows another one is claiming.
     (query, dialect): sql.Statement(query + (" FOR UPDATE SKIP LOCKED" if dialect else ""))
@@ -110,6 +115,12 @@ def claim_runnable(
 ) -> list[TaskRecord]:
     """Lease runnable tasks to ``owner``; expired leases of dead workers are taken over."""
     return _claim(conn, _RUNNABLE, owner, limit, now, now + lease, {})
+
+
+def claimable(conn: Connection, now: float) -> tuple[bool, bool]:
+    """(a time limit is due, a task is runnable) at ``now``, as a claim would see them."""
+    row = sql.execute(conn, _CLAIMABLE, {"now": now}).fetchone()
+    return row[0] is not None, row[1] is not None
 
 
 def claim_due_timers(
@@ -181,6 +192,20 @@ _INSERT_EVENTS = sql.Statement(
 
 
 def add_events(conn: Connection, task_id: str, events: Iterable[Event], now: float) -> None:
+    add_histories(conn, [(task_id, list(events))], now)
+
+
+_EVENT_FIELDS = ("task_id", "at", "kind", "node_id", "to_node_id", "detail")
+# Multi-row inserts by row count (a step writes a handful of events at most).
+_INSERTS_OF: dict[int, sql.Statement] = {1: _INSERT_EVENTS}
+_MULTI_ROW_MAX = 16
+
+
+def add_histories(
+    conn: Connection, histories: Iterable[tuple[str, Iterable[Event]]], now: float
+) -> None:
+    """The events of several tasks (a step's own, its copies' ``created``), in one
+    statement, in order."""
     rows = [
         {
             "task_id": task_id,
@@ -191,12 +216,26 @@ def add_events(conn: Connection, task_id: str, events: Iterable[Event], now: flo
             # History is stored bytes too: a secret-named value never reaches it.
             "detail": dumps(redact(e.detail)) if e.detail else None,
         }
+        for task_id, events in histories
         for e in events
     ]
-    if len(rows) == 1:
-        sql.execute(conn, _INSERT_EVENTS, rows[0])
-    elif rows:
+    if not rows:
+        return
+    if len(rows) > _MULTI_ROW_MAX:
         sql.execute_many(conn, _INSERT_EVENTS, rows)
+        return
+    stmt = _INSERTS_OF.get(len(rows))
+    if stmt is None:
+        values = ", ".join(
+            "(" + ", ".join(f":{f}{n}" for f in _EVENT_FIELDS) + ")" for n in range(len(rows))
+        )
+        stmt = _INSERTS_OF[len(rows)] = sql.Statement(
+            f"INSERT INTO task_events ({', '.join(_EVENT_FIELDS)}) VALUES {values}"
+        )
+    if len(rows) == 1:
+        sql.execute(conn, stmt, rows[0])
+        return
+    sql.execute(conn, stmt, {f"{f}{n}": row[f] for n, row in enumerate(rows) for f in row})
 
 
 def history(

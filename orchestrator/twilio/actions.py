@@ -133,8 +133,10 @@ class TwilioActions:
             return None, None
         if isinstance(spec, str):
             return str(render(spec, ctx)), None
-        with self.rt.db.read() as conn:
-            proc = self.rt.process(conn, spec["process"])
+        proc = self.rt.cached_process(spec["process"])
+        if proc is None:
+            with self.rt.db.read() as conn:
+                proc = self.rt.process(conn, spec["process"])
         form = spec.get("form", "twilio")
         urls: dict[str, str] = self.rt.callback_urls(proc.id, spec["node"])
         url = urls[form].replace("{{root.task_id}}", ctx["root"]["task_id"])
@@ -204,13 +206,17 @@ class TwilioActions:
         Twilio record; on an error, raises LogicFailure (or returns {"error": …} when
         ``raise_error`` is False). A message whose callbacks go to ``target`` (a wait
         node) is tracked for the reconciliation sweep."""
-        if kind == "message":
-            # Before pacing and the effect record: an opted-out pair costs nothing.
+        # A message is refused when its recipient opted out of its sender: checked in
+        # the transaction that records the intent (``_begin``), or, for a paced sender,
+        # before pacing, so that an opted-out pair takes no sender's slot.
+        opt_out_form = form if kind == "message" else None
+        if opt_out_form is not None and slot is None and self.pacer.rate_for(form):
             refused = await opt_outs.refusal(self.rt, form, (task.id, task.step, index))
             if refused is not None:
                 if raise_error:
                     raise LogicFailure(refused)
                 return {"error": refused}
+            opt_out_form = None
         if kind == "message" and slot is None:
             slot = await self.pacer.pace(form, horizon=PACING_HORIZON, task=task)
         summary = {k: v for k, v in form.items() if k != "Body"}
@@ -219,7 +225,13 @@ class TwilioActions:
         # The send slot is taken before the attempt is recorded: a worker killed while
         # queueing for Twilio leaves no "started" record, so nothing is in doubt.
         async with self._send_slots:
-            outcome = await self._record_and_send(task, index, creds, form, summary, kind, slot)
+            outcome = await self._record_and_send(
+                task, index, creds, form, summary, kind, slot, opt_out_form
+            )
+        if "refused" in outcome:
+            if raise_error:
+                raise LogicFailure(dict(outcome["refused"]))
+            return {"error": dict(outcome["refused"])}
         if "message" in outcome:
             # Only a token Twilio has just accepted is kept: a mistyped one (20003) must
             # never replace the one that verifies the account's messages in flight.
@@ -249,8 +261,11 @@ class TwilioActions:
         summary: dict[str, Any],
         kind: str,
         slot: float | None,
+        opt_out_form: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        prior = await self.rt.run_db(self._begin, task, index, summary, kind)
+        prior = await self.rt.run_db(self._begin, task, index, summary, kind, opt_out_form)
+        if prior is not None and "refused" in prior:
+            return prior
         if prior is not None and prior["status"] == "done":
             return secretdata.unseal(self.rt.vault, prior["result"] or {})
         if prior is not None:
@@ -318,9 +333,20 @@ class TwilioActions:
         return (s.twilio_timeout + 5.0) * max(s.twilio_max_attempts, 4) + 10.0
 
     def _begin(
-        self, task: TaskRecord, index: int, summary: dict[str, Any], kind: str
+        self,
+        task: TaskRecord,
+        index: int,
+        summary: dict[str, Any],
+        kind: str,
+        opt_out_form: Mapping[str, Any] | None = None,
     ) -> dict[str, Any] | None:
+        """Record the intent (None: a first attempt, else the earlier record), or
+        {"refused": fields} when ``opt_out_form``'s recipient opted out (nothing kept)."""
         with self.rt.db.write() as conn:
+            if opt_out_form is not None:
+                refused = opt_outs.refused(conn, opt_out_form, (task.id, task.step, index))
+                if refused is not None:
+                    return {"refused": refused}
             prior = effect_store.begin(
                 conn, task.id, task.step, index, f"twilio.create_{kind}", summary, time.time()
             )

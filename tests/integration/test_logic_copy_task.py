@@ -36,6 +36,14 @@ def test_copy_with_ref_and_listed_params(stack: Stack) -> None:
     assert copy["ref"] == "k1"
     assert copy["data"]["who"] == "ann" and "extra" not in copy["data"]
     assert copy["data"]["copy_task_id"] == done["task_id"]
+    # The copy's "created" and the step's own events go in one multi-row insert.
+    [created, *_] = stack.history(copy["task_id"])
+    assert (created["kind"], created["detail"]) == (
+        "created",
+        {"by": "copy_task", "parent_task_id": done["task_id"]},
+    )
+    moves = [(e["node_id"], e["to_node_id"]) for e in stack.history(done["task_id"])]
+    assert ("work", "ok") in moves
 
 
 def test_copy_all_params_without_secrets(stack: Stack) -> None:

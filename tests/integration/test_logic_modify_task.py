@@ -4,10 +4,11 @@ releases it; not_found_task when there is no unfinished task to modify."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from logic_procs import SINK, one_node
-from stack import Stack, running_stack
+from stack import FROM, Stack, running_stack
 
 
 @pytest.fixture
@@ -62,3 +63,31 @@ def test_a_finished_task_is_not_found(stack: Stack) -> None:
     stack.wait(waiting["task_id"])
     again = stack.run("by-ref", {"target": "w2", "v": 2})
     assert again["data"]["error"] == "not_found_task"
+
+
+def _send(to: str) -> dict[str, Any]:
+    return {"type": "twilio", "action": "send_sms", "params": {"To": to, "From": FROM, "Body": "x"}}
+
+
+def _modify_nobody() -> dict[str, Any]:
+    return {"type": "modify_task", "process": "sink", "ref": "nobody", "data": {"v": 1}}
+
+
+def test_a_failed_target_lookup_after_a_send_sends_once(stack: Stack) -> None:
+    """The target is looked up in the step's commit; when it is not there the step runs
+    again with the lookup up front (engine/targets.py): the SMS sent before it is
+    resolved from its record, never sent twice."""
+    stack.deploy(one_node("send-then-modify", _send("+15551230001"), _modify_nobody()))
+    done = stack.run("send-then-modify", {})
+    assert (done["node"]["id"], done["data"]["error"]) == ("failed", "not_found_task")
+    assert done["data"]["sid"].startswith("SM")
+    assert stack.sim_stats()["requests"] == 1
+
+
+def test_a_failed_target_lookup_before_a_send_sends_nothing(stack: Stack) -> None:
+    """A logic reaching outside after the modify_task: looked up before, as the logic
+    runs, so the failure leaves the node before the send."""
+    stack.deploy(one_node("modify-then-send", _modify_nobody(), _send("+15551230002")))
+    done = stack.run("modify-then-send", {})
+    assert (done["node"]["id"], done["data"]["error"]) == ("failed", "not_found_task")
+    assert stack.sim_stats()["requests"] == 0

@@ -983,3 +983,15 @@ def test_diff_nodes_and_fields() -> None:
 def test_diff_missing_nodes_key() -> None:
     assert diff({"title": "x"}, {"title": "x", "nodes": {"a": {}}}) == ["+ node a"]
     assert diff({"nodes": {"a": {}}}, {}) == ["- node a"]
+
+
+def test_listens_only_with_a_reply_logic() -> None:
+    """A process without expect_reply / wait_reply never listens: its finished tasks
+    skip the ``reply_listeners`` delete (engine/transitions.py)."""
+    assert parse_definition(base()).listens is False
+
+    def listens(name: str) -> bool:
+        return parse_definition(yaml.safe_load((PROCESSES / name).read_text())).listens
+
+    assert not any(map(listens, ("sending-sms.yaml", "getting-callback.yaml")))
+    assert listens("ask-sms.yaml")
