@@ -194,6 +194,44 @@ API_ERROR_MESSAGES: dict[int, str] = {
     21619: "A Message Body, Media URL or Content SID is required",
 }
 
+# What Twilio's API answers with (the ``message`` of an error body) for a code, with the
+# request's numbers in ``{to}`` / ``{from_}``; the simulator answers with these, a client
+# matches on the code, never on the text. 21623 is our reading of Twilio's dictionary
+# ("Number of media files exceeds allowed limit"), not verified against the live API.
+API_ERROR_ANSWERS: dict[int, str] = {
+    20003: "Authenticate",
+    20005: "Account not active",
+    20008: "Resource not accessible with Test Account Credentials",
+    20404: "The requested resource was not found",
+    20500: "Internal Server Error",
+    21201: "No 'To' number is specified",
+    21205: "Url parameter is required.",
+    21211: "The 'To' number {to} is not a valid phone number.",
+    21212: "The 'From' number {from_} is not a valid phone number, shortcode, or "
+    "alphanumeric sender ID.",
+    21213: "No 'From' number is specified",
+    21214: "'To' phone number cannot be reached",
+    21215: "Account not authorized to call {to}. Perhaps you need to enable some "
+    "international permissions.",
+    21216: "Call blocked by Twilio blocklist",
+    21217: "Phone number {to} does not appear to be valid",
+    21408: "Permission to send an SMS has not been enabled for the region indicated by "
+    "the 'To' number: {to}.",
+    21602: "Message body is required.",
+    21603: "A 'From' or 'MessagingServiceSid' parameter is required to send a message.",
+    21604: "A 'To' phone number is required.",
+    21606: "The From phone number {from_} is not a valid, SMS-capable inbound phone "
+    "number or short code for your account.",
+    21608: "The number is unverified. Trial accounts cannot send messages to unverified numbers",
+    21610: "Attempt to send to unsubscribed recipient",
+    21611: "This 'From' number has exceeded the maximum number of queued messages",
+    21612: "The 'To' phone number: {to}, is not currently reachable using the 'From' "
+    "phone number: {from_} via SMS.",
+    21614: "'To' number {to} is not a valid mobile number",
+    21617: "The concatenated message body exceeds the 1600 character limit.",
+    21623: "Number of media files exceeds allowed limit",
+}
+
 _FIELDS = (
     "error",
     "code",

@@ -14,6 +14,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from orchestrator.twilio.errors import API_ERROR_ANSWERS
+
 from .callbacks import CallbackSender
 from .config import SimulatorConfig, apply_config
 from .incoming import IncomingSender, parse_request
@@ -35,16 +37,6 @@ from .rules import (
     validate_call,
     validate_message,
 )
-
-# Texts for ``fail_next`` codes outside the magic-number tables.
-FAIL_TEXT = {
-    20003: "Authenticate",
-    20005: "Account not active",
-    20008: "Resource not accessible with Test Account Credentials",
-    21608: "The number is unverified. Trial accounts cannot send messages to unverified numbers",
-    20404: "The requested resource was not found",
-    20500: "Internal Server Error",
-}
 
 
 def _new_stats() -> dict[str, int]:
@@ -124,7 +116,7 @@ class Simulator:
         if cfg.fail_next:
             status, code = cfg.fail_next.pop(0)
             if code:
-                return _error(SimError(status, code, FAIL_TEXT.get(code, f"Error {code}")))
+                return _error(SimError(status, code, API_ERROR_ANSWERS.get(code, f"Error {code}")))
             return Response(f"<html>{status}</html>", status_code=status, media_type="text/html")
         return None
 

@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
+from orchestrator.twilio.errors import ASYNC_ERROR_MESSAGES
+
 from .rules import (
     API_VERSION,
-    ASYNC_ERROR_TITLES,
     CALL_OUTCOMES,
     MESSAGE_OUTCOMES,
     MESSAGING_SERVICE_SENDER,
@@ -127,7 +128,7 @@ class MessageRecord:
             "date_updated": rfc2822(self.date_updated),
             "direction": "outbound-api",
             "error_code": code,
-            "error_message": ASYNC_ERROR_TITLES.get(code, "Unknown error") if code else None,
+            "error_message": ASYNC_ERROR_MESSAGES.get(code, "Unknown error") if code else None,
             "from": self.from_,
             "messaging_service_sid": self.messaging_service_sid,
             "num_media": str(len(self.media_urls)),

@@ -4,7 +4,8 @@ Kept apart from ``simulator.py`` (the server, its tasks and HTTP) so the tables 
 read, and unit-tested, without starting anything; nothing here does I/O. Facts come from
 the Twilio fact sheet (``/work/shared/reference/twilio.md`` §1, §2, §3, §5); where a code or
 text is our own guess it says so. The records and their lifecycles are in
-``simulator/records.py``, list paging and date filters in ``simulator/paging.py``.
+``simulator/records.py``, list paging and date filters in ``simulator/paging.py``. The
+codes' texts are the client's own table (``twilio/errors.py``): one table for both.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from orchestrator.twilio.errors import API_ERROR_ANSWERS
 
 API_VERSION = "2010-04-01"
 MORE_INFO = "https://www.twilio.com/docs/errors/{code}"
@@ -68,18 +71,6 @@ def match_rule(rules: Sequence[OutcomeRule], to: str, default: str) -> OutcomeRu
     return best or OutcomeRule("", default, None)
 
 
-# Titles of the asynchronous (callback) error codes, for the Message's error_message.
-ASYNC_ERROR_TITLES: dict[int, str] = {
-    30001: "Queue overflow",
-    30003: "Unreachable destination handset",
-    30004: "Message blocked",
-    30005: "Unknown destination handset",
-    30006: "Landline or unreachable carrier",
-    30007: "Message filtered",
-    30008: "Unknown error",
-}
-
-
 class SimError(Exception):
     """A Twilio API error answer: HTTP status, Twilio code and message."""
 
@@ -123,40 +114,9 @@ CALL_TO_MAGIC: dict[str, tuple[int, int]] = {
     "+15005550004": (400, 21216),
 }
 
-# Texts modelled on Twilio's; clients must match on the code, never on the text.
-ERROR_TEXT: dict[int, str] = {
-    21201: "No 'To' number is specified",
-    21205: "Url parameter is required.",
-    21211: "The 'To' number {to} is not a valid phone number.",
-    21212: "The 'From' number {from_} is not a valid phone number, shortcode, or "
-    "alphanumeric sender ID.",
-    21213: "No 'From' number is specified",
-    21214: "'To' phone number cannot be reached",
-    21215: "Account not authorized to call {to}. Perhaps you need to enable some "
-    "international permissions.",
-    21216: "Call blocked by Twilio blocklist",
-    21217: "Phone number {to} does not appear to be valid",
-    21408: "Permission to send an SMS has not been enabled for the region indicated by "
-    "the 'To' number: {to}.",
-    21602: "Message body is required.",
-    21603: "A 'From' or 'MessagingServiceSid' parameter is required to send a message.",
-    21604: "A 'To' phone number is required.",
-    21606: "The From phone number {from_} is not a valid, SMS-capable inbound phone "
-    "number or short code for your account.",
-    21610: "Attempt to send to unsubscribed recipient",
-    21611: "This 'From' number has exceeded the maximum number of queued messages",
-    21612: "The 'To' phone number: {to}, is not currently reachable using the 'From' "
-    "phone number: {from_} via SMS.",
-    21614: "'To' number {to} is not a valid mobile number",
-    21617: "The concatenated message body exceeds the 1600 character limit.",
-    # 21623 is our reading of Twilio's dictionary ("Number of media files exceeds
-    # allowed limit"); not verified against the live API.
-    21623: "Number of media files exceeds allowed limit",
-}
-
 
 def _fail(status: int, code: int, to: str = "", from_: str = "") -> SimError:
-    return SimError(status, code, ERROR_TEXT[code].format(to=to, from_=from_))
+    return SimError(status, code, API_ERROR_ANSWERS[code].format(to=to, from_=from_))
 
 
 Form = Mapping[str, Sequence[str]]

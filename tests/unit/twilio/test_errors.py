@@ -6,6 +6,7 @@ import pickle
 import pytest
 
 from orchestrator.twilio.errors import (
+    API_ERROR_ANSWERS,
     ASYNC_ERROR_MESSAGES,
     ERROR_DESCRIPTIONS,
     HTTP_STATUS_NAMES,
@@ -13,6 +14,8 @@ from orchestrator.twilio.errors import (
     describe_error_code,
     error_name,
 )
+from orchestrator.twilio.simulator import rules
+from orchestrator.twilio.simulator.records import MessageRecord, Step
 
 
 @pytest.mark.parametrize(
@@ -153,3 +156,17 @@ def test_describe_error_code() -> None:
 def test_async_messages_cover_common_delivery_codes() -> None:
     for code in (*range(30001, 30009), 30010, 30034):
         assert ASYNC_ERROR_MESSAGES[code]
+
+
+def test_the_simulator_answers_from_the_clients_table() -> None:
+    """One table: each magic number's answer is the text errors.py holds for its code, and
+    a failed message's ``error_message`` is the client's title for its code."""
+    magic = (rules.MESSAGE_FROM_MAGIC, rules.MESSAGE_TO_MAGIC)
+    magic += (rules.CALL_FROM_MAGIC, rules.CALL_TO_MAGIC)
+    for table in magic:
+        for status, code in table.values():
+            answer = rules._fail(status, code, "+1", "+2")
+            assert answer.message == API_ERROR_ANSWERS[code].format(to="+1", from_="+2")
+    record = MessageRecord("SM1", "AC1", "+1", "+2", "hi", None, [], None)
+    record.advance(Step("undelivered", 30009))  # a code only errors.py's table knows
+    assert record.to_json()["error_message"] == ASYNC_ERROR_MESSAGES[30009]
