@@ -30,7 +30,8 @@ from orchestrator.engine.destinations import (
     UnresolvableHost,
     resolve,
 )
-from orchestrator.engine.logic_checks import parse_duration
+from orchestrator.engine.logic_checks import LogicFail, parse_duration
+from orchestrator.engine.logic_types import DURATION_OR_TEMPLATE, LogicType
 from orchestrator.engine.plugins import Plugin, StepHandler
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.steps import LogicFailure, StepDeferred, StepResult
@@ -258,4 +259,43 @@ def _steps(rt: Runtime) -> Mapping[str, StepHandler]:
     return {"api_call": ApiCalls(rt)}
 
 
-plugin: Plugin[Runtime] = Plugin("api_call", steps=_steps)
+def _check(spec: Mapping[str, Any], fail: LogicFail) -> None:
+    url = spec.get("url")
+    if not isinstance(url, str) or not (url.startswith(("http://", "https://")) or "{{" in url):
+        raise fail("must be an http(s) URL (a template is fine)", "url")
+    if str(spec.get("method", "GET")).upper() not in METHODS:
+        raise fail(f"must be one of {', '.join(METHODS)}", "method")
+    if spec.get("format", "json") not in FORMATS:
+        raise fail(f"must be one of {', '.join(FORMATS)}", "format")
+    for key in ("params", "headers"):
+        if not isinstance(spec.get(key, {}), Mapping):
+            raise fail("must be a mapping", key)
+    timeout = spec.get("timeout")
+    if timeout is not None and not (isinstance(timeout, str) and "{{" in timeout):
+        seconds = parse_duration(timeout)
+        if seconds is None or seconds <= 0:
+            raise fail("must be a positive duration such as 10, '30s' or '2min'", "timeout")
+
+
+API_CALL = LogicType(
+    "api_call",
+    description="an HTTP request",
+    fields={
+        "method": {"type": "string", "pattern": f"^(?i:{'|'.join(METHODS)})$"},
+        "url": {"type": "string"},
+        "params": {"type": "object"},
+        "headers": {"type": "object"},
+        "format": {"enum": list(FORMATS)},
+        "body": {},
+        "content_type": {"type": "string"},
+        "timeout": DURATION_OR_TEMPLATE,
+        "response_param": {"type": "string"},
+        "status_param": {"type": "string"},
+        "idempotent": {"type": "boolean"},
+    },
+    required=("url",),
+    check=_check,
+    needs_on_error=True,
+)
+
+plugin: Plugin[Runtime] = Plugin("api_call", steps=_steps, logic_types=(API_CALL,))

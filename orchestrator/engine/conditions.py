@@ -8,6 +8,10 @@ from typing import Any
 
 from orchestrator.engine.paths import MISSING, lookup
 
+# The comparisons and casts a condition may name.
+CONDITION_FUNS = ("eq", "not_eq", "more", "less", "more_eq", "less_eq", "regexp")
+CASTS = ("string", "number", "boolean")
+
 
 def _cast(value: Any, cast: str) -> Any:
     if cast == "number":

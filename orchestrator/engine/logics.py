@@ -1,18 +1,23 @@
-"""The Corezoid logics as step handlers (engine/plugins.py): ``go``, ``condition``,
-``set_param``, ``reply``, ``copy_task`` and ``modify_task``.
+"""The Corezoid logics as a plugin (engine/plugins.py): ``go``, ``condition``,
+``set_param``, ``reply``, ``copy_task`` and ``modify_task``, their step handlers and
+their place in the process format (fields, checks).
 
-(``call_process`` and the wait logics shape a whole node, so the interpreter runs them.)
+(``call_process`` and the wait logics shape a whole node, so the interpreter runs them;
+engine/logic_types.py declares them.)
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from orchestrator import secretdata
 from orchestrator.engine import targets
-from orchestrator.engine.conditions import all_match
+from orchestrator.engine.conditions import CASTS, CONDITION_FUNS, all_match
 from orchestrator.engine.definition import Logic
+from orchestrator.engine.logic_checks import LogicFail, check_mapping, check_process_target
+from orchestrator.engine.logic_types import DATA, NODE_ID, LogicType
 from orchestrator.engine.plugins import Plugin, StepHandler
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.steps import LogicFailure, Modification, NewTask, Reply, StepResult
@@ -187,4 +192,117 @@ def _handlers(rt: Runtime) -> Mapping[str, StepHandler]:
     }
 
 
-plugin: Plugin[Runtime] = Plugin("corezoid", steps=_handlers)
+# -- the process format ----------------------------------------------------------------
+def _check_to(spec: Mapping[str, Any], fail: LogicFail) -> None:
+    if not isinstance(spec.get("to"), str):
+        raise fail("must name the next node", "to")
+
+
+def _check_condition(spec: Mapping[str, Any], fail: LogicFail) -> None:
+    _check_to(spec, fail)
+    conds = spec.get("if")
+    if not isinstance(conds, list) or not conds:
+        raise fail("must be a non-empty list of {param, fun, value, cast?}", "if")
+    for j, cond in enumerate(conds):
+        at = f"if[{j}]"
+        if not isinstance(cond, Mapping) or not isinstance(cond.get("param"), str):
+            raise fail("needs param", at)
+        if cond.get("fun", "eq") not in CONDITION_FUNS:
+            raise fail(f"fun must be one of {', '.join(CONDITION_FUNS)}", f"{at}.fun")
+        if cond.get("cast", "string") not in CASTS:
+            raise fail(f"cast must be one of {', '.join(CASTS)}", f"{at}.cast")
+        if "value" not in cond:
+            raise fail("needs value", f"{at}.value")
+        if cond.get("fun") == "regexp":
+            try:
+                re.compile(str(cond["value"]))
+            except re.error as exc:
+                raise fail(f"bad regular expression: {exc}", f"{at}.value") from exc
+
+
+def _check_set_param(spec: Mapping[str, Any], fail: LogicFail) -> None:
+    if not isinstance(spec.get("set"), Mapping):
+        raise fail("must map parameter names to values", "set")
+
+
+def _check_reply(spec: Mapping[str, Any], fail: LogicFail) -> None:
+    check_mapping(spec, "data", fail)
+    if not isinstance(spec.get("exception", False), bool):
+        raise fail("must be true or false", "exception")
+
+
+def _check_modify_task(spec: Mapping[str, Any], fail: LogicFail) -> None:
+    check_process_target(spec, fail)
+    if not (spec.get("ref") or spec.get("task_id")):
+        raise fail("needs ref or task_id")
+
+
+CONDITION_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "param": {"type": "string", "description": "a parameter path: a, a.b, a[0]"},
+        "fun": {"enum": list(CONDITION_FUNS)},
+        "value": {},
+        "cast": {"enum": list(CASTS)},
+    },
+    "required": ["param", "value"],
+    "additionalProperties": False,
+}
+LOGIC_TYPES = (
+    LogicType(
+        "go",
+        description="go to another node",
+        fields={"to": NODE_ID},
+        required=("to",),
+        check=_check_to,
+        links=("to",),
+        last=True,
+    ),
+    LogicType(
+        "condition",
+        description="go to `to` if every comparison holds",
+        fields={
+            "to": NODE_ID,
+            "if": {"type": "array", "minItems": 1, "items": CONDITION_SCHEMA},
+        },
+        required=("to", "if"),
+        check=_check_condition,
+        links=("to",),
+    ),
+    LogicType(
+        "set_param",
+        description="set parameters from templates",
+        fields={"set": {"type": "object"}},
+        required=("set",),
+        check=_check_set_param,
+    ),
+    LogicType(
+        "copy_task",
+        description="a new task in another process",
+        fields={"process": {"type": "string"}, "ref": {"type": "string"}, "data": DATA},
+        required=("process",),
+        check=check_process_target,
+        needs_on_error=True,
+    ),
+    LogicType(
+        "modify_task",
+        description="write into a waiting task of another process",
+        fields={
+            "process": {"type": "string"},
+            "ref": {"type": "string"},
+            "task_id": {"type": "string"},
+            "data": DATA,
+        },
+        required=("process",),
+        check=_check_modify_task,
+        needs_on_error=True,
+    ),
+    LogicType(
+        "reply",
+        description="answer the task that called this one",
+        fields={"data": DATA, "exception": {"type": "boolean"}},
+        check=_check_reply,
+    ),
+)
+
+plugin: Plugin[Runtime] = Plugin("corezoid", steps=_handlers, logic_types=LOGIC_TYPES)

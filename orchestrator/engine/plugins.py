@@ -9,23 +9,31 @@
   it addresses and its dedupe key, whether it may still be refused when applied, and
   whether it advances the task (a provider's status must never go backwards).
 
-A ``Plugin`` names its handlers and forms (each built with the runtime) and any
-background jobs it needs (Twilio's reconciliation sweep). The engine looks handlers and
-forms up by name only; it imports no plugin. The default set is named by module in
-``DEFAULT_PLUGINS`` (each module has a ``plugin`` attribute), so a test or a deployment
-can pass another set to ``Runtime`` without touching the core.
+A ``Plugin`` names its handlers and forms (each built with the runtime), any background
+jobs it needs (Twilio's reconciliation sweep) and the logic types it adds to the process
+format (engine/logic_types.py). The engine looks handlers and forms up by name only; it
+imports no plugin. The default set is named by module in ``DEFAULT_PLUGINS`` (each module
+has a ``plugin`` attribute), so a test or a deployment can pass another set to
+``Runtime`` without touching the core.
+
+The process format is one per Python process: parsing and the deploy-time schema know
+the core's logic types, the default plugins' and those of every plugin a ``Runtime`` was
+given (``known_logic_types``), since a file is parsed where no runtime is at hand (a
+deploy from the command line, a test).
 """
 
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import Connection
 
-from orchestrator.engine.definition import Logic
+from orchestrator.engine.logic_types import CORE_LOGIC_TYPES, LogicType
+from orchestrator.engine.process_model import Logic
 from orchestrator.engine.steps import StepResult
 from orchestrator.store.records import CallbackRecord, TaskRecord
 
@@ -152,6 +160,8 @@ class Plugin(Generic[R]):
     steps: Callable[[R], Mapping[str, StepHandler]] = lambda _rt: {}
     forms: Callable[[R], Mapping[str, CallbackForm]] = lambda _rt: {}
     jobs: Sequence[BackgroundJob[R]] = ()
+    # The logic types this plugin adds to the process format, with their fields' checks.
+    logic_types: Sequence[LogicType] = ()
 
 
 @dataclass
@@ -160,6 +170,9 @@ class Plugins(Generic[R]):
 
     plugins: list[Plugin[R]]
     _forms: dict[str, CallbackForm] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        register_logic_types(self.plugins)
 
     def step_handlers(self, rt: R) -> dict[str, StepHandler]:
         """Fresh handlers for one worker (a handler may keep per-worker state)."""
@@ -198,3 +211,59 @@ def load(names: Iterable[str]) -> list[Plugin[Any]]:
             raise TypeError(f"{name}.plugin is not a Plugin")
         found.append(plugin)
     return found
+
+
+class _LogicTypeRegistry:
+    """The logic types the process format knows (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._types: dict[str, LogicType] = {}
+        self._defaults_loaded = False
+        # Bumped on each change: what is built from the types (the schema) is rebuilt.
+        self.generation = 0
+
+    def known(self) -> dict[str, LogicType]:
+        with self._lock:
+            if not self._defaults_loaded:
+                self.add(default_logic_types())
+                self._defaults_loaded = True
+            return dict(self._types)
+
+    def add(self, types: Iterable[LogicType]) -> None:
+        with self._lock:
+            for declared in types:
+                found = self._types.get(declared.name)
+                if found is declared:
+                    continue
+                if found is not None:
+                    raise ValueError(f"two plugins declare the logic type {declared.name!r}")
+                self._types[declared.name] = declared
+                self.generation += 1
+
+
+_registry = _LogicTypeRegistry()
+
+
+def known_logic_types() -> dict[str, LogicType]:
+    """Every logic type the process format knows now, by name."""
+    return _registry.known()
+
+
+def default_logic_types() -> list[LogicType]:
+    """The core's logic types and the default plugins' (what ``process.schema.json``,
+    the published schema, describes)."""
+    return [*CORE_LOGIC_TYPES, *(t for plugin in load(DEFAULT_PLUGINS) for t in plugin.logic_types)]
+
+
+def logic_types_generation() -> int:
+    """A number that changes whenever ``known_logic_types`` does."""
+    _registry.known()
+    return _registry.generation
+
+
+def register_logic_types(plugins: Iterable[Plugin[Any]]) -> None:
+    """Add the plugins' logic types to the process format (``Plugins`` does, for the
+    plugins of each runtime)."""
+    _registry.known()  # the core's and the defaults' first: a clash names the newcomer
+    _registry.add(t for plugin in plugins for t in plugin.logic_types)

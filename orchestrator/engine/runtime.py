@@ -37,6 +37,8 @@ class Closable(Protocol):
 
 
 PROCESS_CACHE_SECONDS = 1.0
+# The forms of a wait node's callback URL (``callback_urls``).
+CALLBACK_URL_FORMS = ("json", "twilio", "nvp")
 
 
 class NotFound(LookupError):

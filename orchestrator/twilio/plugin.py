@@ -1,6 +1,7 @@
-"""Twilio as an engine plugin: the ``twilio`` logic, the ``twilio`` callback form
-(signature checked against the sending account, the message's sid names the task,
-statuses never go backwards) and the reconciliation sweep beside the engine loop."""
+"""Twilio as an engine plugin: the ``twilio`` logic (its handler and its fields in the
+process format), the ``twilio`` callback form (signature checked against the sending
+account, the message's sid names the task, statuses never go backwards) and the
+reconciliation sweep beside the engine loop."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from orchestrator.engine.logic_checks import LogicFail
+from orchestrator.engine.logic_types import LogicType
 from orchestrator.engine.plugins import (
     Addressee,
     CallbackForm,
@@ -20,7 +23,7 @@ from orchestrator.engine.plugins import (
     Plugin,
     StepHandler,
 )
-from orchestrator.engine.runtime import Runtime
+from orchestrator.engine.runtime import CALLBACK_URL_FORMS, Runtime
 from orchestrator.store import twilio_messages as message_store
 from orchestrator.store.records import CallbackRecord
 from orchestrator.textcheck import problem
@@ -31,6 +34,7 @@ from orchestrator.twilio.callback_sender import (
     signed_by_sender,
     verify_on_receipt,
 )
+from orchestrator.twilio.credentials import api_base
 from orchestrator.twilio.errors import describe_error_code
 from orchestrator.twilio.reconcile import recheck_after_restart, sweep_once
 from orchestrator.twilio.statuses import supersedes
@@ -151,4 +155,83 @@ def _forms(rt: Runtime) -> Mapping[str, CallbackForm]:
     return {"twilio": TwilioForm(rt)}
 
 
-plugin: Plugin[Runtime] = Plugin("twilio", steps=_steps, forms=_forms, jobs=(reconcile,))
+# -- the process format ----------------------------------------------------------------
+ACTIONS = (
+    "send_sms",
+    "send_mms",
+    "make_call",
+    "fetch_message",
+    "fetch_call",
+    "list_caller_ids",
+    "send_to_many",
+)
+
+
+def _check(spec: Mapping[str, Any], fail: LogicFail) -> None:
+    if spec.get("action") not in ACTIONS:
+        raise fail(f"must be one of {', '.join(ACTIONS)}", "action")
+    if not isinstance(spec.get("params", {}), Mapping):
+        raise fail("must be a mapping", "params")
+    if "base_url" in spec:
+        # The author's, never a template: task data can never point a request, and its
+        # credentials, elsewhere.
+        base_url = spec.get("base_url")
+        if not isinstance(base_url, str) or "{{" in base_url or "{%" in base_url:
+            raise fail("must be a plain http(s) URL, not a template", "base_url")
+        try:
+            api_base(base_url)
+        except ValueError as exc:
+            raise fail(str(exc), "base_url") from exc
+    cb = spec.get("status_callback")
+    if cb is not None and not (isinstance(cb, str) or _is_callback_ref(cb)):
+        raise fail("must be a URL template or {process, node, form}", "status_callback")
+
+
+def _is_callback_ref(value: Any) -> bool:
+    return (
+        isinstance(value, Mapping)
+        and isinstance(value.get("process"), str)
+        and isinstance(value.get("node"), str)
+        and value.get("form", "twilio") in CALLBACK_URL_FORMS
+    )
+
+
+TWILIO_LOGIC = LogicType(
+    "twilio",
+    description="a Twilio request (the Twilio plugin); actions may add keys",
+    fields={
+        "action": {"type": "string", "description": "send_sms, send_mms, fetch_message, …"},
+        "params": {"type": "object"},
+        "base_url": {
+            "type": "string",
+            "pattern": "^https?://[^\\s{}]+$",
+            "description": (
+                "this logic's Twilio base URL, e.g. https://api.twilio.com/2010-04-01/Accounts/"
+                " (seed 002 urlString); never a template"
+            ),
+        },
+        "status_callback": {
+            "oneOf": [
+                {"type": "string"},
+                {
+                    "type": "object",
+                    "properties": {
+                        "process": {"type": "string"},
+                        "node": {"type": "string"},
+                        "form": {"enum": list(CALLBACK_URL_FORMS)},
+                    },
+                    "required": ["process", "node"],
+                    "additionalProperties": False,
+                },
+            ]
+        },
+    },
+    required=("action",),
+    open=True,
+    check=_check,
+    needs_on_error=True,
+)
+
+plugin: Plugin[Runtime] = Plugin(
+    "twilio", steps=_steps, forms=_forms, jobs=(reconcile,), logic_types=(TWILIO_LOGIC,)
+)

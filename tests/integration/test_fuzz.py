@@ -25,12 +25,12 @@ from twilio.request_validator import RequestValidator
 from orchestrator.config import Settings
 from orchestrator.crypto import Vault
 from orchestrator.engine.definition import (
-    LOGIC_TYPES,
     NODE_KINDS,
     DefinitionError,
     ProcessDefinition,
     parse_definition,
 )
+from orchestrator.engine.plugins import known_logic_types
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.templates import TemplateError, render
 from orchestrator.http.app import create_app
@@ -189,7 +189,7 @@ def test_corezoid_times_are_plain_numbers(text: str) -> None:
 # -- the process file format ----------------------------------------------------------
 node_ids = st.sampled_from(["start", "a", "b", "wait", "done", "failed"])
 logics = st.fixed_dictionaries(
-    {"type": st.sampled_from(LOGIC_TYPES) | st.text(max_size=5)},
+    {"type": st.sampled_from(sorted(known_logic_types())) | st.text(max_size=5)},
     optional={
         "to": node_ids,
         "on_error": node_ids,
