@@ -1,9 +1,10 @@
 """A provider plugin registered in a test, without touching the core (docs/architecture.md).
 
 "Pigeon post" stands in for Twilio: its step handler takes the ``twilio`` logic type
-(the one provider type process files know) and its callback form reads its own fields
-(``pigeon_id``, ``state``), so the engine routes, deduplicates and orders its callbacks
-with none of Twilio's rules: no signature, no MessageSid, no MessageStatus ranking.
+and its callback form reads its own fields (``pigeon_id``, ``state``), so the engine
+routes, deduplicates and orders its callbacks with none of Twilio's rules: no signature,
+no MessageSid, no MessageStatus ranking. It also brings a logic type of its own,
+``tie_ribbon`` with its field ``colour``: the process format learns it from the plugin.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
 from sqlalchemy import Connection
 
 from orchestrator.config import Settings
-from orchestrator.engine import api_call, logics, plugins, two_way
-from orchestrator.engine.definition import Logic
+from orchestrator.engine import api_call, logics, plugins, schema, two_way
+from orchestrator.engine.definition import DefinitionError, Logic
+from orchestrator.engine.logic_checks import LogicFail
+from orchestrator.engine.logic_types import LogicType
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.steps import StepResult
 from orchestrator.engine.worker import Worker
@@ -101,14 +105,47 @@ class PigeonForm(plugins.CallbackForm):
         return old not in STATES or STATES.index(str(new)) > STATES.index(str(old))
 
 
+COLOURS = ("red", "blue")
+
+
+def check_ribbon(spec: Mapping[str, Any], fail: LogicFail) -> None:
+    if spec.get("colour") not in COLOURS:
+        raise fail(f"must be one of {', '.join(COLOURS)}", "colour")
+
+
+# A logic type the core has never heard of: its field, its check, its schema.
+TIE_RIBBON = LogicType(
+    "tie_ribbon",
+    description="a ribbon on the pigeon's leg",
+    fields={"colour": {"enum": list(COLOURS)}},
+    required=("colour",),
+    check=check_ribbon,
+)
+
+
+class TieRibbon:
+    """The new type's step handler."""
+
+    async def run(
+        self,
+        task: TaskRecord,
+        process_id: int,
+        logic: Logic,
+        ctx: dict[str, Any],
+        result: StepResult,
+    ) -> str | None:
+        result.data["ribbon"] = logic.get("colour")
+        return None
+
+
 def pigeon_plugin(handler: SendPigeon) -> plugins.Plugin[Runtime]:
     def steps(rt: Runtime) -> Mapping[str, plugins.StepHandler]:
-        return {"twilio": handler}
+        return {"twilio": handler, "tie_ribbon": TieRibbon()}
 
     def forms(rt: Runtime) -> Mapping[str, plugins.CallbackForm]:
         return {"twilio": PigeonForm()}
 
-    return plugins.Plugin("pigeon", steps=steps, forms=forms)
+    return plugins.Plugin("pigeon", steps=steps, forms=forms, logic_types=(TIE_RIBBON,))
 
 
 def test_a_provider_plugin_replaces_twilio_without_touching_the_core(sqlite_url: str) -> None:
@@ -187,3 +224,76 @@ def test_a_pigeon_form_refuses_a_callback_naming_no_bird(sqlite_url: str) -> Non
         raise AssertionError("a callback naming no bird was accepted")
     finally:
         rt.db.dispose()
+
+
+def ribbon_process(**ribbon: Any) -> dict[str, Any]:
+    return {
+        "slug": "ribbons",
+        "title": "Ribbons",
+        "nodes": {
+            "start": {"kind": "start", "logics": [{"type": "go", "to": "dressing"}]},
+            "dressing": {
+                "logics": [{"type": "tie_ribbon", **ribbon}, {"type": "go", "to": "ready"}]
+            },
+            "ready": {"kind": "success"},
+            "lost": {"kind": "escalation"},
+        },
+    }
+
+
+def test_a_plugin_adds_a_logic_type_without_touching_the_core(sqlite_url: str) -> None:
+    rt = Runtime(
+        Settings(database_url=sqlite_url, poll_interval=0.05),
+        plugins=[logics.plugin, pigeon_plugin(SendPigeon())],
+    )
+    try:
+        # The plugin's own check refuses a bad value, naming node and field…
+        with pytest.raises(DefinitionError) as refused:
+            deploy_definitions(rt, [(ribbon_process(colour="green"), "ribbons.yaml")])
+        assert refused.value.as_dict() == {
+            "file": "ribbons.yaml",
+            "node": "dressing",
+            "field": "logics[0].colour",
+            "reason": "must be one of red, blue",
+        }
+        # …and its schema fragment a key it does not know (the deploy-time schema).
+        with pytest.raises(DefinitionError) as unknown_key:
+            deploy_definitions(rt, [(ribbon_process(colour="red", knot=2), None)])
+        assert "(schema)" in str(unknown_key.value) and "knot" in str(unknown_key.value)
+        assert "tie_ribbon" in schema.schema()["$defs"]
+        assert "tie_ribbon" not in schema.published()  # the published file: default plugins
+
+        deploy_definitions(rt, [(ribbon_process(colour="red"), None)])
+        service = Service(rt)
+        task_id = service.create_task("ribbons", None, {})[0]["task_id"]
+
+        async def run_until_done() -> dict[str, Any]:
+            worker = Worker(rt)
+            runner = asyncio.create_task(worker.run())
+            try:
+                for _ in range(200):
+                    task = service.get_task(task_id)
+                    if task["state"] == "done":
+                        return task
+                    await asyncio.sleep(0.02)
+                raise AssertionError(f"the task never finished: {task}")
+            finally:
+                await worker.stop()
+                await runner
+
+        done = asyncio.run(run_until_done())
+    finally:
+        rt.db.dispose()
+    assert done["outcome"] == "success" and done["data"]["ribbon"] == "red"
+
+
+def test_two_plugins_cannot_declare_one_logic_type() -> None:
+    # Declaring the very same type again (a second runtime's plugins) is fine.
+    for name in ("pigeon", "again"):
+        plugins.register_logic_types([plugins.Plugin(name, logic_types=(TIE_RIBBON,))])
+    assert plugins.known_logic_types()["tie_ribbon"] is TIE_RIBBON
+    impostor = LogicType("tie_ribbon")
+    with pytest.raises(ValueError, match="tie_ribbon"):
+        plugins.Plugins([plugins.Plugin("impostor", logic_types=(impostor,))])
+    with pytest.raises(ValueError, match="'go'"):  # nor take over one of the core's
+        plugins.register_logic_types([plugins.Plugin("x", logic_types=(LogicType("go"),))])
