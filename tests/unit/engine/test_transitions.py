@@ -1,0 +1,214 @@
+"""transitions: a step's result and a callback, each applied in one transaction."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+from deployed import Deployed, deploy, history, load_task, put_task, runtime
+
+from orchestrator.engine import logics
+from orchestrator.engine.plugins import CallbackForm, Plugin
+from orchestrator.engine.runtime import Runtime
+from orchestrator.engine.steps import NewTask, StepResult
+from orchestrator.engine.transitions import Conflict, commit_step, deliver
+from orchestrator.store import callbacks as inbox
+from orchestrator.store import tasks as task_store
+from orchestrator.store.records import CallbackRecord, Event, TaskRecord
+
+OWNER = "test-worker"
+
+PROCESS: dict[str, Any] = {
+    "slug": "moves",
+    "title": "Moves",
+    "nodes": {
+        "start": {"kind": "start", "logics": [{"type": "go", "to": "work"}]},
+        "work": {"logics": [{"type": "go", "to": "waiting"}]},
+        "waiting": {
+            "kind": "wait",
+            "logics": [{"type": "wait_callback"}, {"type": "go", "to": "done"}],
+        },
+        "done": {"kind": "success"},
+        "oops": {"kind": "escalation"},
+    },
+}
+
+
+class OnlyForward(CallbackForm):
+    """A form whose ``step`` never goes backwards (as a provider's status)."""
+
+    def advances(self, payload: dict[str, Any], data: dict[str, Any]) -> bool:
+        return int(payload.get("step", 0)) > int(data.get("step", 0))
+
+
+def forward_forms(rt: Runtime) -> Mapping[str, CallbackForm]:
+    return {"forward": OnlyForward()}
+
+
+FORWARD = Plugin[Runtime]("forward", forms=forward_forms)
+
+
+@pytest.fixture
+def world(db_url: str) -> Iterator[tuple[Runtime, Deployed]]:
+    rt = runtime(db_url, plugins=[logics.plugin, FORWARD])
+    rt.prepare()
+    try:
+        yield rt, deploy(rt, PROCESS)["moves"]
+    finally:
+        rt.db.dispose()
+
+
+def commit(rt: Runtime, where: Deployed, task: TaskRecord, result: StepResult) -> list[TaskRecord]:
+    with rt.db.write() as conn:
+        return commit_step(conn, rt, task, where.definition, result, OWNER, time.time())
+
+
+def kinds(rt: Runtime, task_id: str) -> list[str]:
+    return [e["kind"] for e in history(rt, task_id)]
+
+
+def test_a_step_writes_the_task_and_its_events(world: tuple[Runtime, Deployed]) -> None:
+    rt, where = world
+    task = put_task(rt, where, "start")
+    rev = task.rev
+    result = StepResult(data={"a": 1}, to="work", events=[Event("note", "start", None, {"n": 1})])
+    runnable = commit(rt, where, task, result)
+    saved = load_task(rt, task.id)
+    assert (saved.node_id, saved.state, saved.step, saved.data) == ("work", "active", 1, {"a": 1})
+    assert saved.rev == rev + 1
+    assert [t.id for t in runnable] == [task.id]  # still active: the worker runs it next
+    events = history(rt, task.id)
+    assert [(e["kind"], e["node_id"], e["to_node_id"]) for e in events] == [
+        ("note", "start", None),
+        ("transition", "start", "work"),
+    ]
+    assert events[0]["detail"] == {"n": 1}
+
+
+def test_a_final_node_finishes_the_task(world: tuple[Runtime, Deployed]) -> None:
+    rt, where = world
+    task = put_task(rt, where, "work", lease_owner=OWNER, lease_until=time.time() + 30)
+    assert commit(rt, where, task, StepResult(data={}, to="done")) == []
+    saved = load_task(rt, task.id)
+    assert (saved.state, saved.outcome, saved.lease_owner) == ("done", "success", None)
+    assert saved.finished_at is not None
+
+
+def test_a_stale_rev_is_a_conflict_and_writes_nothing(world: tuple[Runtime, Deployed]) -> None:
+    rt, where = world
+    task = put_task(rt, where, "start")
+    stale = load_task(rt, task.id)  # read before the other worker's step
+    commit(rt, where, task, StepResult(data={"by": "first"}, to="work"))
+    child = NewTask(where.process_id, where.version_id, "start", None, {}, stale.id)
+    lost = StepResult(data={"by": "second"}, to="work", copies=[child])
+    lost.events.append(Event("note", "start", None))
+    with pytest.raises(Conflict):
+        commit(rt, where, stale, lost)
+    saved = load_task(rt, task.id)
+    assert saved.data == {"by": "first"} and saved.step == 1
+    assert kinds(rt, task.id) == ["transition"]  # none of the lost step's events
+    with rt.db.read() as conn:
+        assert task_store.children(conn, task.id) == []  # nor its copy
+
+
+def test_copies_are_created_leased_to_the_worker(world: tuple[Runtime, Deployed]) -> None:
+    rt, where = world
+    task = put_task(rt, where, "work", generation=2)
+    copy = NewTask(where.process_id, where.version_id, "work", "ref-1", {"c": 1}, task.id)
+    runnable = commit(rt, where, task, StepResult(data={}, to="waiting", copies=[copy]))
+    with rt.db.read() as conn:
+        [child] = task_store.children(conn, task.id)
+    assert (child.node_id, child.state, child.ref, child.data) == (
+        "work",
+        "active",
+        "ref-1",
+        {"c": 1},
+    )
+    assert child.lease_owner == OWNER and child.root_id == task.id and child.generation == 3
+    assert [t.id for t in runnable] == [child.id]  # the parent waits now
+    [created] = history(rt, child.id)
+    assert created["kind"] == "created"
+    assert created["detail"] == {"by": "copy_task", "parent_task_id": task.id}
+    assert load_task(rt, task.id).state == "waiting"
+
+
+def store_callback(
+    rt: Runtime, where: Deployed, task: TaskRecord, payload: dict[str, Any], form: str = "json"
+) -> CallbackRecord:
+    now = time.time()
+    with rt.db.write() as conn:
+        cb_id = inbox.insert_callback(
+            conn,
+            process_id=where.process_id,
+            node_id="waiting",
+            form=form,
+            payload=payload,
+            received_at=now,
+            task_id=task.id,
+        )
+    assert cb_id is not None
+    return CallbackRecord(
+        cb_id, where.process_id, "waiting", form, payload, now, "new", task_id=task.id
+    )
+
+
+def apply(rt: Runtime, cb: CallbackRecord) -> list[TaskRecord]:
+    with rt.db.write() as conn:
+        return deliver(conn, rt, cb, OWNER, time.time())
+
+
+def pending(rt: Runtime, task_id: str) -> int:
+    """How many callbacks wait in the inbox for a task to reach its wait node."""
+    with rt.db.read() as conn:
+        return len(inbox.pending_for_task(conn, task_id, 0, None, "waiting"))
+
+
+def test_a_callback_releases_a_waiting_task(world: tuple[Runtime, Deployed]) -> None:
+    rt, where = world
+    task = put_task(rt, where, "waiting", state="waiting", data={"a": 1})
+    [released] = apply(rt, store_callback(rt, where, task, {"status": "ok"}))
+    saved = load_task(rt, task.id)
+    assert released.id == task.id
+    assert (saved.state, saved.entry, saved.lease_owner) == ("active", "resume", OWNER)
+    assert saved.data == {"a": 1, "status": "ok"}
+    assert kinds(rt, task.id) == ["callback"]
+
+
+def test_a_callback_that_does_not_advance_is_only_recorded(
+    world: tuple[Runtime, Deployed],
+) -> None:
+    rt, where = world
+    task = put_task(rt, where, "waiting", state="waiting", data={"step": 2})
+    assert apply(rt, store_callback(rt, where, task, {"step": 1}, form="forward")) == []
+    saved = load_task(rt, task.id)
+    assert (saved.state, saved.data) == ("waiting", {"step": 2})
+    [ignored] = history(rt, task.id)
+    assert ignored["kind"] == "callback_ignored"
+    assert ignored["detail"]["reason"] == "status does not advance"
+    [released] = apply(rt, store_callback(rt, where, task, {"step": 3}, form="forward"))
+    assert load_task(rt, released.id).data == {"step": 3}
+
+
+def test_a_callback_for_a_finished_task_is_kept_as_late(world: tuple[Runtime, Deployed]) -> None:
+    rt, where = world
+    task = put_task(rt, where, "done", state="done", outcome="success")
+    assert apply(rt, store_callback(rt, where, task, {"status": "ok"})) == []
+    assert kinds(rt, task.id) == ["callback_late"]
+    assert load_task(rt, task.id).data == {}
+
+
+def test_an_early_callback_waits_and_is_applied_on_entering(
+    world: tuple[Runtime, Deployed],
+) -> None:
+    rt, where = world
+    task = put_task(rt, where, "work")
+    assert apply(rt, store_callback(rt, where, task, {"status": "early"})) == []
+    assert pending(rt, task.id) == 1  # not waiting yet: kept
+    [runnable] = commit(rt, where, load_task(rt, task.id), StepResult(data={}, to="waiting"))
+    saved = load_task(rt, task.id)
+    assert runnable.id == task.id and saved.state == "active" and saved.entry == "resume"
+    assert saved.data == {"status": "early"}
+    assert kinds(rt, task.id) == ["transition", "callback"]
+    assert pending(rt, task.id) == 0
