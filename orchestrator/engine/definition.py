@@ -270,9 +270,8 @@ def _parse_time_limit(nid: str, spec: Any, fail: Fail) -> TimeLimit | None:
 
 
 def _check_node_shape(node: Node, known: Types, fail: Fail) -> None:
-    types = [lg.type for lg in node.logics]
     waits = [lg.type for lg in node.logics if lg.declared is not None and lg.declared.waits]
-    if node.is_final and types:
+    if node.is_final and node.logics:
         raise fail("a final node has no logics", node.id, "logics")
     if node.kind == "start" and node.time_limit:
         raise fail("a start node has no time limit", node.id, "time_limit")
@@ -285,7 +284,7 @@ def _check_node_shape(node: Node, known: Types, fail: Fail) -> None:
             raise fail("a wait node has one wait logic, the first", node.id, "logics")
     elif waits:
         raise fail(f"{waits[0]} belongs in a wait node", node.id, "logics")
-    if node.kind == "delay" and (types or not node.time_limit):
+    if node.kind == "delay" and (node.logics or not node.time_limit):
         raise fail("a delay node has only a time_limit", node.id, "time_limit")
     for lg in node.logics:
         if lg.type == "call_process" and (lg.index != 0 or node.kind != "logic"):
