@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from orchestrator.engine import logics
 from orchestrator.engine.definition import (
     DefinitionError,
     Logic,
@@ -23,6 +24,8 @@ from orchestrator.engine.definition import (
     parse_definition,
 )
 from orchestrator.engine.logic_checks import parse_duration
+from orchestrator.engine.logic_types import CORE_LOGIC_TYPES, LogicType
+from orchestrator.engine.plugins import known_logic_types
 from orchestrator.services.deploy import diff, read_file, validate
 
 PROCESSES = Path(__file__).resolve().parents[3] / "processes"
@@ -995,3 +998,41 @@ def test_listens_only_with_a_reply_logic() -> None:
 
     assert not any(map(listens, ("sending-sms.yaml", "getting-callback.yaml")))
     assert listens("ask-sms.yaml")
+
+
+# ------------------------------------------------------------ logic types come from plugins
+
+
+def test_only_the_given_logic_types_are_known() -> None:
+    corezoid_only = {t.name: t for t in (*CORE_LOGIC_TYPES, *logics.plugin.logic_types)}
+    raw = with_work({"type": "api_call", "url": "http://x/", "on_error": "oops"}, go())
+    assert parse_definition(raw).node("work").logics[0].type == "api_call"  # the defaults
+    with pytest.raises(DefinitionError) as err:
+        parse_definition(raw, logic_types=corezoid_only)
+    assert err.value.field == "logics[0].type" and "known: call_process," in err.value.reason
+
+
+def test_a_declared_types_facts_drive_the_graph_checks() -> None:
+    """A type the core never heard of: its ``links`` are checked and followed, ``last``
+    keeps logics from following it, ``needs_on_error`` asks for an error path."""
+    hop = LogicType("hop", links=("next",), last=True, needs_on_error=True)
+    types = {**known_logic_types(), "hop": hop}
+    raw = with_work({"type": "hop", "next": "done", "on_error": "oops"})
+    definition = parse_definition(raw, logic_types=types)  # done is reached through it
+    assert definition.node("work").exits() == ["done", "oops"]
+    assert definition.node("work").logics[0].declared is hop
+
+    def refused(raw: dict[str, Any]) -> DefinitionError:
+        with pytest.raises(DefinitionError) as err:
+            parse_definition(raw, logic_types=types)
+        return err.value
+
+    unknown = copy.deepcopy(raw)
+    unknown["nodes"]["work"]["logics"][0]["next"] = "nowhere"
+    assert refused(unknown).field == "logics[0].next"
+    followed = copy.deepcopy(raw)
+    followed["nodes"]["work"]["logics"].append(go())
+    assert refused(followed).reason == "hop must be the last logic of a node"
+    no_error_path = copy.deepcopy(raw)
+    del no_error_path["nodes"]["work"]["logics"][0]["on_error"]
+    assert refused(no_error_path).field == "logics[0].on_error"
