@@ -19,9 +19,9 @@ from orchestrator.engine.logic_checks import LogicFail, check_process_target, pa
 JsonSchema = Mapping[str, Any]
 
 
-# Checks one logic's fields (the mapping as written) and raises ``fail(...)`` on the first
-# problem; what a JSON Schema says too is checked here as well, so a file is refused
-# with the engine's own message before the schema's.
+# Checks one logic's fields (the mapping as written), raising ``fail(...)`` on the first
+# problem. It runs before the schema at deploy, so a mistake the two both catch gets the
+# engine's own message; ``fields`` is what an editor sees.
 LogicCheck = Callable[[Mapping[str, Any], LogicFail], None]
 
 
