@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 from sqlalchemy import func, select
 
-from orchestrator import rawhttp
 from orchestrator.bench_stats import (
     PG_STATS_DELAY,
     PgWatch,
@@ -42,6 +42,8 @@ from orchestrator.store.tables import processes, tasks
 
 ACCOUNT = "AC" + "b" * 32
 TOKEN = "bench-auth-token"
+# Idle connections are dropped before the server's keep-alive timeout (5 s) closes them.
+KEEPALIVE_TIMEOUT = 2.0
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -95,10 +97,12 @@ async def _submit(
     run = time.strftime("%Y%m%dT%H%M%S")
     url = f"{api}/api/v1/processes/sending-sms/tasks"
     headers = {"Content-Type": "application/json"}
-    # rawhttp, not httpx: this process shares the cores with the server it measures, and
+    # aiohttp, not httpx: this process shares the cores with the server it measures, and
     # httpx's pool bookkeeping cost more CPU per request than the rest of the client.
     # Its pool also bounds the requests in flight to ``concurrency``.
-    async with rawhttp.Client(max_connections=concurrency, timeout=60) as client:
+    connector = aiohttp.TCPConnector(limit=concurrency, keepalive_timeout=KEEPALIVE_TIMEOUT)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
 
         async def one(i: int) -> None:
             nonlocal failures
@@ -112,14 +116,15 @@ async def _submit(
                 "data": {"Number_to": to, "Number_from": "+15005550006", "Body": f"bench {i}"},
             }
             content = json.dumps(body, separators=(",", ":"))
-            # A dropped connection is retried, here and (once, transparently) in rawhttp:
-            # the same ref and data is an idempotent create, so the POST is repeatable.
+            # A dropped connection is retried: the same ref and data is an idempotent
+            # create, so the POST is repeatable.
             for _attempt in range(3):
                 try:
-                    r = await client.post(url, body=content, headers=headers, repeatable=True)
-                except rawhttp.HTTPError:
+                    async with client.post(url, data=content, headers=headers) as r:
+                        await r.read()
+                except (aiohttp.ClientError, TimeoutError):
                     continue
-                if r.status_code in (200, 201):
+                if r.status in (200, 201):
                     sent[0] += 1
                     return
                 break
