@@ -243,7 +243,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from orchestrator.bench import run_bench
+    # Imported here: the bench is a tool, kept out of what serve and worker load.
+    from orchestrator.bench.run import run_bench
 
     code: int = run_bench(args)
     return code
