@@ -13,8 +13,8 @@ import sys
 from typing import Any
 
 from orchestrator import logs
+from orchestrator.commands.header_deadline import header_deadline_protocol
 from orchestrator.config import BOUND_URL_KEY, Settings, bound_public_url
-from orchestrator.servers import header_deadline_protocol
 
 from .common import runtime, settings_from
 
