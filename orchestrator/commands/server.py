@@ -13,8 +13,8 @@ import sys
 from typing import Any
 
 from orchestrator import logs
+from orchestrator.commands.header_deadline import header_deadline_protocol
 from orchestrator.config import BOUND_URL_KEY, Settings, bound_public_url
-from orchestrator.servers import header_deadline_protocol
 
 from .common import runtime, settings_from
 
@@ -243,7 +243,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from orchestrator.bench import run_bench
+    # Imported here: the bench is a tool, kept out of what serve and worker load.
+    from orchestrator.bench.run import run_bench
 
     code: int = run_bench(args)
     return code

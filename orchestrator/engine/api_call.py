@@ -1,6 +1,6 @@
 """The ``api_call`` logic: one HTTP request to any server, its answer merged into the task.
 
-Crash safety follows ``twilio/actions.py``: an effect row is committed before the request is
+Crash safety follows ``twilio/exactly_once.py``: an effect row is committed before the request is
 sent, keyed by (task, step, logic). If the step runs again (the worker died after sending,
 before its commit), a finished call's stored answer is reused; an unfinished one is sent
 again only when the method is idempotent (GET, HEAD, OPTIONS, PUT, DELETE, or

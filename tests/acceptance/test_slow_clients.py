@@ -12,9 +12,9 @@ import httpx
 import pytest
 from servers import run_app
 
+from orchestrator.commands.header_deadline import header_deadline_protocol
 from orchestrator.config import Settings
 from orchestrator.http.app import create_app
-from orchestrator.servers import header_deadline_protocol
 
 DEADLINE = 0.5
 PATIENCE = 5.0  # far longer than the deadlines: waiting this long means no deadline

@@ -11,15 +11,15 @@ from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-import httpx
+import aiohttp
 
-from ... import rawhttp
 from ..signature import SIGNATURE_HEADER, compute_signature
 from .config import SimulatorConfig
 from .records import Record, Step
 
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
 USER_AGENT = "TwilioProxy/1.1"
+KEEPALIVE_TIMEOUT = 2.0  # seconds an idle connection is kept for the next callback
 
 
 def retry_count(fragment: str) -> int:
@@ -40,41 +40,29 @@ class CallbackSender:
         self.stats = stats
         self.log: deque[dict[str, Any]] = deque(maxlen=1000)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._http: httpx.AsyncClient | None = None
-        self._raw: rawhttp.Client | None = None
+        self._http: aiohttp.ClientSession | None = None
 
-    def _client(self) -> httpx.AsyncClient:
+    def _client(self) -> aiohttp.ClientSession:
         # Created lazily so it belongs to the server's event loop; closed at shutdown.
+        # aiohttp, not httpx: the simulator shares the cores with the server under test
+        # (the bench), and httpx's pool bookkeeping was a third of the simulator's CPU.
         if self._http is None:
-            timeout = httpx.Timeout(15.0, connect=5.0)  # Twilio's default rt/ct
-            self._http = httpx.AsyncClient(
-                timeout=timeout,
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=15.0, connect=5.0),  # Twilio's rt/ct
                 headers={"User-Agent": USER_AGENT},
-                limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
+                connector=aiohttp.TCPConnector(
+                    limit=16,
+                    # Idle connections are dropped before a receiver's own keep-alive
+                    # timeout (uvicorn's: 5 s) can close one just as a callback is sent.
+                    keepalive_timeout=KEEPALIVE_TIMEOUT,
+                ),
             )
         return self._http
 
-    def _raw_client(self) -> rawhttp.Client:
-        # http:// callbacks (loopback in tests and the bench) skip httpx: its pool
-        # bookkeeping was a third of the simulator's CPU. https:// still uses httpx.
-        if self._raw is None:
-            self._raw = rawhttp.Client(
-                max_connections=16,
-                timeout=15.0,
-                connect_timeout=5.0,
-                headers={"User-Agent": USER_AGENT},
-            )
-        return self._raw
-
     async def _post(self, url: str, body: str, headers: dict[str, str]) -> int:
-        if url.startswith("http://"):
-            # Repeatable: the idempotency token makes a resent callback a no-op for a
-            # receiver that honours it, and Twilio delivers at least once anyway.
-            response = await self._raw_client().post(
-                url, body=body, headers=headers, repeatable=True
-            )
-            return response.status_code
-        return (await self._client().post(url, content=body, headers=headers)).status_code
+        async with self._client().post(url, data=body, headers=headers) as response:
+            await response.read()
+            return response.status
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -90,11 +78,8 @@ class CallbackSender:
     async def close(self) -> None:
         await self.cancel_tasks()
         if self._http is not None:
-            await self._http.aclose()
+            await self._http.close()
             self._http = None
-        if self._raw is not None:
-            await self._raw.aclose()
-            self._raw = None
 
     async def _run(self, record: Record, steps: list[Step]) -> None:
         for step in steps:
@@ -127,7 +112,7 @@ class CallbackSender:
             result: int | str
             try:
                 result = await self._post(target, body, headers)
-            except (httpx.HTTPError, httpx.InvalidURL, rawhttp.HTTPError) as exc:
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 result = type(exc).__name__
             self.log.append(
                 {
