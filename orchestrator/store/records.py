@@ -59,10 +59,15 @@ class TaskRecord:
     def from_mapping(cls, m: Any) -> TaskRecord:
         """From a row with every column of ``tasks`` (as ``{tasks.columns}`` selects)."""
         stored = {k: m[k] for k in TASK_COLUMNS}
-        values = {k: stored[k] for k in _TASK_FIELDS}
+        values = stored.copy()
+        del values["active_ref"]
         values["data"] = loads(values["data"]) or {}
-        record = cls(**values)
-        record.stored = stored
+        values["stored"] = stored
+        # Every field is a column but ``stored`` (checked below the class): the values
+        # are the instance's attributes as they are, without __init__'s keyword
+        # matching, which took as long again (twice per step, on the hot path).
+        record = object.__new__(cls)
+        record.__dict__ = values
         return record
 
     def changed_columns(self) -> dict[str, Any]:
@@ -107,8 +112,10 @@ class TaskRecord:
 _MISSING = object()
 # The columns, from the table: the one list besides migrations.
 TASK_COLUMNS = tuple(tasks.columns.keys())
-# The record's fields that are columns (active_ref is derived from ref and state).
-_TASK_FIELDS = tuple(f.name for f in fields(TaskRecord) if f.name in TASK_COLUMNS)
+# Every field of the record is a column, but ``stored``; every column is a field, but
+# active_ref (derived from ref and state). TaskRecord.from_mapping relies on it.
+if {f.name for f in fields(TaskRecord)} != {*TASK_COLUMNS, "stored"} - {"active_ref"}:
+    raise TypeError("TaskRecord's fields must be the columns of tasks (store/tables.py)")
 
 
 @dataclass

@@ -313,6 +313,21 @@ DELETE FROM seen_requests WHERE seen_at < :forget_before
 INSERT INTO seen_requests (key, seen_at) VALUES (:key, :now)
 ON CONFLICT DO NOTHING RETURNING key
 
+-- ------------------------------------------------------- sessions (store/sessions.py)
+
+-- delete_expired_sessions --
+DELETE FROM console_sessions WHERE expires_at < :now
+
+-- insert_session --
+INSERT INTO console_sessions (id_hash, login, created_at, expires_at)
+VALUES (:id_hash, :login, :now, :expires_at)
+
+-- session --
+SELECT login, expires_at FROM console_sessions WHERE id_hash = :id_hash
+
+-- delete_session --
+DELETE FROM console_sessions WHERE id_hash = :id_hash
+
 -- ------------------------------------------------------- processes (store/processes.py)
 
 -- process_by_id --
