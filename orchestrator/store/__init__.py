@@ -15,5 +15,6 @@ autogenerate and ``alembic check``); the query files name them as ``{tasks.colum
 One module per table or concern runs its section of the file: ``tasks``, ``callbacks``,
 ``effects``, ``conversations``, ``processes``, ``apikeys``, ``sessions``, ``kv``,
 ``senders``, ``gauges``, ``retention``, ``vaulted``, ``notify``. ``db`` holds connections and
-transactions, ``group_commit`` SQLite's batched commits, ``sqlcount`` the bench's counts.
+transactions (its BEGIN, SAVEPOINT, PRAGMA and ping statements manage connections; they
+are not queries), ``group_commit`` SQLite's batched commits, ``sqlcount`` the bench's counts.
 """
