@@ -48,11 +48,16 @@ def _to_pg(text: str) -> str:
     return _PARAM.sub(r"%(\1)s", text.replace("%", "%%"))
 
 
+# Filled shapes kept per template: the hot ones are few (claims of 1..limit tasks, the
+# column sets a save changes); the console's filter combinations are not bounded.
+FILLS_KEPT = 256
+
+
 class Query:
     """One statement: ``sqlite`` (also the text counted and shown), ``pg``, and
     ``pg_locked`` (``pg`` with its row lock, when it has one)."""
 
-    __slots__ = ("name", "text", "sqlite", "pg", "pg_locked", "slots")
+    __slots__ = ("name", "text", "sqlite", "pg", "pg_locked", "slots", "_filled")
 
     def __init__(self, name: str, text: str) -> None:
         self.name = name
@@ -62,15 +67,24 @@ class Query:
         self.pg = _to_pg(self.sqlite)
         self.pg_locked = _to_pg(_LOCK.sub(r" \1", text)) if lock else self.pg
         self.slots = frozenset(_SLOT.findall(self.sqlite))
+        self._filled: dict[tuple[tuple[str, str], ...], Query] = {}
 
     def fill(self, **parts: str) -> Query:
-        """This template with its ``{slot}``s filled (each with SQL from this store)."""
+        """This template with its ``{slot}``s filled (each with SQL from this store). The
+        first FILLS_KEPT shapes are kept: each is converted for psycopg once."""
+        key = tuple(sorted(parts.items()))
+        filled = self._filled.get(key)
+        if filled is not None:
+            return filled
         if set(parts) != self.slots:
             raise ValueError(f"{self.name} takes {sorted(self.slots)}, not {sorted(parts)}")
         text = self.text
         for slot, part in parts.items():
             text = text.replace("{" + slot + "}", part)
-        return Query(self.name, text)
+        filled = Query(self.name, text)
+        if len(self._filled) < FILLS_KEPT:
+            self._filled[key] = filled
+        return filled
 
     def __repr__(self) -> str:
         return f"Query({self.name!r}, {self.sqlite!r})"

@@ -59,6 +59,7 @@ def test_templates_fill_their_slots_only() -> None:
     assert filled.sqlite == "UPDATE t SET x = 1 WHERE id IN (:i0, :i1, :i2)"
     assert filled.pg_locked.endswith("IN (%(i0)s, %(i1)s, %(i2)s) FOR UPDATE")
     assert sql.numbered("i", ["a", "b"]) == {"i0": "a", "i1": "b"}
+    assert q.fill(ids=sql.marks("i", 3)) is filled  # converted once per shape
     with pytest.raises(ValueError):
         q.fill(other="x")
 
