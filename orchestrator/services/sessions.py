@@ -8,13 +8,9 @@ import hashlib
 import secrets
 import time
 
-from sqlalchemy import delete, select
-
 from orchestrator.engine.runtime import Runtime
 from orchestrator.services import apikeys
-from orchestrator.store.tables import console_sessions
-
-_BY_ID = select(console_sessions.c.login, console_sessions.c.expires_at)
+from orchestrator.store import sessions as session_store
 
 
 def _hash(sid: str) -> str:
@@ -26,12 +22,7 @@ def open_session(rt: Runtime, login: str, lifetime: float) -> str:
     sid = secrets.token_urlsafe(32)
     now = time.time()
     with rt.db.write() as conn:
-        conn.execute(delete(console_sessions).where(console_sessions.c.expires_at < now))
-        conn.execute(
-            console_sessions.insert().values(
-                id_hash=_hash(sid), login=login, created_at=now, expires_at=now + lifetime
-            )
-        )
+        session_store.open_session(conn, _hash(sid), login, now, lifetime)
     return sid
 
 
@@ -41,8 +32,8 @@ def session_key(rt: Runtime, sid: str | None, login: str) -> str | None:
     if not sid:
         return None
     with rt.db.read() as conn:
-        row = conn.execute(_BY_ID.where(console_sessions.c.id_hash == _hash(sid))).first()
-    if row is None or row.login != login or row.expires_at < time.time():
+        row = session_store.get_session(conn, _hash(sid))
+    if row is None or row[0] != login or row[1] < time.time():
         return None
     return apikeys.role_of(rt, login)
 
@@ -50,4 +41,4 @@ def session_key(rt: Runtime, sid: str | None, login: str) -> str | None:
 def end_session(rt: Runtime, sid: str | None) -> None:
     if sid:
         with rt.db.write() as conn:
-            conn.execute(delete(console_sessions).where(console_sessions.c.id_hash == _hash(sid)))
+            session_store.end_session(conn, _hash(sid))

@@ -1,51 +1,16 @@
-"""The callback inbox: every webhook call is stored here first, then applied."""
+"""The callback inbox: every webhook call is stored here first, then applied.
+SQL: store/sql/queries.sql."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, select
+from sqlalchemy import Connection
 
 from orchestrator.store import sql
 from orchestrator.store.records import CallbackRecord, dumps
-from orchestrator.store.tables import callbacks
 
-# Hot statements: plain SQL on the driver (see store/sql.py).
-_COLUMNS = (
-    "id, process_id, node_id, form, ref, task_id, dedupe_key, idem_token, payload, "
-    "source_ip, received_at, status, applied_at, applied_task_id"
-)
-_INSERT = sql.Statement(
-    "INSERT INTO callbacks (process_id, node_id, form, ref, task_id, dedupe_key, idem_token, "
-    "payload, source_ip, received_at, status) VALUES (:process_id, :node_id, :form, :ref, "
-    ":task_id, :dedupe_key, :idem_token, :payload, :source_ip, :received_at, 'new') "
-    "ON CONFLICT DO NOTHING RETURNING id"
-)
-_SET_STATUS = sql.Statement(
-    "UPDATE callbacks SET status = :status, applied_at = :applied_at, "
-    "applied_task_id = :applied_task_id WHERE id = :w_id AND status IN ('new', 'pending')"
-)
-_GET_NEW = sql.Statement(
-    f"SELECT {_COLUMNS} FROM callbacks WHERE id = :callback_id AND status = 'new'"
-)
-_NEW_IDS = sql.Statement("SELECT id FROM callbacks WHERE status = 'new' ORDER BY id LIMIT :limit")
-_UNSETTLED = "status IN ('new', 'pending')"
-_PENDING_BY_TASK = sql.Statement(
-    f"SELECT {_COLUMNS} FROM callbacks WHERE {_UNSETTLED} AND task_id = :task_id "
-    "AND node_id IN (:node_id, '*') ORDER BY id"
-)
-# By task id or by ref: a UNION, so each half uses its own index (an OR made SQLite scan
-# every unsettled callback, on each entry into a wait node).
-_BY_TASK = f"SELECT {_COLUMNS} FROM callbacks WHERE {_UNSETTLED} AND task_id = :task_id"
-_BY_REF = (
-    f"SELECT {_COLUMNS} FROM callbacks WHERE {_UNSETTLED} "
-    "AND process_id = :process_id AND ref = :ref"
-)
-_AT_NODE = " AND node_id IN (:node_id, '*')"
-_PENDING_BY_TASK_OR_REF = sql.Statement(
-    f"{_BY_TASK}{_AT_NODE} UNION {_BY_REF}{_AT_NODE} ORDER BY id"
-)
-_UNSETTLED_FOR_TASK = sql.Statement(f"{_BY_TASK} UNION {_BY_REF} ORDER BY id")
+Q = sql.QUERIES
 
 
 def _records(cursor: object) -> list[CallbackRecord]:
@@ -57,7 +22,7 @@ def unsettled_for_task(
 ) -> list[CallbackRecord]:
     """Callbacks still waiting for this task, whatever node they were meant for."""
     params = {"task_id": task_id, "process_id": process_id, "ref": ref}
-    return _records(sql.execute(conn, _UNSETTLED_FOR_TASK, params))
+    return _records(sql.execute(conn, Q["unsettled_for_task"], params))
 
 
 def insert_callback(
@@ -88,18 +53,18 @@ def insert_callback(
         "source_ip": source_ip,
         "received_at": received_at,
     }
-    row = sql.execute(conn, _INSERT, values).fetchone()
+    row = sql.execute(conn, Q["insert_callback"], values).fetchone()
     return int(row[0]) if row else None
 
 
 def new_ids(conn: Connection, limit: int) -> list[int]:
     """Callbacks not yet looked at, oldest first (each is then delivered in its own
     transaction, which locks the task before the callback)."""
-    return [int(r[0]) for r in sql.execute(conn, _NEW_IDS, {"limit": limit}).fetchall()]
+    return [int(i) for i in sql.column(sql.execute(conn, Q["new_callback_ids"], {"limit": limit}))]
 
 
 def get_new(conn: Connection, callback_id: int) -> CallbackRecord | None:
-    row = sql.first(sql.execute(conn, _GET_NEW, {"callback_id": callback_id}))
+    row = sql.first(sql.execute(conn, Q["new_callback"], {"callback_id": callback_id}))
     return CallbackRecord.from_mapping(row) if row else None
 
 
@@ -108,11 +73,11 @@ def pending_for_task(
 ) -> list[CallbackRecord]:
     """Callbacks that arrived for this task before it was ready for them, oldest first."""
     params: dict[str, Any] = {"task_id": task_id, "node_id": node_id}
-    stmt = _PENDING_BY_TASK
+    query = Q["pending_by_task"]
     if ref is not None:
-        stmt = _PENDING_BY_TASK_OR_REF
+        query = Q["pending_by_task_or_ref"]
         params.update(process_id=process_id, ref=ref)
-    return _records(sql.execute(conn, stmt, params))
+    return _records(sql.execute(conn, query, params))
 
 
 def set_status(
@@ -125,24 +90,19 @@ def set_status(
         "applied_at": now if status != "pending" else None,
         "applied_task_id": task_id,
     }
-    return bool(sql.execute(conn, _SET_STATUS, values).rowcount == 1)
+    return bool(sql.execute(conn, Q["set_callback_status"], values).rowcount == 1)
 
 
 def counts(conn: Connection) -> dict[str, int]:
-    from sqlalchemy import func
-
-    stmt = select(callbacks.c.status, func.count()).group_by(callbacks.c.status)
-    return {s: int(n) for s, n in conn.execute(stmt)}
+    return {s: int(n) for s, n in sql.execute(conn, Q["callback_counts"]).fetchall()}
 
 
 def lock_new(conn: Connection, callback_id: int) -> bool:
     """Lock a callback still new (PostgreSQL: the row, until commit); False when another
     worker has it or has settled it. Incoming messages are claimed this way before their
     task is known."""
-    stmt = select(callbacks.c.id).where(callbacks.c.id == callback_id, callbacks.c.status == "new")
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return conn.execute(stmt).first() is not None
+    params = {"callback_id": callback_id}
+    return sql.execute(conn, Q["lock_new_callback"], params, lock=True).fetchone() is not None
 
 
 def readdress(
@@ -150,59 +110,37 @@ def readdress(
 ) -> None:
     """Turn a locked new callback into one for ``task_id`` (any of its wait nodes). The
     row keeps its process and dedupe key: a retry of the same message stays a duplicate."""
-    conn.execute(
-        callbacks.update()
-        .where(callbacks.c.id == callback_id)
-        .values(form=form, task_id=task_id, node_id="*", payload=dumps(payload))
-    )
+    params = {"callback_id": callback_id, "form": form, "task_id": task_id}
+    sql.execute(conn, Q["readdress_callback"], {**params, "payload": dumps(payload)})
 
 
-def _orphan() -> Any:
-    """A callback that found no task: pending, never matched to one (engine/orphans.py)."""
-    c = callbacks.c
-    return and_(c.status == "pending", c.task_id.is_(None), c.applied_task_id.is_(None))
-
-
-def _delete_ids(conn: Connection, ids: list[int]) -> int:
+def delete_ids(conn: Connection, ids: list[int]) -> int:
+    """Delete these callbacks; how many ids were given."""
     if ids:
-        conn.execute(delete(callbacks).where(callbacks.c.id.in_(ids)))
+        stmt = Q["delete_callbacks"].fill(ids=sql.marks("i", len(ids)))
+        sql.execute(conn, stmt, sql.numbered("i", ids))
     return len(ids)
 
 
+def _ids(conn: Connection, query: str, params: dict[str, Any]) -> list[int]:
+    return [int(i) for i in sql.column(sql.execute(conn, Q[query], params))]
+
+
 def purge_old_orphans(conn: Connection, received_before: float, limit: int) -> int:
-    """Delete up to ``limit`` orphans received before the cutoff; how many went."""
-    stmt = (
-        select(callbacks.c.id)
-        .where(_orphan(), callbacks.c.received_at < received_before)
-        .order_by(callbacks.c.id)
-        .limit(limit)
-    )
-    return _delete_ids(conn, [int(r[0]) for r in conn.execute(stmt)])
+    """Delete up to ``limit`` orphans (callbacks that found no task: pending, never
+    matched to one, see engine/orphans.py) received before the cutoff; how many went."""
+    params = {"received_before": received_before, "limit": limit}
+    return delete_ids(conn, _ids(conn, "old_orphan_ids", params))
 
 
 def trim_orphans(conn: Connection, keep: int, limit: int) -> int:
     """Delete up to ``limit`` of the oldest orphans beyond the newest ``keep``."""
-    newest_dropped = conn.execute(
-        select(callbacks.c.id)
-        .where(_orphan())
-        .order_by(callbacks.c.id.desc())
-        .offset(keep)
-        .limit(1)
-    ).scalar()
+    newest_dropped = sql.scalar(sql.execute(conn, Q["newest_dropped_orphan"], {"keep": keep}))
     if newest_dropped is None:
         return 0
-    stmt = (
-        select(callbacks.c.id)
-        .where(_orphan(), callbacks.c.id <= newest_dropped)
-        .order_by(callbacks.c.id)
-        .limit(limit)
-    )
-    return _delete_ids(conn, [int(r[0]) for r in conn.execute(stmt)])
+    params = {"newest": newest_dropped, "limit": limit}
+    return delete_ids(conn, _ids(conn, "orphan_ids_up_to", params))
 
 
 def orphan_count(conn: Connection) -> int:
-    from sqlalchemy import func
-
-    return int(
-        conn.execute(select(func.count()).select_from(callbacks).where(_orphan())).scalar_one()
-    )
+    return int(sql.scalar(sql.execute(conn, Q["orphan_count"])))

@@ -1,26 +1,26 @@
-"""External side effects, recorded before they are attempted (exactly-once sends)."""
+"""External side effects, recorded before they are attempted (exactly-once sends).
+SQL: store/sql/queries.sql."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
-from orchestrator.store import sql, twilio_messages
+from orchestrator.store import sql
 from orchestrator.store.records import dumps, loads
-from orchestrator.store.tables import effects
 
-# Twice per message sent: plain SQL (see store/sql.py).
-_KEY = "task_id = :task_id AND step = :step AND logic_index = :logic_index"
-_GET = sql.Statement(f"SELECT status, result, created_at, request FROM effects WHERE {_KEY}")
-_START = sql.Statement(
-    "INSERT INTO effects (task_id, step, logic_index, kind, status, request, created_at, "
-    "updated_at) VALUES (:task_id, :step, :logic_index, :kind, 'started', :request, :now, :now) "
-    "ON CONFLICT DO NOTHING"
-)
-_FINISH = sql.Statement(
-    f"UPDATE effects SET status = 'done', result = :result, updated_at = :now WHERE {_KEY}"
-)
+Q = sql.QUERIES
+
+# What a plugin writes with an effect's result, in the same transaction: a result that
+# holds one of these keys is passed, under it, to the writer (the Twilio plugin tracks
+# a sent message for its reconciliation sweep under "track").
+ResultWriter = Callable[[Connection, Mapping[str, Any]], None]
+RESULT_WRITERS: dict[str, ResultWriter] = {}
+
+# The effects that created a provider resource (a message, a call), for created_resource.
+RESOURCE_KINDS = ("twilio.create_message", "twilio.create_call")
 
 
 def begin(
@@ -35,12 +35,10 @@ def begin(
     """Record that an effect is about to happen. Returns None for a first attempt, or the
     earlier record ({status, result, created_at, request}) when this step ran before."""
     key = {"task_id": task_id, "step": step, "logic_index": logic_index}
-    started = sql.execute(
-        conn, _START, {**key, "kind": kind, "request": dumps(request), "now": now}
-    )
-    if started.rowcount == 1:
+    params = {**key, "kind": kind, "request": dumps(request), "now": now}
+    if sql.execute(conn, Q["start_effect"], params).rowcount == 1:
         return None
-    row = sql.first(sql.execute(conn, _GET, key))
+    row = sql.first(sql.execute(conn, Q["effect"], key))
     assert row is not None  # the insert conflicted with it
     return {
         "status": row["status"],
@@ -53,42 +51,31 @@ def begin(
 def finish(
     conn: Connection, task_id: str, step: int, logic_index: int, result: dict[str, Any], now: float
 ) -> None:
-    """Store what the effect did. A sent message that names where its callbacks go
-    (``result["track"]``) is opened for the reconciliation sweep in the same transaction,
-    so tracking costs no transaction of its own."""
-    if result.get("track"):
-        twilio_messages.track(conn, **result["track"])
+    """Store what the effect did, and what a plugin keeps with it (RESULT_WRITERS), so
+    that costs no transaction of its own."""
+    for key, write in RESULT_WRITERS.items():
+        if result.get(key):
+            write(conn, result[key])
     params = {"task_id": task_id, "step": step, "logic_index": logic_index, "now": now}
-    sql.execute(conn, _FINISH, {**params, "result": dumps(result)})
+    sql.execute(conn, Q["finish_effect"], {**params, "result": dumps(result)})
 
 
 def at_step(conn: Connection, task_id: str, step: int) -> list[dict[str, Any]]:
     """The effects a task's step recorded (what a repair would run again)."""
-    stmt = select(effects).where(effects.c.task_id == task_id, effects.c.step == step)
-    return [
-        {
-            "kind": r.kind,
-            "status": r.status,
-            "request": loads(r.request),
-            "result": loads(r.result),
-        }
-        for r in conn.execute(stmt)
-    ]
+    rows = sql.mappings(sql.execute(conn, Q["effects_at_step"], {"task_id": task_id, "step": step}))
+    for row in rows:
+        row["request"], row["result"] = loads(row["request"]), loads(row["result"])
+    return rows
+
+
+_DONE_RESULTS = Q["done_effect_results"].fill(kinds=sql.marks("k", len(RESOURCE_KINDS)))
 
 
 def created_resource(conn: Connection, task_id: str) -> dict[str, Any] | None:
-    """The first Twilio resource (message or call) a task created, as its effect stored
+    """The first provider resource (message or call) a task created, as its effect stored
     it (``{"message": {...}}``, secret fields sealed), or None."""
-    stmt = (
-        select(effects.c.result)
-        .where(
-            effects.c.task_id == task_id,
-            effects.c.status == "done",
-            effects.c.kind.in_(("twilio.create_message", "twilio.create_call")),
-        )
-        .order_by(effects.c.step, effects.c.logic_index)
-    )
-    for (text,) in conn.execute(stmt):
+    params = {"task_id": task_id, **sql.numbered("k", RESOURCE_KINDS)}
+    for text in sql.column(sql.execute(conn, _DONE_RESULTS, params)):
         result = loads(text)
         if isinstance(result, dict) and isinstance(result.get("message"), dict):
             return result
@@ -98,4 +85,4 @@ def created_resource(conn: Connection, task_id: str) -> dict[str, Any] | None:
 def exists(conn: Connection, task_id: str, step: int, logic_index: int) -> bool:
     """Whether this effect was begun already (by an earlier run of the step)."""
     key = {"task_id": task_id, "step": step, "logic_index": logic_index}
-    return sql.first(sql.execute(conn, _GET, key)) is not None
+    return sql.first(sql.execute(conn, Q["effect"], key)) is not None

@@ -1,50 +1,39 @@
-"""Small key-value settings and the encrypted Twilio account tokens."""
+"""Small key-value settings and the encrypted Twilio account tokens.
+SQL: store/sql/queries.sql."""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection
 
-from orchestrator.store.tables import settings, twilio_accounts
+from orchestrator.store import sql
+
+Q = sql.QUERIES
 
 
 def get_setting(conn: Connection, key: str) -> str | None:
-    return conn.execute(select(settings.c.value).where(settings.c.key == key)).scalar()
+    value = sql.scalar(sql.execute(conn, Q["setting"], {"key": key}))
+    return None if value is None else str(value)
 
 
 def set_setting_if_absent(conn: Connection, key: str, value: str) -> str:
     """Store ``value`` unless a value exists; returns the stored one (first writer wins)."""
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    conn.execute(insert(settings).values(key=key, value=value).on_conflict_do_nothing())
+    sql.execute(conn, Q["insert_setting"], {"key": key, "value": value})
     stored = get_setting(conn, key)
     assert stored is not None
     return stored
 
 
 def set_setting(conn: Connection, key: str, value: str) -> None:
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(settings).values(key=key, value=value)
-    conn.execute(stmt.on_conflict_do_update(index_elements=[settings.c.key], set_={"value": value}))
+    sql.execute(conn, Q["upsert_setting"], {"key": key, "value": value})
 
 
 def save_account_token(
     conn: Connection, account_sid: str, token_encrypted: str, now: float
 ) -> None:
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(twilio_accounts).values(
-        account_sid=account_sid, token_encrypted=token_encrypted, updated_at=now
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[twilio_accounts.c.account_sid],
-        set_={"token_encrypted": token_encrypted, "updated_at": now},
-    )
-    conn.execute(stmt)
+    params = {"account_sid": account_sid, "token_encrypted": token_encrypted, "now": now}
+    sql.execute(conn, Q["upsert_account_token"], params)
 
 
 def get_account_token(conn: Connection, account_sid: str) -> str | None:
-    return conn.execute(
-        select(twilio_accounts.c.token_encrypted).where(
-            twilio_accounts.c.account_sid == account_sid
-        )
-    ).scalar()
+    value = sql.scalar(sql.execute(conn, Q["account_token"], {"account_sid": account_sid}))
+    return None if value is None else str(value)

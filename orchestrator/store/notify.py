@@ -12,18 +12,20 @@ import logging
 import threading
 from collections.abc import Callable
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 
+from orchestrator.store import sql
+
 CHANNEL = "orchestrator_work"
-_NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', '')")
+_NOTIFY = sql.QUERIES["notify"]
 
 log = logging.getLogger("orchestrator.notify")
 
 
 def notify(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
-        conn.execute(_NOTIFY)
+        sql.execute(conn, _NOTIFY, {"channel": CHANNEL}).fetchall()
 
 
 class Listener:

@@ -1,15 +1,18 @@
-"""Process, version and node queries."""
+"""Process, version and node queries. SQL: store/sql/queries.sql."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, select, text, update
+from sqlalchemy import Connection
 
+from orchestrator.store import sql
 from orchestrator.store.records import ProcessRecord, dumps, loads
-from orchestrator.store.tables import nodes, process_versions, processes
+
+Q = sql.QUERIES
 
 
 def checksum(definition: dict[str, Any]) -> str:
@@ -18,8 +21,7 @@ def checksum(definition: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _record(row: Any) -> ProcessRecord:
-    m = row._mapping
+def _record(m: Mapping[str, Any]) -> ProcessRecord:
     return ProcessRecord(
         id=m["id"],
         slug=m["slug"],
@@ -32,16 +34,6 @@ def _record(row: Any) -> ProcessRecord:
     )
 
 
-def _current() -> Any:
-    return select(
-        processes, process_versions.c.id.label("version_id"), process_versions.c.definition
-    ).join(
-        process_versions,
-        (process_versions.c.process_id == processes.c.id)
-        & (process_versions.c.version == processes.c.current_version),
-    )
-
-
 MAX_ID = 2**31 - 1
 
 
@@ -51,37 +43,25 @@ def get_process(conn: Connection, key: str | int) -> ProcessRecord | None:
     numeric = text.isascii() and text.isdigit()  # not "²", which isdigit() also accepts
     if numeric and int(text) > MAX_ID:
         return None  # no such id, and PostgreSQL would refuse the out-of-range number
-    cond = processes.c.id == int(text) if numeric else processes.c.slug == text
-    row = conn.execute(_current().where(cond)).first()
+    if numeric:
+        cursor = sql.execute(conn, Q["process_by_id"], {"id": int(text)})
+    else:
+        cursor = sql.execute(conn, Q["process_by_slug"], {"slug": text})
+    row = sql.first(cursor)
     return _record(row) if row else None
 
 
 def list_processes(conn: Connection) -> list[ProcessRecord]:
-    return [_record(r) for r in conn.execute(_current().order_by(processes.c.id))]
+    return [_record(m) for m in sql.mappings(sql.execute(conn, Q["processes"]))]
 
 
 def get_version(conn: Connection, version_id: int) -> tuple[int, int, dict[str, Any]] | None:
-    row = conn.execute(
-        select(
-            process_versions.c.process_id, process_versions.c.version, process_versions.c.definition
-        ).where(process_versions.c.id == version_id)
-    ).first()
-    return (row.process_id, row.version, loads(row.definition)) if row else None
+    row = sql.execute(conn, Q["version"], {"version_id": version_id}).fetchone()
+    return (row[0], row[1], loads(row[2])) if row else None
 
 
 def list_versions(conn: Connection, process_id: int) -> list[dict[str, Any]]:
-    stmt = (
-        select(
-            process_versions.c.id,
-            process_versions.c.version,
-            process_versions.c.checksum,
-            process_versions.c.source,
-            process_versions.c.created_at,
-        )
-        .where(process_versions.c.process_id == process_id)
-        .order_by(process_versions.c.version)
-    )
-    return [dict(r._mapping) for r in conn.execute(stmt)]
+    return sql.mappings(sql.execute(conn, Q["versions"], {"process_id": process_id}))
 
 
 # Any constant shared by every process of the deployment; it names the deploy lock.
@@ -93,7 +73,7 @@ def lock_deploys(conn: Connection) -> None:
     on an empty PostgreSQL database all deploy the shipped processes: without this they
     race to insert the same slug. (SQLite's BEGIN IMMEDIATE already serializes writers.)"""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DEPLOY_LOCK_KEY})
+        sql.execute(conn, Q["lock_deploys"], {"key": _DEPLOY_LOCK_KEY}).fetchall()
 
 
 def deploy(
@@ -111,38 +91,29 @@ def deploy(
     digest = checksum(definition)
     existing = get_process(conn, slug)
     if existing is not None:
-        current = conn.execute(
-            select(process_versions.c.checksum).where(process_versions.c.id == existing.version_id)
-        ).scalar_one()
-        if current == digest:
+        params = {"version_id": existing.version_id}
+        if sql.scalar(sql.execute(conn, Q["version_checksum"], params)) == digest:
             return existing, False
         version = existing.current_version + 1
         process_id = existing.id
     else:
         version = 1
-        process_id = conn.execute(
-            processes.insert()
-            .values(slug=slug, title=title, current_version=0, created_at=now, updated_at=now)
-            .returning(processes.c.id)
-        ).scalar_one()
-    version_id = conn.execute(
-        process_versions.insert()
-        .values(
-            process_id=process_id,
-            version=version,
-            definition=dumps(definition),
-            checksum=digest,
-            source=source,
-            created_at=now,
-        )
-        .returning(process_versions.c.id)
-    ).scalar_one()
-    conn.execute(nodes.insert(), [{"version_id": version_id, **n} for n in node_rows])
-    conn.execute(
-        update(processes)
-        .where(processes.c.id == process_id)
-        .values(current_version=version, title=title, updated_at=now)
-    )
+        params_p = {"slug": slug, "title": title, "now": now}
+        process_id = int(sql.scalar(sql.execute(conn, Q["insert_process"], params_p)))
+    values = {
+        "process_id": process_id,
+        "version": version,
+        "definition": dumps(definition),
+        "checksum": digest,
+        "source": source,
+        "now": now,
+    }
+    version_id = int(sql.scalar(sql.execute(conn, Q["insert_version"], values)))
+    if node_rows:
+        rows = [{"version_id": version_id, **n} for n in node_rows]
+        sql.execute_many(conn, Q["insert_node"], rows)
+    current = {"process_id": process_id, "version": version, "title": title, "now": now}
+    sql.execute(conn, Q["set_current_version"], current)
     record = get_process(conn, process_id)
     assert record is not None
     return record, True
@@ -151,10 +122,5 @@ def deploy(
 def wait_node_ids(conn: Connection, process_id: int) -> list[str]:
     """Ids of nodes with callback URLs in any version of the process (tasks may wait on
     old ones): wait nodes, and start nodes (an ``incoming_sms`` process's URL)."""
-    stmt = (
-        select(nodes.c.node_id)
-        .distinct()
-        .join(process_versions, process_versions.c.id == nodes.c.version_id)
-        .where(process_versions.c.process_id == process_id, nodes.c.kind.in_(("wait", "start")))
-    )
-    return [r[0] for r in conn.execute(stmt)]
+    params = {"process_id": process_id}
+    return [str(n) for n in sql.column(sql.execute(conn, Q["callback_node_ids"], params))]

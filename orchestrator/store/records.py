@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+from orchestrator.store.tables import tasks
 
 
 def dumps(value: Any) -> str:
@@ -55,34 +57,17 @@ class TaskRecord:
 
     @classmethod
     def from_mapping(cls, m: Any) -> TaskRecord:
-        record = cls(
-            id=m["id"],
-            process_id=m["process_id"],
-            version_id=m["version_id"],
-            node_id=m["node_id"],
-            state=m["state"],
-            data=loads(m["data"]) or {},
-            created_at=m["created_at"],
-            updated_at=m["updated_at"],
-            ref=m["ref"],
-            outcome=m["outcome"],
-            secrets=m["secrets"],
-            parent_task_id=m["parent_task_id"],
-            input_hash=m["input_hash"],
-            step=m["step"],
-            hops=m["hops"],
-            rev=m["rev"],
-            failures=m["failures"],
-            entry=m["entry"],
-            wake_at=m["wake_at"],
-            lease_owner=m["lease_owner"],
-            lease_until=m["lease_until"],
-            finished_at=m["finished_at"],
-            reply_to=m["reply_to"],
-            root_id=m["root_id"],
-            generation=m["generation"],
-        )
-        record.stored = {k: m[k] for k in TASK_COLUMNS}
+        """From a row with every column of ``tasks`` (as ``{tasks.columns}`` selects)."""
+        stored = {k: m[k] for k in TASK_COLUMNS}
+        values = stored.copy()
+        del values["active_ref"]
+        values["data"] = loads(values["data"]) or {}
+        values["stored"] = stored
+        # Every field is a column but ``stored`` (checked below the class): the values
+        # are the instance's attributes as they are, without __init__'s keyword
+        # matching, which took as long again (twice per step, on the hot path).
+        record = object.__new__(cls)
+        record.__dict__ = values
         return record
 
     def changed_columns(self) -> dict[str, Any]:
@@ -93,6 +78,7 @@ class TaskRecord:
         return {k: v for k, v in values.items() if self.stored.get(k, _MISSING) != v}
 
     def columns(self) -> dict[str, Any]:
+        """The row of ``tasks`` (every column of store/tables.py; a test checks so)."""
         return {
             "id": self.id,
             "process_id": self.process_id,
@@ -124,7 +110,12 @@ class TaskRecord:
 
 
 _MISSING = object()
-TASK_COLUMNS = tuple(TaskRecord("", 0, 0, "", "", {}, 0.0, 0.0).columns())
+# The columns, from the table: the one list besides migrations.
+TASK_COLUMNS = tuple(tasks.columns.keys())
+# Every field of the record is a column, but ``stored``; every column is a field, but
+# active_ref (derived from ref and state). TaskRecord.from_mapping relies on it.
+if {f.name for f in fields(TaskRecord)} != {*TASK_COLUMNS, "stored"} - {"active_ref"}:
+    raise TypeError("TaskRecord's fields must be the columns of tasks (store/tables.py)")
 
 
 @dataclass
@@ -156,19 +147,12 @@ class CallbackRecord:
 
     @classmethod
     def from_mapping(cls, m: Any) -> CallbackRecord:
-        return cls(
-            id=m["id"],
-            process_id=m["process_id"],
-            node_id=m["node_id"],
-            form=m["form"],
-            payload=loads(m["payload"]) or {},
-            received_at=m["received_at"],
-            status=m["status"],
-            ref=m["ref"],
-            task_id=m["task_id"],
-            source_ip=m["source_ip"],
-            dedupe_key=m["dedupe_key"],
-        )
+        values = {k: m[k] for k in _CALLBACK_FIELDS}
+        values["payload"] = loads(values["payload"]) or {}
+        return cls(**values)
+
+
+_CALLBACK_FIELDS = tuple(f.name for f in fields(CallbackRecord))
 
 
 @dataclass

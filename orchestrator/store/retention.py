@@ -1,51 +1,45 @@
-"""Purging finished tasks after the retention period, in small batches."""
+"""Purging finished tasks after the retention period, in small batches.
+SQL: store/sql/queries.sql."""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, delete, select
+from collections.abc import Callable
 
-from orchestrator.store.tables import callbacks, effects, task_events, tasks, twilio_messages
+from sqlalchemy import Connection
+
+from orchestrator.store import callbacks as inbox
+from orchestrator.store import sql
+
+Q = sql.QUERIES
+
+# What a plugin purges with each batch: (conn, finished_before, batch) -> rows deleted.
+# The Twilio plugin drops the sent messages its sweep no longer needs.
+Purge = Callable[[Connection, float, int], int]
+PLUGIN_PURGES: list[Purge] = []
+
+_OF_TASKS = (
+    "delete_events_of_tasks",
+    "delete_effects_of_tasks",
+    "delete_callbacks_applied_to_tasks",
+    "delete_callbacks_of_tasks",
+    "delete_tasks",
+)
 
 
 def purge_batch(conn: Connection, finished_before: float, batch: int) -> int:
     """Delete up to ``batch`` tasks finished before the cutoff, with their history,
     effects and callbacks. Returns how many tasks went; short transactions keep locks
     brief, so callers loop until it returns less than ``batch``."""
-    ids = [
-        r[0]
-        for r in conn.execute(
-            select(tasks.c.id)
-            .where(tasks.c.state == "done", tasks.c.finished_at < finished_before)
-            .order_by(tasks.c.finished_at)
-            .limit(batch)
-        )
-    ]
+    params = {"before": finished_before, "limit": batch}
+    ids = sql.column(sql.execute(conn, Q["finished_task_ids"], params))
     if ids:
-        conn.execute(delete(task_events).where(task_events.c.task_id.in_(ids)))
-        conn.execute(delete(effects).where(effects.c.task_id.in_(ids)))
-        conn.execute(delete(callbacks).where(callbacks.c.applied_task_id.in_(ids)))
-        conn.execute(delete(callbacks).where(callbacks.c.task_id.in_(ids)))
-        conn.execute(delete(tasks).where(tasks.c.id.in_(ids)))
+        marks, numbered = sql.marks("i", len(ids)), sql.numbered("i", ids)
+        for name in _OF_TASKS:
+            sql.execute(conn, Q[name].fill(ids=marks), numbered)
     # Callbacks that never found a task (stray or forged sids) age out the same way.
-    stray = [
-        r[0]
-        for r in conn.execute(
-            select(callbacks.c.id)
-            .where(callbacks.c.status == "pending", callbacks.c.received_at < finished_before)
-            .limit(batch)
-        )
-    ]
-    if stray:
-        conn.execute(delete(callbacks).where(callbacks.c.id.in_(stray)))
-    # Sent messages the reconciliation sweep no longer needs (closed, or given up on).
-    closed = [
-        r[0]
-        for r in conn.execute(
-            select(twilio_messages.c.sid)
-            .where(twilio_messages.c.final == 1, twilio_messages.c.created_at < finished_before)
-            .limit(batch)
-        )
-    ]
-    if closed:
-        conn.execute(delete(twilio_messages).where(twilio_messages.c.sid.in_(closed)))
+    inbox.delete_ids(
+        conn, [int(i) for i in sql.column(sql.execute(conn, Q["stray_callback_ids"], params))]
+    )
+    for purge in PLUGIN_PURGES:
+        purge(conn, finished_before, batch)
     return len(ids)

@@ -51,7 +51,7 @@ def count(key: str) -> None:
 
 def statement(sql: str, conn: Connection | None = None) -> None:
     """Count one statement (an executemany counts once), also those run on the driver's
-    cursor directly (store/sql.py, savepoints), which SQLAlchemy's events never see.
+    cursor directly (store/sql, savepoints), which SQLAlchemy's events never see.
     With ``conn``, its kind is added to the shape of the transaction it runs in."""
     if _writer is None:
         return

@@ -1,20 +1,24 @@
-"""Every value stored encrypted with the server secret, for re-encryption on rotation."""
+"""Every value stored encrypted with the server secret, for re-encryption on rotation.
+SQL: store/sql/queries.sql."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import Column, Connection, Table, select, update
+from sqlalchemy import Connection
 
-from orchestrator.store.tables import api_keys, callbacks, effects, tasks, twilio_accounts
+from orchestrator.store import sql
 
-# (table, key column, encrypted column). Callback payloads are JSON with one sealed field.
-_COLUMNS: list[tuple[Table, Column[str], Column[str]]] = [
-    (twilio_accounts, twilio_accounts.c.account_sid, twilio_accounts.c.token_encrypted),
-    (api_keys, api_keys.c.login, api_keys.c.secret_encrypted),
-    (tasks, tasks.c.id, tasks.c.secrets),
-]
+Q = sql.QUERIES
+
+# Table -> (the query reading its sealed values as (key, value), the one replacing one).
+# Callback payloads and effect results are JSON documents with sealed fields.
+_COLUMNS = {
+    "twilio_accounts": ("sealed_account_tokens", "replace_account_token"),
+    "api_keys": ("sealed_api_key_secrets", "replace_api_key_secret"),
+    "tasks": ("sealed_task_secrets", "replace_task_secrets"),
+}
 
 
 @dataclass(frozen=True)
@@ -25,51 +29,31 @@ class Stored:
 
 
 def stored_values(conn: Connection, sealed_marker: str) -> Iterator[Stored]:
-    for table, key, column in _COLUMNS:
-        for row in conn.execute(select(key, column).where(column.is_not(None))):
-            yield Stored(table.name, str(row[0]), row[1])
+    for table, (read, _replace) in _COLUMNS.items():
+        for key, value in sql.execute(conn, Q[read]).fetchall():
+            yield Stored(table, str(key), value)
+    marker = {"pattern": sql.like_pattern(sealed_marker)}
     # Only callbacks still to be applied are read again; applied ones are history.
-    unapplied = select(callbacks.c.id, callbacks.c.payload).where(
-        callbacks.c.status.in_(("new", "pending")),
-        callbacks.c.payload.contains(sealed_marker),
-    )
-    for row in conn.execute(unapplied):
-        yield Stored("callbacks", str(row[0]), row[1])
+    for key, value in sql.execute(conn, Q["sealed_callback_payloads"], marker).fetchall():
+        yield Stored("callbacks", str(key), value)
     # Effects' results with sealed answer fields (reused when a step is retried).
-    sealed = select(effects.c.task_id, effects.c.step, effects.c.logic_index, effects.c.result)
-    for effect in conn.execute(sealed.where(effects.c.result.contains(sealed_marker))):
-        task_id, step, index, result = effect
+    for task_id, step, index, result in sql.execute(
+        conn, Q["sealed_effect_results"], marker
+    ).fetchall():
         yield Stored("effects", f"{task_id}:{step}:{index}", result)
 
 
 def replace_value(conn: Connection, item: Stored, new_value: str) -> bool:
     """Swap the value if nobody changed it meanwhile (False: leave it to the next run)."""
+    swap = {"old": item.value, "new": new_value}
     if item.table == "callbacks":
-        stmt = (
-            update(callbacks)
-            .where(callbacks.c.id == int(item.key), callbacks.c.payload == item.value)
-            .values(payload=new_value)
-        )
-        return conn.execute(stmt).rowcount == 1
+        params = {**swap, "id": int(item.key)}
+        return bool(sql.execute(conn, Q["replace_callback_payload"], params).rowcount == 1)
     if item.table == "effects":
         task_id, step, index = item.key.rsplit(":", 2)
-        stmt = (
-            update(effects)
-            .where(
-                effects.c.task_id == task_id,
-                effects.c.step == int(step),
-                effects.c.logic_index == int(index),
-                effects.c.result == item.value,
-            )
-            .values(result=new_value)
-        )
-        return conn.execute(stmt).rowcount == 1
-    for table, key, column in _COLUMNS:
-        if table.name == item.table:
-            stmt = (
-                update(table)
-                .where(key == item.key, column == item.value)
-                .values({column.name: new_value})
-            )
-            return conn.execute(stmt).rowcount == 1
+        params = {**swap, "task_id": task_id, "step": int(step), "logic_index": int(index)}
+        return bool(sql.execute(conn, Q["replace_effect_result"], params).rowcount == 1)
+    if item.table in _COLUMNS:
+        replace = Q[_COLUMNS[item.table][1]]
+        return bool(sql.execute(conn, replace, {**swap, "key": item.key}).rowcount == 1)
     raise ValueError(f"unknown table {item.table}")

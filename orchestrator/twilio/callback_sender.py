@@ -4,7 +4,7 @@ Twilio signs a callback with the auth token of the account that sent the message
 ``AccountSid`` in the body is the sender's own claim, so it cannot choose the token: an
 account whose token is known here (any account a task ever sent with) could otherwise
 sign callbacks for another account's messages. The sender of each message or call this
-engine sent is recorded by its sid (``store/twilio_messages``):
+engine sent is recorded by its sid (``twilio/messages_store``):
 
 - a callback for a recorded sid is verified with the sender's token, whatever the body
   says (403 when it does not match);
@@ -30,7 +30,7 @@ from sqlalchemy import Connection
 
 from orchestrator.engine.runtime import Runtime
 from orchestrator.store import kv
-from orchestrator.store import twilio_messages as message_store
+from orchestrator.twilio import messages_store as message_store
 from orchestrator.twilio.context import twilio_of
 from orchestrator.twilio.credentials import Credentials
 from orchestrator.twilio.signature import validate_signature

@@ -24,9 +24,9 @@ from orchestrator.engine.plugins import (
     StepHandler,
 )
 from orchestrator.engine.runtime import CALLBACK_URL_FORMS, Runtime
-from orchestrator.store import twilio_messages as message_store
 from orchestrator.store.records import CallbackRecord
 from orchestrator.textcheck import problem
+from orchestrator.twilio import messages_store as message_store
 from orchestrator.twilio.actions import TwilioActions
 from orchestrator.twilio.callback_sender import (
     SIGNED_REQUEST,

@@ -1,7 +1,7 @@
 """The reconciliation sweep: messages with no final status after a while are fetched.
 
 A message sent with a status callback into one of our wait nodes is tracked
-(``store/twilio_messages``). Callbacks get lost (a network split, an outage here longer
+(``twilio/messages_store``). Callbacks get lost (a network split, an outage here longer
 than Twilio's retries, a carrier without DLRs), so once ``reconcile_after`` seconds have
 passed without a final status, the sweep fetches the message
 (``GET …/Messages/{Sid}.json``) and, when its status is new, stores a callback exactly as
@@ -26,12 +26,12 @@ from typing import Any
 from orchestrator.engine.runtime import Runtime
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import kv
-from orchestrator.store import twilio_messages as message_store
 from orchestrator.store.notify import notify
-from orchestrator.store.twilio_messages import FINAL_STATUSES, OpenMessage
+from orchestrator.twilio import messages_store as message_store
 from orchestrator.twilio.context import twilio_of
 from orchestrator.twilio.credentials import Credentials
 from orchestrator.twilio.errors import TwilioError, describe_error_code
+from orchestrator.twilio.messages_store import FINAL_STATUSES, OpenMessage
 
 log = logging.getLogger(__name__)
 

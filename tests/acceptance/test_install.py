@@ -59,6 +59,9 @@ def test_wheel_ships_migrations_processes_and_package_data(wheel: Path) -> None:
     assert repo_files and all(f"orchestrator/_resources/{f}" in names for f in repo_files)
     assert "orchestrator/engine/process.schema.json" in names
     assert "orchestrator/engine/process_core.schema.json" in names  # the schema is built from it
+    # The queries, read with importlib.resources when the store is imported.
+    assert "orchestrator/store/sql/queries.sql" in names
+    assert "orchestrator/twilio/queries.sql" in names
     assert "orchestrator/http/console/static/console.js" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
 

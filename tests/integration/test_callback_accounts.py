@@ -108,7 +108,7 @@ def test_an_early_callback_is_checked_again_against_the_sender_when_applied(
 ) -> None:
     """Before the sid is recorded, only the body's account can be checked; once the
     sender is known, the callback must match its token too, or it changes nothing."""
-    from orchestrator.store import twilio_messages as message_store
+    from orchestrator.twilio import messages_store as message_store
 
     with running_stack(db_url) as stack:
         _keep_token(stack, FAKE_ACCOUNT, FAKE_TOKEN)

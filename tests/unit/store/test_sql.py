@@ -1,4 +1,4 @@
-"""Plain SQL on the driver (store/sql.py) and the task statements built on it, on both
+"""Plain SQL on the driver (store/sql) and the task statements built on it, on both
 databases: parameters, rowcounts, RETURNING, executemany, changed-column saves, claims."""
 
 from __future__ import annotations
@@ -9,17 +9,10 @@ import pytest
 from sqlalchemy import text
 
 from orchestrator.store import callbacks as inbox
-from orchestrator.store import effects, sql
+from orchestrator.store import effects
 from orchestrator.store import tasks as task_store
 from orchestrator.store.db import Database
 from orchestrator.store.records import Event, TaskRecord
-
-
-def test_statement_rewrites_named_parameters_for_psycopg_only() -> None:
-    stmt = sql.Statement("SELECT a FROM t\n  WHERE b = :b AND c IN (:c, '*') AND d = 'x:y'")
-    assert stmt.sqlite == "SELECT a FROM t WHERE b = :b AND c IN (:c, '*') AND d = 'x:y'"
-    assert stmt.pg == "SELECT a FROM t WHERE b = %(b)s AND c IN (%(c)s, '*') AND d = 'x:y'"
-    assert sql.update_sql("t", ["a", "b"], "id = :w") == "UPDATE t SET a = :a, b = :b WHERE id = :w"
 
 
 @pytest.fixture

@@ -96,7 +96,7 @@ def test_a_rolling_restart_brings_each_message_forward_once(db_url: str) -> None
     what was sent since the first one (the rest is due already, or was just fetched)."""
     from orchestrator.config import Settings
     from orchestrator.engine.runtime import Runtime
-    from orchestrator.store import twilio_messages as store
+    from orchestrator.twilio import messages_store as store
     from orchestrator.twilio.reconcile import recheck_after_restart
 
     rt = Runtime(Settings(database_url=db_url, reconcile_after=3600, reconcile_after_restart=30))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from orchestrator.store import twilio_messages as store
 from orchestrator.store.db import Database
 from orchestrator.store.retention import purge_batch
+from orchestrator.twilio import messages_store as store
 
 
 def _track(conn: object, sid: str, status: str, at: float) -> None:

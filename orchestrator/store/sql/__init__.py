@@ -1,0 +1,196 @@
+"""The store's SQL: every statement named once in a ``.sql`` file, and the one way to run it.
+
+As procrastinate keeps ``sql/queries.sql``: ``queries.sql`` beside this module holds the
+core's statements, each under a ``-- name --`` line (``-- `` lines after it describe it);
+a plugin keeps its own file (``orchestrator/twilio/queries.sql``) and loads it with
+``load``. Files are read once, through ``importlib.resources`` (so from a wheel too).
+
+Written with ``:name`` parameters (SQLite's style); the PostgreSQL text (psycopg's
+``%(name)s``) is made once, when the file is loaded. At load time, also:
+
+- ``{tasks.columns}`` becomes the table's column list from ``store/tables.py`` (the one
+  list besides migrations), ``{tasks.columns t}`` the same prefixed ``t.``, and
+  ``{tasks.values}`` its ``:column`` parameters;
+- ``{FOR UPDATE ...}`` is a PostgreSQL row lock, used when the caller asks for one.
+
+A statement whose shape depends on its arguments (the columns a save changed, an ``IN``
+list, rows of a multi-row insert, the console's optional filters) keeps ``{slot}``s for
+its caller to fill with ``Query.fill``, only with parameter marks and fragments from the
+same file (never with values); hot callers cache what they fill by shape.
+
+Statements run on the DB-API cursor of the caller's SQLAlchemy connection, inside its
+transaction: through SQLAlchemy Core each cost some 40 µs of Python before the database
+saw it, more than SQLite then takes to run it. Driver errors are raised as SQLAlchemy's
+(``IntegrityError``, ``OperationalError``), as Core would.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from importlib.resources import files
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError, StatementError
+
+from orchestrator.store import sqlcount
+from orchestrator.store.tables import metadata
+
+_HEADER = re.compile(r"^-- ([a-z0-9_]+) --\n(?:--(?: .*)?\n)*", re.MULTILINE)
+_PARAM = re.compile(r"(?<![:\w]):(\w+)")
+_COLUMNS = re.compile(r"\{(\w+)\.(columns|values)(?: (\w+))?\}")
+_LOCK = re.compile(r"\s*\{(FOR UPDATE[A-Z ]*)\}")
+_SLOT = re.compile(r"\{(\w+)\}")
+
+
+def _to_pg(text: str) -> str:
+    return _PARAM.sub(r"%(\1)s", text.replace("%", "%%"))
+
+
+# Filled shapes kept per template: the hot ones are few (claims of 1..limit tasks, the
+# column sets a save changes); the console's filter combinations are not bounded.
+FILLS_KEPT = 256
+
+
+class Query:
+    """One statement: ``sqlite`` (also the text counted and shown), ``pg``, and
+    ``pg_locked`` (``pg`` with its row lock, when it has one)."""
+
+    __slots__ = ("name", "text", "sqlite", "pg", "pg_locked", "slots", "_filled")
+
+    def __init__(self, name: str, text: str) -> None:
+        self.name = name
+        self.text = text = " ".join(text.split())
+        lock = _LOCK.search(text)
+        self.sqlite = _LOCK.sub("", text)
+        self.pg = _to_pg(self.sqlite)
+        self.pg_locked = _to_pg(_LOCK.sub(r" \1", text)) if lock else self.pg
+        self.slots = frozenset(_SLOT.findall(self.sqlite))
+        self._filled: dict[tuple[tuple[str, str], ...], Query] = {}
+
+    def fill(self, **parts: str) -> Query:
+        """This template with its ``{slot}``s filled (each with SQL from this store). The
+        first FILLS_KEPT shapes are kept: each is converted for psycopg once."""
+        key = tuple(sorted(parts.items()))
+        filled = self._filled.get(key)
+        if filled is not None:
+            return filled
+        if set(parts) != self.slots:
+            raise ValueError(f"{self.name} takes {sorted(self.slots)}, not {sorted(parts)}")
+        text = self.text
+        for slot, part in parts.items():
+            text = text.replace("{" + slot + "}", part)
+        filled = Query(self.name, text)
+        if len(self._filled) < FILLS_KEPT:
+            self._filled[key] = filled
+        return filled
+
+    def __repr__(self) -> str:
+        return f"Query({self.name!r}, {self.sqlite!r})"
+
+
+def _expand_columns(match: re.Match[str]) -> str:
+    table, what, alias = match.groups()
+    names = list(metadata.tables[table].columns.keys())
+    if what == "values":
+        return ", ".join(f":{n}" for n in names)
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(prefix + n for n in names)
+
+
+def parse(text: str) -> dict[str, Query]:
+    """{name: query} of a query file; whatever precedes the first name is its header."""
+    parts = _HEADER.split(text)
+    queries: dict[str, Query] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        if name in queries:
+            raise ValueError(f"query {name!r} is named twice")
+        # Comment lines within a statement are for the reader: the text is sent on one line.
+        lines = [line for line in body.splitlines() if not line.lstrip().startswith("--")]
+        queries[name] = Query(name, _COLUMNS.sub(_expand_columns, "\n".join(lines).strip()))
+    return queries
+
+
+def load(package: str, filename: str = "queries.sql") -> dict[str, Query]:
+    return parse(files(package).joinpath(filename).read_text(encoding="utf-8"))
+
+
+QUERIES = load(__name__)
+
+
+def marks(prefix: str, count: int) -> str:
+    """``:prefix0, :prefix1, …`` for an ``IN`` list of ``count`` parameters."""
+    return ", ".join(f":{prefix}{n}" for n in range(count))
+
+
+def numbered(prefix: str, values: Sequence[Any]) -> dict[str, Any]:
+    """The parameters ``marks(prefix, len(values))`` names."""
+    return {f"{prefix}{n}": v for n, v in enumerate(values)}
+
+
+def like_pattern(text: str) -> str:
+    """A LIKE pattern, escaped with "/" (``ESCAPE '/'``), matching text containing ``text``."""
+    escaped = text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return f"%{escaped}%"
+
+
+def _raw(conn: Connection) -> Any:
+    return conn.connection.dbapi_connection
+
+
+def _error(conn: Connection, query: Query, params: Any, exc: Exception) -> StatementError:
+    dbapi = conn.dialect.loaded_dbapi
+    return DBAPIError.instance(query.sqlite, params, exc, dbapi.Error, dialect=conn.dialect)
+
+
+def execute(
+    conn: Connection, query: Query, params: Mapping[str, Any] | None = None, *, lock: bool = False
+) -> Any:
+    """Run ``query``; returns the DB-API cursor (rowcount, fetchone, fetchall). ``lock``:
+    with its ``{FOR UPDATE}`` clause on PostgreSQL (SQLite's writers are serialized)."""
+    sqlcount.statement(query.sqlite, conn)
+    values = params if params is not None else {}
+    try:
+        if conn.dialect.name == "sqlite":
+            return _raw(conn).execute(query.sqlite, values)
+        cursor = _raw(conn).cursor()
+        cursor.execute(query.pg_locked if lock else query.pg, values)
+        return cursor
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _error(conn, query, values, exc) from exc
+
+
+def execute_many(conn: Connection, query: Query, rows: Sequence[Mapping[str, Any]]) -> None:
+    sqlcount.statement(query.sqlite, conn)
+    try:
+        if conn.dialect.name == "sqlite":
+            _raw(conn).executemany(query.sqlite, rows)
+            return
+        _raw(conn).cursor().executemany(query.pg, rows)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _error(conn, query, rows, exc) from exc
+
+
+def mappings(cursor: Any) -> list[dict[str, Any]]:
+    """Every row of a SELECT or RETURNING as a dict by column name."""
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def first(cursor: Any) -> dict[str, Any] | None:
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    return dict(zip([d[0] for d in cursor.description], row, strict=True))
+
+
+def scalar(cursor: Any) -> Any:
+    """The first column of the first row, or None without a row."""
+    row = cursor.fetchone()
+    return None if row is None else row[0]
+
+
+def column(cursor: Any) -> list[Any]:
+    """The first column of every row."""
+    return [row[0] for row in cursor.fetchall()]
