@@ -6,10 +6,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from orchestrator.secretdata import redact
 from orchestrator.store import sql
 from orchestrator.store.records import TASK_COLUMNS, Event, TaskRecord, dumps, loads
+from orchestrator.store.savepoint import all_or_nothing
 from orchestrator.store.tables import task_events, tasks
 
 _SKIP_LOCKED = {"postgresql": True}
@@ -42,6 +44,20 @@ def insert_task(conn: Connection, task: TaskRecord) -> None:
     values = task.columns()
     sql.execute(conn, _INSERT, values)
     task.stored = values
+
+
+class RefTaken(Exception):
+    """Another unfinished task of the process has this ref (nothing was written)."""
+
+
+def insert_new_task(conn: Connection, task: TaskRecord) -> None:
+    """``insert_task``, or RefTaken when an unfinished task of the process has its ref
+    (the transaction goes on)."""
+    try:
+        with all_or_nothing(conn):
+            insert_task(conn, task)
+    except IntegrityError as exc:
+        raise RefTaken(task.ref) from exc
 
 
 def get_task(conn: Connection, task_id: str, *, for_update: bool = False) -> TaskRecord | None:
@@ -88,6 +104,17 @@ def save_task(conn: Connection, task: TaskRecord, expected_rev: int) -> bool:
         return True
     task.rev = expected_rev
     return False
+
+
+def save_task_unique(conn: Connection, task: TaskRecord, expected_rev: int) -> bool:
+    """``save_task``, or RefTaken when the task would become unfinished while another
+    unfinished task of the process has its ref (the transaction goes on)."""
+    try:
+        with all_or_nothing(conn):
+            return save_task(conn, task, expected_rev)
+    except IntegrityError as exc:
+        task.rev = expected_rev
+        raise RefTaken(task.ref) from exc
 
 
 _RUNNABLE = (
