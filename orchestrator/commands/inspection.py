@@ -169,11 +169,11 @@ def _process_files(args: argparse.Namespace) -> int:
                 ("version", "deployed", "source", "checksum"),
                 [
                     (v["version"], v["deployed"], v["source"] or "-", v["checksum"][:12])
-                    for v in versions(rt, args.process)
+                    for v in versions(rt.db, args.process)
                 ],
             )
             return 0
-        raw, definition = deployed_definition(rt, args.process, args.version)
+        raw, definition = deployed_definition(rt.db, args.process, args.version)
     except NotDeployed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -238,13 +238,13 @@ class CallbackInbox:
 
 def refused(exc: CallbackRefused) -> errors.ServiceError:
     """A callback refused on receipt: a bad signature is Forbidden, unstorable text is bad
-    input (400), the rest Invalid."""
+    input (BadInput), the rest Invalid."""
     kinds = {"INVALID_SIGNATURE": errors.Forbidden, "INVALID_INPUT": errors.BadInput}
     return kinds.get(exc.code, errors.Invalid)(exc.code, exc.message)
 
 
 def storable(value: Any, name: str) -> None:
-    """INVALID_INPUT (400) for text no database can store (see orchestrator/textcheck)."""
+    """BadInput INVALID_INPUT for text no database can store (see orchestrator/textcheck)."""
     if isinstance(value, str):
         found = problem(value)
         if found:

@@ -161,7 +161,7 @@ def test_rotating_the_server_secret(sqlite_url: str) -> None:
     assert apikeys.login_for_secret(both, key_secret) == "rot"
     assert apikeys.secret_for_login(both, "rot") == key_secret
 
-    report = rotate(both)
+    report = rotate(both.db, both.vault)
     assert report.reencrypted == {
         "twilio_accounts": 1,
         "api_keys": 1,
@@ -170,7 +170,7 @@ def test_rotating_the_server_secret(sqlite_url: str) -> None:
         "effects": 1,
     }
     assert not report.unreadable
-    again = rotate(both)
+    again = rotate(both.db, both.vault)
     assert again.reencrypted == {} and again.current == 5
 
     new_only = _runtime(sqlite_url, NEW)
@@ -188,7 +188,7 @@ def test_rotating_the_server_secret(sqlite_url: str) -> None:
     assert _node_for(new_only, conv_id, old_hash) is None
 
     stranger = _runtime(sqlite_url, "some-other-secret-" + "c" * 20)
-    assert len(rotate(stranger).unreadable) == 5
+    assert len(rotate(stranger.db, stranger.vault).unreadable) == 5
     with db.read() as conn:
         stored = json.loads(conn.execute(select(effects.c.result)).scalar_one())
     db.dispose()
