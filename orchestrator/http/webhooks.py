@@ -101,7 +101,7 @@ def _watched(form: str) -> Callable[[Handler], Handler]:
             try:
                 return await handler(request)
             except ServiceError as exc:
-                reason = _service(request).callbacks.refused(form, exc.code)
+                reason = _service(request).callbacks.count_refusal(form, exc.code)
                 path = redact_path(request.url.path)
                 log.warning(
                     "callback refused (%s: %s) on POST %s",

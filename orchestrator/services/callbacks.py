@@ -63,7 +63,7 @@ class CallbackInbox:
         base = self.rt.settings.public_url.rstrip("/")
         return f"{base}{path}" + (f"?{query}" if query else "")
 
-    def refused(self, form: str, code: str) -> str:
+    def count_refusal(self, form: str, code: str) -> str:
         """Count a refused callback; the reason it is counted under."""
         return self.rt.metrics.callback_rejected(form, code)
 
