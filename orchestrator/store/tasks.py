@@ -50,13 +50,19 @@ class RefTaken(Exception):
     """Another unfinished task of the process has this ref (nothing was written)."""
 
 
+def _unique_violations(conn: Connection) -> tuple[type[Exception], ...]:
+    # The hot statements run on the driver's cursor (store/sql.py): its own error class.
+    driver: type[Exception] = conn.dialect.loaded_dbapi.IntegrityError
+    return IntegrityError, driver
+
+
 def insert_new_task(conn: Connection, task: TaskRecord) -> None:
     """``insert_task``, or RefTaken when an unfinished task of the process has its ref
     (the transaction goes on)."""
     try:
         with all_or_nothing(conn):
             insert_task(conn, task)
-    except IntegrityError as exc:
+    except _unique_violations(conn) as exc:
         raise RefTaken(task.ref) from exc
 
 
@@ -112,7 +118,7 @@ def save_task_unique(conn: Connection, task: TaskRecord, expected_rev: int) -> b
     try:
         with all_or_nothing(conn):
             return save_task(conn, task, expected_rev)
-    except IntegrityError as exc:
+    except _unique_violations(conn) as exc:
         task.rev = expected_rev
         raise RefTaken(task.ref) from exc
 
