@@ -22,12 +22,15 @@ from orchestrator.store.records import ProcessRecord
 
 
 def iso(ts: float | None) -> str | None:
+    """A Unix time as ISO 8601 in UTC, to the millisecond (None stays None)."""
     if ts is None:
         return None
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
 
 
 class Processes:
+    """The process half of ``Service``."""
+
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 

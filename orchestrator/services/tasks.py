@@ -32,6 +32,8 @@ MAX_LIST = 500
 
 
 class Service(Processes):
+    """Tasks and processes for the API, console and CLI; ``callbacks`` for callbacks."""
+
     def __init__(self, rt: Runtime) -> None:
         super().__init__(rt)
         # Callbacks posted to wait nodes' URLs (services/callbacks.py).
