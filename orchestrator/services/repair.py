@@ -245,7 +245,7 @@ class Repair:
             ids = [t["task_id"] for t in page["tasks"]]
             examined += len(ids)
             done, refused = await self.rt.run_db(
-                self._batch, ids, node_id, action, who, {"node": node, "reason": reason}
+                self._batch, ids, node_id, action, who, node, reason
             )
             self.rt.wake()
             touched += done
@@ -267,7 +267,13 @@ class Repair:
         }
 
     def _batch(
-        self, ids: list[str], node_id: str, action: str, who: str, params: dict[str, Any]
+        self,
+        ids: list[str],
+        node_id: str,
+        action: str,
+        who: str,
+        node: str | None,
+        reason: str | None,
     ) -> tuple[int, list[tuple[str, str]]]:
         """Apply ``action`` to the tasks still in ``node_id``, in one transaction: how
         many it was applied to, and the (task id, error code) of each refused one."""
@@ -280,7 +286,7 @@ class Repair:
                     continue  # moved on meanwhile
                 try:
                     with all_or_nothing(conn):
-                        self._apply(conn, task, action, who, now, **params)
+                        self._apply(conn, task, action, who, now, node=node, reason=reason)
                     done += 1
                 except errors.ServiceError as err:
                     refused.append((task_id, err.code))

@@ -178,29 +178,30 @@ class Service(Processes):
             raise errors.Invalid("INVALID_FILTER", f"limit must be 1-{MAX_LIST}")
         for name, value in (("ref", ref), ("node", node), ("cursor", cursor)):
             storable(value, name)
-        filters = dict(
-            ref=ref,
-            node=node,
-            state=state,
-            outcome=outcome,
-            limit=limit,
-            before=_decode_cursor(cursor) if cursor else None,
-            since=since,
-            until=until,
-            data_has=data_has,
-            ids=ids,
-        )
-        items, rows = await self.rt.run_db(self._list_tasks, process_key, filters)
+        before = _decode_cursor(cursor) if cursor else None
+
+        def page() -> tuple[list[dict[str, Any]], list[TaskRecord]]:
+            with self.rt.db.read() as conn:
+                proc = self._process(conn, process_key)
+                rows = task_store.list_tasks(
+                    conn,
+                    proc.id,
+                    ref=ref,
+                    node=node,
+                    state=state,
+                    outcome=outcome,
+                    limit=limit,
+                    before=before,
+                    since=since,
+                    until=until,
+                    data_has=data_has,
+                    ids=ids,
+                )
+                return [self.task_view(conn, t) for t in rows], rows
+
+        items, rows = await self.rt.run_db(page)
         next_cursor = f"{rows[-1].created_at!r}:{rows[-1].id}" if len(rows) == limit else None
         return {"tasks": items, "next_cursor": next_cursor}
-
-    def _list_tasks(
-        self, process_key: str, filters: dict[str, Any]
-    ) -> tuple[list[dict[str, Any]], list[TaskRecord]]:
-        with self.rt.db.read() as conn:
-            proc = self._process(conn, process_key)
-            rows = task_store.list_tasks(conn, proc.id, **filters)
-            return [self.task_view(conn, t) for t in rows], rows
 
     async def find_task(
         self, process_key: str | int, *, ref: str | None = None, task_id: str | None = None
