@@ -263,16 +263,6 @@ def role_of(ctx: KeyContext, login: str) -> str | None:
     return key.role if key is not None and key.revoked_at is None else None
 
 
-def login_active(ctx: KeyContext, login: str) -> bool:
-    """Whether ``login`` names a key that still works (a console session checks this on
-    every page, so revoking a key ends its sessions at once)."""
-    if login in _env(ctx):
-        return True
-    with ctx.db.read() as conn:
-        key = key_store.get_key(conn, login)
-    return key is not None and key.revoked_at is None
-
-
 def secret_for_login(ctx: KeyContext, login: str) -> str | None:
     """The plain secret of an active key (to check a Corezoid signature)."""
     env = _env(ctx)
