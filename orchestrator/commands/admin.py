@@ -65,7 +65,8 @@ def cmd_apikey(args: argparse.Namespace) -> int:
 def cmd_secrets(args: argparse.Namespace) -> int:
     from orchestrator.services.rotation import rotate
 
-    report = rotate(runtime(args))
+    rt = runtime(args)
+    report = rotate(rt.db, rt.vault)
     done = ", ".join(f"{n} in {table}" for table, n in sorted(report.reencrypted.items()))
     print(f"re-encrypted under the current ORCH_SECRET: {done or 'nothing'}")
     print(f"already current: {report.current}")

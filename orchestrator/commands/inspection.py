@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator import jsontext
 from orchestrator.services.errors import ServiceError
 
 from .common import print_json, runtime, table
 
+if TYPE_CHECKING:
+    from orchestrator.services.tasks import Service
+
 
 def cmd_task(args: argparse.Namespace) -> int:
     from orchestrator.services.tasks import Service
 
-    service = Service(runtime(args))
+    return asyncio.run(_task(Service(runtime(args)), args))
+
+
+async def _task(service: Service, args: argparse.Namespace) -> int:
     try:
         if args.task_cmd == "create":
             try:
@@ -24,12 +31,12 @@ def cmd_task(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 print(f"error: --data is not valid JSON: {exc}", file=sys.stderr)
                 return 2
-            view, created = service.create_task(args.process, args.ref, data, source="cli")
+            view, created = await service.create_task(args.process, args.ref, data, source="cli")
             print_json(view)
         elif args.task_cmd == "show":
-            print_json(service.get_task(args.task_id))
+            print_json(await service.get_task(args.task_id))
         elif args.task_cmd == "history":
-            for e in service.history(args.task_id):
+            for e in await service.history(args.task_id):
                 detail = json.dumps(e["detail"], ensure_ascii=False) if e["detail"] else ""
                 arrow = (
                     f"{e['node_id'] or ''} -> {e['to_node_id']}"
@@ -38,7 +45,7 @@ def cmd_task(args: argparse.Namespace) -> int:
                 )
                 print(f"{e['at']}  {e['kind']:<16} {arrow:<40} {detail}")
         elif args.task_cmd == "list":
-            page = service.list_tasks(
+            page = await service.list_tasks(
                 args.process,
                 ref=args.ref,
                 node=args.node,
@@ -59,14 +66,14 @@ def cmd_task(args: argparse.Namespace) -> int:
             ]
             table(("task_id", "ref", "node", "state", "outcome", "created_at"), rows)
         elif args.task_cmd in ("retry", "cancel", "move"):
-            return _repair(service, args)
+            return await _repair(service, args)
     except ServiceError as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return 1
     return 0
 
 
-def _repair(service: Any, args: argparse.Namespace) -> int:
+async def _repair(service: Service, args: argparse.Namespace) -> int:
     """``task retry|cancel|move``: one task, or (--process, --in-node) a node's tasks."""
     import getpass
 
@@ -81,7 +88,7 @@ def _repair(service: Any, args: argparse.Namespace) -> int:
         if not (args.in_node and args.process) or args.task_id:
             print("error: give a task id, or both --process and --in-node", file=sys.stderr)
             return 2
-        result = repair.bulk(
+        result = await repair.bulk(
             args.process, args.in_node, args.task_cmd, who=who, limit=args.limit, **params
         )
         print_json(result)
@@ -89,7 +96,7 @@ def _repair(service: Any, args: argparse.Namespace) -> int:
     if not args.task_id:
         print("error: give a task id, or both --process and --in-node", file=sys.stderr)
         return 2
-    print_json(repair.act(args.task_cmd, args.task_id, who=who, **params))
+    print_json(await repair.act(args.task_cmd, args.task_id, who=who, **params))
     return 0
 
 
@@ -99,7 +106,10 @@ def cmd_process(args: argparse.Namespace) -> int:
     if args.process_cmd in ("export", "graph", "versions"):
         return _process_files(args)
 
-    service = Service(runtime(args))
+    return asyncio.run(_process(Service(runtime(args)), args))
+
+
+async def _process(service: Service, args: argparse.Namespace) -> int:
     try:
         if args.process_cmd == "list":
             rows = [
@@ -113,7 +123,7 @@ def cmd_process(args: argparse.Namespace) -> int:
                     p["counts"]["success"],
                     p["counts"]["escalation"],
                 )
-                for p in service.list_processes()
+                for p in await service.list_processes()
             ]
             table(
                 (
@@ -129,7 +139,7 @@ def cmd_process(args: argparse.Namespace) -> int:
                 rows,
             )
         else:
-            view = service.process_view(args.process)
+            view = await service.process_view(args.process)
             print(
                 f"{view['title']} ({view['slug']}, conv_id {view['conv_id']}, "
                 f"version {view['version']})"
@@ -159,11 +169,11 @@ def _process_files(args: argparse.Namespace) -> int:
                 ("version", "deployed", "source", "checksum"),
                 [
                     (v["version"], v["deployed"], v["source"] or "-", v["checksum"][:12])
-                    for v in versions(rt, args.process)
+                    for v in versions(rt.db, args.process)
                 ],
             )
             return 0
-        raw, definition = deployed_definition(rt, args.process, args.version)
+        raw, definition = deployed_definition(rt.db, args.process, args.version)
     except NotDeployed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

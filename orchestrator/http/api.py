@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from orchestrator.engine import opt_outs
-from orchestrator.engine.definition import DefinitionError
 from orchestrator.http import apidoc, repair
 from orchestrator.http.auth import audit_source
 from orchestrator.http.responses import json_body, json_object
-from orchestrator.services.deploy import deploy_definitions
 from orchestrator.services.errors import Invalid
 from orchestrator.services.tasks import Service
 
-T = TypeVar("T")
 MAX_OPT_OUTS = opt_outs.MAX_LIST
-
-
-async def _run(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Database work, run the way the runtime says (see Runtime.run_db)."""
-    service: Service = request.app.state.service
-    return await service.rt.run_db(fn, *args, **kwargs)
 
 
 def _service(request: Request) -> Service:
@@ -40,9 +30,7 @@ async def create_task(request: Request) -> JSONResponse:
         raise Invalid("UNKNOWN_FIELDS", f"unknown fields: {', '.join(sorted(unknown))}")
     if "data" not in body:
         raise Invalid("MISSING_DATA", "the body needs a data object")
-    view, created = await _run(
-        request,
-        _service(request).create_task,
+    view, created = await _service(request).create_task(
         request.path_params["process"],
         body.get("ref"),
         body["data"],
@@ -52,13 +40,11 @@ async def create_task(request: Request) -> JSONResponse:
 
 
 async def get_task(request: Request) -> JSONResponse:
-    return JSONResponse(
-        await _run(request, _service(request).get_task, request.path_params["task_id"])
-    )
+    return JSONResponse(await _service(request).get_task(request.path_params["task_id"]))
 
 
 async def task_history(request: Request) -> JSONResponse:
-    events = await _run(request, _service(request).history, request.path_params["task_id"])
+    events = await _service(request).history(request.path_params["task_id"])
     return JSONResponse({"task_id": request.path_params["task_id"], "events": events})
 
 
@@ -73,17 +59,14 @@ def _int(value: str | None, name: str, default: int) -> int:
 
 async def list_tasks(request: Request) -> JSONResponse:
     q = request.query_params
-    page = await _run(
-        request,
-        lambda: _service(request).list_tasks(
-            request.path_params["process"],
-            ref=q.get("ref"),
-            node=q.get("node"),
-            state=q.get("state"),
-            outcome=q.get("outcome"),
-            limit=_int(q.get("limit"), "limit", 50),
-            cursor=q.get("cursor"),
-        ),
+    page = await _service(request).list_tasks(
+        request.path_params["process"],
+        ref=q.get("ref"),
+        node=q.get("node"),
+        state=q.get("state"),
+        outcome=q.get("outcome"),
+        limit=_int(q.get("limit"), "limit", 50),
+        cursor=q.get("cursor"),
     )
     return JSONResponse(page)
 
@@ -95,26 +78,21 @@ async def modify_task(request: Request) -> JSONResponse:
         raise Invalid("UNKNOWN_FIELDS", f"unknown fields: {', '.join(sorted(unknown))}")
     if "data" not in body:
         raise Invalid("MISSING_DATA", "the body needs a data object")
-    view = await _run(
-        request,
-        lambda: _service(request).modify_by_ref(
-            request.path_params["process"],
-            request.path_params["ref"],
-            body["data"],
-            source=audit_source(request),
-        ),
+    view = await _service(request).modify_by_ref(
+        request.path_params["process"],
+        request.path_params["ref"],
+        body["data"],
+        source=audit_source(request),
     )
     return JSONResponse(view)
 
 
 async def list_processes(request: Request) -> JSONResponse:
-    return JSONResponse({"processes": await _run(request, _service(request).list_processes)})
+    return JSONResponse({"processes": await _service(request).list_processes()})
 
 
 async def get_process(request: Request) -> JSONResponse:
-    return JSONResponse(
-        await _run(request, _service(request).process_view, request.path_params["process"])
-    )
+    return JSONResponse(await _service(request).process_view(request.path_params["process"]))
 
 
 async def deploy_process(request: Request) -> JSONResponse:
@@ -122,12 +100,7 @@ async def deploy_process(request: Request) -> JSONResponse:
     items = body if isinstance(body, list) else [body]
     if not all(isinstance(i, dict) for i in items):
         raise Invalid("INVALID_BODY", "send a process definition (or a list of them)")
-    try:
-        results = await _run(
-            request, deploy_definitions, _service(request).rt, [(i, None) for i in items]
-        )
-    except DefinitionError as exc:
-        raise Invalid("INVALID_PROCESS", str(exc), exc.as_dict()) from exc
+    results = await _service(request).deploy([(i, None) for i in items])
     created = any(r.created for r in results)
     return JSONResponse(
         {
@@ -156,10 +129,7 @@ async def list_opt_outs(request: Request) -> JSONResponse:
     raw_limit = query.get("limit", "100")
     if not (raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= MAX_OPT_OUTS):
         raise Invalid("INVALID_FILTER", f"limit must be 1-{MAX_OPT_OUTS}")
-    rows = await _run(
-        request,
-        opt_outs.list_view,
-        _service(request).rt,
+    rows = await _service(request).opt_outs(
         recipient=query.get("recipient") or None,
         sender=query.get("sender") or None,
         limit=int(raw_limit),
@@ -168,8 +138,7 @@ async def list_opt_outs(request: Request) -> JSONResponse:
 
 
 async def openapi(request: Request) -> JSONResponse:
-    service: Service = request.app.state.service
-    return JSONResponse(apidoc.document(await _run(request, service.process_inputs)))
+    return JSONResponse(apidoc.document(await _service(request).process_inputs()))
 
 
 routes = [

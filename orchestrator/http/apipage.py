@@ -52,7 +52,7 @@ async def api_page(v: Visit) -> Response:
 
 @page()
 async def api_document(v: Visit) -> Response:
-    processes = await v.run(v.service.process_inputs)
+    processes = await v.service.process_inputs()
     return JSONResponse(apidoc.document(processes), headers={"Cache-Control": "no-store"})
 
 

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator
 
-from sqlalchemy import Connection
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -29,14 +26,15 @@ from orchestrator.http.limits import BodyLimitMiddleware
 from orchestrator.http.observe import RequestMetricsMiddleware
 from orchestrator.http.responses import error_response
 from orchestrator.logs import redact_path
+from orchestrator.services.access import Access
 from orchestrator.services.apikeys import parse_env_keys
 from orchestrator.services.deploy import ensure_shipped
 from orchestrator.services.errors import ServiceError
+from orchestrator.services.health import Health
 from orchestrator.services.tasks import Service
 from orchestrator.twilio.reconcile import recheck_after_restart
 
 log = logging.getLogger("orchestrator.http")
-T = TypeVar("T")
 _HASH = re.compile(r"[0-9a-f]{40}")
 
 
@@ -76,13 +74,14 @@ def create_app(
     settings = settings or Settings.from_env()
     parse_env_keys(settings.api_keys)  # a malformed ORCH_API_KEYS stops the start (ApiKeyError)
     rt = runtime or Runtime(settings)
-    service = Service(rt)
+    # What the routes are given (app.state): the services, never the runtime itself.
+    service, access, health = Service(rt), Access(rt), Health(rt)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await asyncio.to_thread(ensure_shipped, rt)
         await asyncio.to_thread(rt.prepare)
-        await asyncio.to_thread(warn_if_open, rt)
+        await warn_if_open(access)
         worker = Worker(rt) if run_engine else None
         if worker is None:
             # Callbacks sent while this API was down are gone: let the engines look
@@ -121,15 +120,12 @@ def create_app(
         },
         lifespan=lifespan,
     )
-    app.state.service = service
+    app.state.service, app.state.access, app.state.health = service, access, health
     app.state.worker = None
-    rt.metrics.track_database(
-        functools.partial(_read, rt),
-        lambda: app.state.worker.steps if app.state.worker is not None else None,
-    )
+    health.track(lambda: app.state.worker.steps if app.state.worker is not None else None)
     # The last added runs first: headers on every answer, then the URL's text, then the
     # size limit, then auth.
-    app.add_middleware(ApiAuthMiddleware, runtime=rt)
+    app.add_middleware(ApiAuthMiddleware, access=access)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_request_bytes,
@@ -142,8 +138,3 @@ def create_app(
     # Outermost: the latency includes every middleware, and every answer is counted.
     app.add_middleware(RequestMetricsMiddleware, metrics=rt.metrics)
     return app
-
-
-def _read(rt: Runtime, fn: Callable[[Connection], T]) -> T:
-    with rt.db.read() as conn:
-        return fn(conn)

@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from orchestrator.engine.runtime import Runtime
 from orchestrator.services import apikeys
+from orchestrator.services.access import Access
 
 log = logging.getLogger("orchestrator.http")
 
@@ -26,41 +26,8 @@ FORWARD_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
 ANONYMOUS = "anonymous"
 
 
-def keys_configured(rt: Runtime) -> bool:
-    """True when API keys are required: one is configured (ORCH_API_KEYS) or was ever
-    created, even if all are revoked by now (then nobody gets in)."""
-    return apikeys.any_key(rt)
-
-
-def verify_secret(rt: Runtime, secret: str) -> str | None:
-    """The login id of the active key with this secret, else None."""
-    if not secret:
-        return None
-    return apikeys.login_for_secret(rt, secret)
-
-
-def key_for_secret(rt: Runtime, secret: str) -> tuple[str, str] | None:
-    """(login, role) of the active key with this secret, else None."""
-    if not secret:
-        return None
-    return apikeys.key_for_secret(rt, secret)
-
-
-def role_of(rt: Runtime, login: str | None) -> str | None:
-    """The role of an active key; ``operate`` for the keyless loopback mode (None: no
-    such active key)."""
-    if login is None:
-        return apikeys.OPERATE
-    return apikeys.role_of(rt, login)
-
-
 # Methods a read-only key may use.
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-def login_active(rt: Runtime, login: str) -> bool:
-    """The key ``login`` exists and is not revoked."""
-    return apikeys.login_active(rt, login)
 
 
 def is_loopback(request: Request) -> bool:
@@ -109,9 +76,9 @@ class ApiAuthMiddleware:
     to the caller's login (None in loopback mode) and ``api_role`` to its role. A read
     key gets 403 FORBIDDEN for anything but GET."""
 
-    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+    def __init__(self, app: ASGIApp, access: Access) -> None:
         self.app = app
-        self.rt = runtime
+        self.access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
@@ -126,7 +93,7 @@ class ApiAuthMiddleware:
         login = None
         role = apikeys.OPERATE
         if token is not None:
-            found = await self.rt.run_db(key_for_secret, self.rt, token)
+            found = await self.access.key_for_secret(token)
             if found is None:
                 denial = _deny(401, "INVALID_API_KEY", "the API key is unknown or revoked")
             else:
@@ -138,7 +105,7 @@ class ApiAuthMiddleware:
                         f"the API key {login!r} may only read (role read); "
                         "this needs an operate key",
                     )
-        elif await self.rt.run_db(keys_configured, self.rt):
+        elif await self.access.keys_configured():
             denial = _deny(401, "UNAUTHORIZED", "send Authorization: Bearer <API key secret>")
         elif not is_loopback(request):
             denial = _deny(
@@ -155,10 +122,10 @@ class ApiAuthMiddleware:
         await self.app(scope, receive, send)
 
 
-def warn_if_open(rt: Runtime) -> None:
+async def warn_if_open(access: Access) -> None:
     """Say loudly, on start, that the API has no key (or that no key can get in)."""
-    if keys_configured(rt):
-        if not apikeys.any_active_key(rt):
+    if await access.keys_configured():
+        if not await access.any_active_key():
             log.warning(
                 "every API key is revoked: /api/v1 refuses all requests until one is "
                 "created with `orchestrator apikey create`"

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from orchestrator.http.auth import audit_source
 from orchestrator.services import apikeys
+from orchestrator.services.access import Access
 from orchestrator.services.corezoid import FormatError, format_error, parse_package, parse_time
 from orchestrator.services.corezoid import run_package as run_ops
 from orchestrator.services.tasks import Service
@@ -43,7 +44,7 @@ def expected_signature(time_text: str, secret: str, body: bytes) -> str:
 
 async def corezoid_api(request: Request) -> JSONResponse:
     service: Service = request.app.state.service
-    rt = service.rt
+    access: Access = request.app.state.access
     p = request.path_params
     login, time_text, signature = p["login"], p["time"], p["signature"]
     raw = await request.body()
@@ -51,30 +52,30 @@ async def corezoid_api(request: Request) -> JSONResponse:
     signed_at = parse_time(time_text)
     if signed_at is None:
         return _denied("the time in the URL must be Unix seconds")
-    window = rt.settings.corezoid_time_window
+    window = access.corezoid_window
     if window > 0 and abs(now - signed_at) > window:
         return _denied(
             f"the time in the URL is {abs(now - signed_at):.0f} s away from the server's "
             f"clock (allowed: {window:g} s)"
         )
-    secret = await rt.run_db(apikeys.secret_for_login, rt, login)
+    secret = await access.secret_for_login(login)
     expected = expected_signature(time_text, secret or _NO_SECRET, raw)
     matches = hmac.compare_digest(expected.encode(), signature.lower().encode())
     if secret is None or not matches:
         return _denied("unknown login or wrong signature")
     if window > 0:
         key = hashlib.sha256(f"{login}:{signature.lower()}".encode()).hexdigest()
-        if not await rt.run_db(apikeys.first_sighting, rt, key, now, window):
+        if not await access.first_sighting(key, now, window):
             return _denied("this request was received before (a replay)")
     try:
         ops = parse_package(raw)
     except FormatError as exc:
         return JSONResponse(format_error(str(exc)))
     if any(not isinstance(op, dict) or op.get("type") != "show" for op in ops):
-        if await rt.run_db(apikeys.role_of, rt, login) == apikeys.READ:
+        if await access.role_of(login) == apikeys.READ:
             return _denied(f"the API key {login!r} may only read (role read): show ops only")
     request.state.api_key = login
-    result = await rt.run_db(run_ops, service, ops, audit_source(request, "corezoid"))
+    result = await run_ops(service, ops, audit_source(request, "corezoid"))
     return JSONResponse(result)
 
 

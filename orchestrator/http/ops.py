@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from orchestrator.metrics import CONTENT_TYPE
-from orchestrator.services.tasks import Service
-
-T = TypeVar("T")
+from orchestrator.services.health import Health
 
 
-async def _run(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Database work, run the way the runtime says (see Runtime.run_db)."""
-    service: Service = request.app.state.service
-    return await service.rt.run_db(fn, *args, **kwargs)
+def _health(request: Request) -> Health:
+    health: Health = request.app.state.health
+    return health
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -26,19 +20,15 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    service: Service = request.app.state.service
-    ok = await _run(request, service.rt.db.ping)
+    ok = await _health(request).ready()
     return JSONResponse(
         {"status": "ready" if ok else "database unreachable"}, status_code=200 if ok else 503
     )
 
 
 async def metrics(request: Request) -> Response:
-    """This process's metrics (orchestrator/metrics.py); the database gauges are read
-    during the rendering, so it runs where database work runs."""
-    service: Service = request.app.state.service
-    body = await _run(request, service.rt.metrics.render)
-    return Response(body, media_type=CONTENT_TYPE)
+    """This process's metrics (orchestrator/metrics.py)."""
+    return Response(await _health(request).metrics(), media_type=CONTENT_TYPE)
 
 
 routes = [

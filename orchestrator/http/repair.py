@@ -55,10 +55,8 @@ async def task_action(request: Request) -> JSONResponse:
     if action not in _FIELDS:
         raise NotFound("NOT_FOUND", f"no repair action {action!r}")
     params = await _params(request, action, bulk=False)
-    view = await repair.rt.run_db(
-        lambda: repair.act(
-            action, request.path_params["task_id"], who=audit_source(request), **params
-        )
+    view = await repair.act(
+        action, request.path_params["task_id"], who=audit_source(request), **params
     )
     return JSONResponse(view)
 
@@ -70,9 +68,7 @@ async def node_action(request: Request) -> JSONResponse:
         raise NotFound("NOT_FOUND", f"no repair action {action!r}")
     params = await _params(request, action, bulk=True)
     p = request.path_params
-    result = await repair.rt.run_db(
-        lambda: repair.bulk(p["process"], p["node"], action, who=audit_source(request), **params)
-    )
+    result = await repair.bulk(p["process"], p["node"], action, who=audit_source(request), **params)
     return JSONResponse(result)
 
 

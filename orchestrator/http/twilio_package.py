@@ -13,9 +13,6 @@ from orchestrator.services.errors import NotFound
 from orchestrator.services.tasks import Service
 from orchestrator.twilio import package
 
-# The longest wait for Twilio's answer to the create, whatever the retry settings say.
-MAX_WAIT = 120.0
-
 
 async def _operation(request: Request) -> JSONResponse:
     operation = request.path_params["operation"]
@@ -24,14 +21,8 @@ async def _operation(request: Request) -> JSONResponse:
         raise NotFound("NOT_FOUND", f"no operation {operation!r}; there are {names}")
     service: Service = request.app.state.service
     body = await json_object(request)
-    settings = service.rt.settings
-    wait = min(MAX_WAIT, settings.twilio_timeout * max(settings.twilio_max_attempts, 1) + 10.0)
     status, answer = await package.call(
-        service,
-        operation,
-        body,
-        source=audit_source(request, "twilio-package"),
-        wait=wait,
+        service, operation, body, source=audit_source(request, "twilio-package")
     )
     return JSONResponse(answer, status_code=status)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -28,28 +28,16 @@ log = logging.getLogger("orchestrator.webhooks")
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_FORM_FIELDS = 1000
 
-T = TypeVar("T")
 
-
-async def _run(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Database work, run the way the runtime says (see Runtime.run_db)."""
+def _service(request: Request) -> Service:
     service: Service = request.app.state.service
-    return await service.rt.run_db(fn, *args, **kwargs)
-
-
-def _public_url(request: Request) -> str:
-    """The URL Twilio signed: the configured public base plus path and query."""
-    base = request.app.state.service.rt.settings.public_url.rstrip("/")
-    query = request.url.query
-    return f"{base}{request.url.path}" + (f"?{query}" if query else "")
+    return service
 
 
 async def _check_url(request: Request) -> None:
     """404 for a URL that names no wait node, before anything reads the body."""
-    service: Service = request.app.state.service
     conv_id, given = request.path_params["conv_id"], request.path_params["hash"]
-    if not service.callbacks.cached_callback_url(conv_id, given):
-        await _run(request, service.callbacks.check_callback_url, conv_id, given)
+    await _service(request).callbacks.check_callback_url(conv_id, given)
 
 
 async def _form_pairs(request: Request) -> list[tuple[str, str]]:
@@ -85,21 +73,15 @@ def _flatten(pairs: list[tuple[str, str]]) -> dict[str, Any]:
 
 
 async def _accept(request: Request, form: str, payload: dict[str, Any], **kw: Any) -> Response:
-    service: Service = request.app.state.service
     p = request.path_params
-    result = await _run(
-        request,
-        lambda: service.callbacks.receive_callback(
-            form,
-            p["conv_id"],
-            p["hash"],
-            payload,
-            source_ip=f"{form}:{request.client.host if request.client else 'unknown'}",
-            **kw,
-        ),
+    result = await _service(request).callbacks.receive_callback(
+        form,
+        p["conv_id"],
+        p["hash"],
+        payload,
+        source_ip=f"{form}:{request.client.host if request.client else 'unknown'}",
+        **kw,
     )
-    counted = "duplicate" if result.get("status") == "duplicate" else "received"
-    service.rt.metrics.callbacks(form, counted).inc()
     if "twiml" in result:
         # An incoming SMS (SPEC §10): Twilio reads the answer as TwiML.
         return Response(result["twiml"], media_type="text/xml")
@@ -119,8 +101,7 @@ def _watched(form: str) -> Callable[[Handler], Handler]:
             try:
                 return await handler(request)
             except ServiceError as exc:
-                service: Service = request.app.state.service
-                reason = service.rt.metrics.callback_rejected(form, exc.code)
+                reason = _service(request).callbacks.count_refusal(form, exc.code)
                 path = redact_path(request.url.path)
                 log.warning(
                     "callback refused (%s: %s) on POST %s",
@@ -152,7 +133,7 @@ async def twilio_callback(request: Request) -> Response:
         request,
         "twilio",
         _flatten(pairs),
-        url=_public_url(request),
+        url=_service(request).callbacks.signed_url(request.url.path, request.url.query),
         signature=request.headers.get("x-twilio-signature"),
         form_pairs=pairs,
         idem_token=request.headers.get("i-twilio-idempotency-token"),

@@ -16,9 +16,12 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
-from orchestrator.engine.runtime import Runtime
+from orchestrator.config import Settings
+from orchestrator.crypto import Vault
 from orchestrator.store import apikeys as key_store
+from orchestrator.store.db import Database
 
 LOGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 # Path segments of the callback URLs, which share /api/1/json/{login}/... with the
@@ -63,6 +66,20 @@ class _KeyCache:
 
 
 _cache = _KeyCache()
+
+
+class KeyContext(Protocol):
+    """What key lookups need (a Runtime has it): the database, the settings (for
+    ORCH_API_KEYS) and the vault (a key's secret is stored encrypted)."""
+
+    @property
+    def db(self) -> Database: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def vault(self) -> Vault: ...
 
 
 class ApiKeyError(ValueError):
@@ -138,32 +155,32 @@ def _parse_env(raw: str | None) -> dict[str, tuple[str, str]]:
     return keys
 
 
-def _env(rt: Runtime) -> dict[str, str]:
-    return parse_env_keys(rt.settings.api_keys)
+def _env(ctx: KeyContext) -> dict[str, str]:
+    return parse_env_keys(ctx.settings.api_keys)
 
 
-def create_key(rt: Runtime, login: str | None = None, role: str = OPERATE) -> tuple[str, str]:
+def create_key(ctx: KeyContext, login: str | None = None, role: str = OPERATE) -> tuple[str, str]:
     """(login, secret) of a new key. The secret is not retrievable later."""
     if role not in ROLES:
         raise ApiKeyError(f"role {role!r} must be one of {', '.join(ROLES)}")
     if login is None:
         login = "k" + secrets.token_hex(6)
     _check_login(login)
-    if login in _env(rt):
+    if login in _env(ctx):
         raise ApiKeyError(f"login {login!r} is already configured in ORCH_API_KEYS")
     secret = secrets.token_urlsafe(32)
-    encrypted = rt.vault.encrypt(secret)
-    with rt.db.write() as conn:
+    encrypted = ctx.vault.encrypt(secret)
+    with ctx.db.write() as conn:
         if not key_store.insert_key(conn, login, hash_secret(secret), encrypted, time.time(), role):
             raise ApiKeyError(f"login {login!r} is taken (revoked logins stay taken)")
     _cache.clear()
     return login, secret
 
 
-def list_keys(rt: Runtime) -> list[ApiKey]:
-    roles = parse_env_roles(rt.settings.api_keys)
-    out = [ApiKey(login, "environment", role=roles[login]) for login in _env(rt)]
-    with rt.db.read() as conn:
+def list_keys(ctx: KeyContext) -> list[ApiKey]:
+    roles = parse_env_roles(ctx.settings.api_keys)
+    out = [ApiKey(login, "environment", role=roles[login]) for login in _env(ctx)]
+    with ctx.db.read() as conn:
         out += [
             ApiKey(k.login, "database", k.created_at, k.revoked_at, k.role)
             for k in key_store.list_keys(conn)
@@ -171,10 +188,10 @@ def list_keys(rt: Runtime) -> list[ApiKey]:
     return out
 
 
-def revoke_key(rt: Runtime, login: str) -> None:
-    if login in _env(rt):
+def revoke_key(ctx: KeyContext, login: str) -> None:
+    if login in _env(ctx):
         raise ApiKeyError(f"{login!r} comes from ORCH_API_KEYS: remove it there and restart")
-    with rt.db.write() as conn:
+    with ctx.db.write() as conn:
         if key_store.revoke(conn, login, time.time()):
             _cache.clear()
             return
@@ -184,49 +201,49 @@ def revoke_key(rt: Runtime, login: str) -> None:
     raise ApiKeyError(f"API key {login!r} is already revoked")
 
 
-def any_key(rt: Runtime) -> bool:
+def any_key(ctx: KeyContext) -> bool:
     """Keys are required: one is configured, or was. Revoking the last key leaves the API
     closed to everyone until a new one is created; it never reopens it to loopback."""
-    if _env(rt):
+    if _env(ctx):
         return True
-    cache_key = (rt.db.url, "any")
+    cache_key = (ctx.db.url, "any")
     cached = _cache.get(cache_key)
     if isinstance(cached, bool):
         return cached
-    with rt.db.read() as conn:
+    with ctx.db.read() as conn:
         created = key_store.any_created(conn)
     _cache.put(cache_key, created)
     return created
 
 
-def any_active_key(rt: Runtime) -> bool:
-    if _env(rt):
+def any_active_key(ctx: KeyContext) -> bool:
+    if _env(ctx):
         return True
-    with rt.db.read() as conn:
+    with ctx.db.read() as conn:
         return key_store.any_active(conn)
 
 
-def login_for_secret(rt: Runtime, secret: str) -> str | None:
+def login_for_secret(ctx: KeyContext, secret: str) -> str | None:
     """The login of the active key with this secret."""
-    found = key_for_secret(rt, secret)
+    found = key_for_secret(ctx, secret)
     return found[0] if found else None
 
 
-def key_for_secret(rt: Runtime, secret: str) -> tuple[str, str] | None:
+def key_for_secret(ctx: KeyContext, secret: str) -> tuple[str, str] | None:
     """(login, role) of the active key with this secret."""
     found = None
-    for login, (known, role) in _parse_env(rt.settings.api_keys).items():
+    for login, (known, role) in _parse_env(ctx.settings.api_keys).items():
         # Every entry is compared, so the time taken does not tell which one matched.
         if hmac.compare_digest(known.encode(), secret.encode()):
             found = (login, role)
     if found is not None:
         return found
     digest = hash_secret(secret)
-    cache_key = (rt.db.url, "hash:" + digest)
+    cache_key = (ctx.db.url, "hash:" + digest)
     cached = _cache.get(cache_key)
     if isinstance(cached, tuple):
         return cached
-    with rt.db.read() as conn:
+    with ctx.db.read() as conn:
         key = key_store.find_by_hash(conn, digest)
     if key is None or key.revoked_at is not None:
         return None
@@ -236,39 +253,29 @@ def key_for_secret(rt: Runtime, secret: str) -> tuple[str, str] | None:
     return (key.login, key.role)
 
 
-def role_of(rt: Runtime, login: str) -> str | None:
+def role_of(ctx: KeyContext, login: str) -> str | None:
     """The role of an active key, None when ``login`` names no active key."""
-    env = parse_env_roles(rt.settings.api_keys)
+    env = parse_env_roles(ctx.settings.api_keys)
     if login in env:
         return env[login]
-    with rt.db.read() as conn:
+    with ctx.db.read() as conn:
         key = key_store.get_key(conn, login)
     return key.role if key is not None and key.revoked_at is None else None
 
 
-def login_active(rt: Runtime, login: str) -> bool:
-    """Whether ``login`` names a key that still works (a console session checks this on
-    every page, so revoking a key ends its sessions at once)."""
-    if login in _env(rt):
-        return True
-    with rt.db.read() as conn:
-        key = key_store.get_key(conn, login)
-    return key is not None and key.revoked_at is None
-
-
-def secret_for_login(rt: Runtime, login: str) -> str | None:
+def secret_for_login(ctx: KeyContext, login: str) -> str | None:
     """The plain secret of an active key (to check a Corezoid signature)."""
-    env = _env(rt)
+    env = _env(ctx)
     if login in env:
         return env[login]
-    with rt.db.read() as conn:
+    with ctx.db.read() as conn:
         key = key_store.get_key(conn, login)
     if key is None or key.revoked_at is not None:
         return None
-    return rt.vault.decrypt(key.secret_encrypted)
+    return ctx.vault.decrypt(key.secret_encrypted)
 
 
-def first_sighting(rt: Runtime, key: str, now: float, window: float) -> bool:
+def first_sighting(ctx: KeyContext, key: str, now: float, window: float) -> bool:
     """Record a signed request; False when it was seen within the last ``2 * window``."""
-    with rt.db.write() as conn:
+    with ctx.db.write() as conn:
         return key_store.first_sighting(conn, key, now, now - 2 * window)

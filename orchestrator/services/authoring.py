@@ -6,8 +6,8 @@ import datetime as dt
 from typing import Any
 
 from orchestrator.engine.definition import ProcessDefinition, parse_definition
-from orchestrator.engine.runtime import Runtime
 from orchestrator.store import processes as process_store
+from orchestrator.store.db import Database
 
 
 class NotDeployed(LookupError):
@@ -15,11 +15,11 @@ class NotDeployed(LookupError):
 
 
 def deployed_definition(
-    rt: Runtime, key: str, version: int | None = None
+    db: Database, key: str, version: int | None = None
 ) -> tuple[dict[str, Any], ProcessDefinition]:
     """The raw definition (as deployed) and its parsed form; the current version unless
     ``version`` names a kept one."""
-    with rt.db.read() as conn:
+    with db.read() as conn:
         record = process_store.get_process(conn, key)
         if record is None:
             raise NotDeployed(f"no process {key!r}")
@@ -37,8 +37,8 @@ def deployed_definition(
     return raw, parse_definition(raw)
 
 
-def versions(rt: Runtime, key: str) -> list[dict[str, Any]]:
-    with rt.db.read() as conn:
+def versions(db: Database, key: str) -> list[dict[str, Any]]:
+    with db.read() as conn:
         record = process_store.get_process(conn, key)
         if record is None:
             raise NotDeployed(f"no process {key!r}")

@@ -1,7 +1,9 @@
 """Callbacks posted to a wait node's URL: checked by their form's plugin (signature,
 addressee, dedupe key), stored durably, and the engine woken. An incoming SMS posted to
 an ``incoming_sms`` process's start node is stored for the engine to apply. Nothing is
-stored when the URL, signature or body is refused (a domain error says why)."""
+stored when the URL, signature or body is refused (a domain error says why). The entry
+points are coroutines running their database part where the runtime runs database work;
+each callback received or refused is counted in the runtime's metrics."""
 
 from __future__ import annotations
 
@@ -33,8 +35,12 @@ class CallbackInbox:
             return False
         return self.rt.cached_wait_node(int(conv_id), given) is not None
 
-    def check_callback_url(self, conv_id: str, given: str) -> None:
-        """404 NOT_FOUND unless the URL names a wait node (checked before a body is read)."""
+    async def check_callback_url(self, conv_id: str, given: str) -> None:
+        """NOT_FOUND unless the URL names a wait node (checked before a body is read)."""
+        if not self.cached_callback_url(conv_id, given):
+            await self.rt.run_db(self._check_callback_url, conv_id, given)
+
+    def _check_callback_url(self, conv_id: str, given: str) -> None:
         with self.rt.db.read() as conn:
             self._wait_node_for_hash(conn, conv_id, given)
 
@@ -52,7 +58,16 @@ class CallbackInbox:
             raise errors.NotFound("NOT_FOUND", "unknown callback URL")
         return proc, node_id
 
-    def receive_callback(
+    def signed_url(self, path: str, query: str) -> str:
+        """The URL a provider signed: the configured public base plus path and query."""
+        base = self.rt.settings.public_url.rstrip("/")
+        return f"{base}{path}" + (f"?{query}" if query else "")
+
+    def count_refusal(self, form: str, code: str) -> str:
+        """Count a refused callback; the reason it is counted under."""
+        return self.rt.metrics.callback_rejected(form, code)
+
+    async def receive_callback(
         self,
         form: str,
         conv_id: str,
@@ -68,6 +83,36 @@ class CallbackInbox:
     ) -> dict[str, Any]:
         """Store a callback durably and wake the engine. Returns {"status": accepted|
         duplicate}. Nothing is stored when the URL, signature or body is refused."""
+        result = await self.rt.run_db(
+            self._receive_callback,
+            form,
+            conv_id,
+            node_hash,
+            payload,
+            task_id,
+            url,
+            signature,
+            form_pairs,
+            idem_token,
+            source_ip,
+        )
+        counted = "duplicate" if result.get("status") == "duplicate" else "received"
+        self.rt.metrics.callbacks(form, counted).inc()
+        return result
+
+    def _receive_callback(
+        self,
+        form: str,
+        conv_id: str,
+        node_hash: str,
+        payload: dict[str, Any],
+        task_id: str | None,
+        url: str | None,
+        signature: str | None,
+        form_pairs: list[tuple[str, str]] | None,
+        idem_token: str | None,
+        source_ip: str | None,
+    ) -> dict[str, Any]:
         now = time.time()
         with self.rt.db.write() as conn:
             proc, node_id = self._wait_node_for_hash(conn, conv_id, node_hash)
@@ -193,13 +238,13 @@ class CallbackInbox:
 
 def refused(exc: CallbackRefused) -> errors.ServiceError:
     """A callback refused on receipt: a bad signature is Forbidden, unstorable text is bad
-    input (400), the rest Invalid."""
+    input (BadInput), the rest Invalid."""
     kinds = {"INVALID_SIGNATURE": errors.Forbidden, "INVALID_INPUT": errors.BadInput}
     return kinds.get(exc.code, errors.Invalid)(exc.code, exc.message)
 
 
 def storable(value: Any, name: str) -> None:
-    """INVALID_INPUT (400) for text no database can store (see orchestrator/textcheck)."""
+    """BadInput INVALID_INPUT for text no database can store (see orchestrator/textcheck)."""
     if isinstance(value, str):
         found = problem(value)
         if found:

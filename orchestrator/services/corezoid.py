@@ -86,7 +86,7 @@ def _show(view: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_op(service: Service, op: Any, source: str) -> dict[str, Any]:
+async def run_op(service: Service, op: Any, source: str) -> dict[str, Any]:
     """One op's result entry; never raises a ServiceError (it becomes the op's ``proc``)."""
     if not isinstance(op, dict):
         return {"id": "", "proc": "error", "description": "an op must be a JSON object"}
@@ -103,17 +103,19 @@ def run_op(service: Service, op: Any, source: str) -> dict[str, Any]:
         if ref is not None:
             head["ref"] = ref
         if kind == "create":
-            view, _created = service.create_task(conv_id, ref, op.get("data"), source=source)
+            view, _created = await service.create_task(conv_id, ref, op.get("data"), source=source)
             return {**head, "proc": "ok", "obj_id": view["task_id"]}
         if kind == "modify":
             if ref is None and task_id is None:
                 raise Invalid("INVALID_OP", "modify needs a ref or an obj_id")
-            view = service.modify(conv_id, op.get("data"), ref=ref, task_id=task_id, source=source)
+            view = await service.modify(
+                conv_id, op.get("data"), ref=ref, task_id=task_id, source=source
+            )
             return {**head, "proc": "ok", "obj_id": view["task_id"]}
         if kind == "show":
             if ref is None and task_id is None:
                 raise Invalid("INVALID_OP", "show needs a ref or an obj_id")
-            view = service.find_task(conv_id, ref=ref, task_id=task_id)
+            view = await service.find_task(conv_id, ref=ref, task_id=task_id)
             return {**head, "proc": "ok", **_show(view)}
         raise Invalid("INVALID_OP", "type must be create, modify or show")
     except ServiceError as exc:
@@ -125,8 +127,9 @@ def run_op(service: Service, op: Any, source: str) -> dict[str, Any]:
         }
 
 
-def run_package(service: Service, ops: list[Any], source: str) -> dict[str, Any]:
-    return {"request_proc": "ok", "ops": [run_op(service, op, source) for op in ops]}
+async def run_package(service: Service, ops: list[Any], source: str) -> dict[str, Any]:
+    """The ops one after another (each its own transaction), answered in order."""
+    return {"request_proc": "ok", "ops": [await run_op(service, op, source) for op in ops]}
 
 
 _TIME = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")

@@ -2,7 +2,7 @@
 hand (task id, ref, message sid, phone number), a process's tasks by the console's
 filters, a task's timeline including the callbacks its copies received (and the stamp
 its open page polls), a process's labelled links. Read-only; views come from
-``Service.task_view``."""
+``Service.task_view``. Coroutines: each reading runs where database work runs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from typing import Any
 from orchestrator.secretdata import redact
 from orchestrator.services.errors import Invalid
 from orchestrator.services.graph import edges as definition_edges
-from orchestrator.services.tasks import Service, iso
+from orchestrator.services.processes import iso
+from orchestrator.services.tasks import Service
 from orchestrator.store import processes as process_store
 from orchestrator.store import tasks as task_store
 from orchestrator.store.records import TaskRecord
@@ -32,10 +33,13 @@ def phone_needle(q: str) -> str | None:
     return f'"+{digits}"' if 6 <= len(digits) <= 15 else None
 
 
-def search(service: Service, q: str) -> dict[str, Any]:
+async def search(service: Service, q: str) -> dict[str, Any]:
     """{"query", "matched_by": [...], "tasks": [views]} — newest first, at most
     SEARCH_LIMIT. A sid finds the "Getting callback" task (ref = sid) and its original."""
-    q = q.strip()
+    return await service.rt.run_db(_search, service, q.strip())
+
+
+def _search(service: Service, q: str) -> dict[str, Any]:
     found: dict[str, TaskRecord] = {}
     matched: list[str] = []
     if not q or len(q) > 255:
@@ -72,11 +76,26 @@ def search(service: Service, q: str) -> dict[str, Any]:
     return {"query": q, "matched_by": matched, "tasks": views}
 
 
-def timeline(service: Service, task_id: str) -> dict[str, Any]:
+async def timeline(service: Service, task_id: str) -> dict[str, Any]:
     """The task, its events and those of the tasks copied from it (where Twilio's raw
     callbacks land), merged in time order; every detail redacted."""
-    task = service.get_task(task_id)
-    events = [{**e, "task_id": task_id, "own": True} for e in service.history(task_id)]
+    task = await service.get_task(task_id)
+    events = [{**e, "task_id": task_id, "own": True} for e in await service.history(task_id)]
+    kids, titles = await service.rt.run_db(_children, service, task_id, events)
+    events.sort(key=lambda e: (e["at"] or "", e["id"]))
+    for e in events:
+        e["detail"] = redact(e["detail"])
+        names = titles.get(e["task_id"], {})
+        e["node_title"] = names.get(e["node_id"], e["node_id"])
+        e["to_title"] = names.get(e["to_node_id"], e["to_node_id"])
+    return {"task": task, "events": events, "children": kids}
+
+
+def _children(
+    service: Service, task_id: str, events: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, str]]]:
+    """The views of the tasks copied from this one (their callback and error events
+    added to ``events``), and the node titles of each task by id."""
     with service.rt.db.read() as conn:
         records = task_store.children(conn, task_id)
         kids = [service.task_view(conn, t) for t in records]
@@ -87,13 +106,7 @@ def timeline(service: Service, task_id: str) -> dict[str, Any]:
                 if e["kind"] in ("callback", "callback_late", "logic_error"):
                     e["at"] = iso(e["at"])
                     events.append({**e, "task_id": kid["task_id"], "own": False})
-    events.sort(key=lambda e: (e["at"] or "", e["id"]))
-    for e in events:
-        e["detail"] = redact(e["detail"])
-        names = titles.get(e["task_id"], {})
-        e["node_title"] = names.get(e["node_id"], e["node_id"])
-        e["to_title"] = names.get(e["to_node_id"], e["to_node_id"])
-    return {"task": task, "events": events, "children": kids}
+    return kids, titles
 
 
 def _titles(service: Service, task: TaskRecord | None) -> dict[str, str]:
@@ -125,7 +138,7 @@ def _when(value: str, name: str) -> float:
     return parsed.timestamp()
 
 
-def filtered_tasks(
+async def filtered_tasks(
     service: Service, process_key: str, filters: dict[str, str], *, limit: int, cursor: str | None
 ) -> dict[str, Any]:
     """A process's tasks newest first, by the console's filters (empty ones ignored):
@@ -143,7 +156,7 @@ def filtered_tasks(
         elif _SID.match(q):
             # The sid is the ref of the "Getting callback" copy (indexed): its parent is
             # the task that sent it. Only without such a copy is the data scanned.
-            ids = _sid_tasks(service, q) or None
+            ids = await service.rt.run_db(_sid_tasks, service, q) or None
             if not ids:
                 data_has.append((f'"sid":"{q}"', f'"MessageSid":"{q}"', f'"CallSid":"{q}"'))
         else:
@@ -159,7 +172,7 @@ def filtered_tasks(
     outcome = None
     if state in ("success", "escalation"):  # the two ways to be done
         state, outcome = "done", state
-    return service.list_tasks(
+    return await service.list_tasks(
         process_key,
         ref=ref,
         node=f.get("node"),
@@ -186,9 +199,9 @@ def _sid_tasks(service: Service, sid: str) -> list[str]:
     return out
 
 
-def live_stamp(service: Service, task_id: str) -> dict[str, Any]:
+async def live_stamp(service: Service, task_id: str) -> dict[str, Any]:
     """What the open task page polls: it redraws when ``stamp`` changes."""
-    t = timeline(service, task_id)
+    t = await timeline(service, task_id)
     last = max((e["id"] for e in t["events"]), default=0)
     task = t["task"]
     return {
@@ -199,15 +212,23 @@ def live_stamp(service: Service, task_id: str) -> dict[str, Any]:
     }
 
 
-def edges(service: Service, process_key: str) -> list[tuple[str, str, str, bool]]:
+async def edges(service: Service, process_key: str) -> list[tuple[str, str, str, bool]]:
     """The current version's links with their labels (services/graph.py)."""
+    return await service.rt.run_db(_edges, service, process_key)
+
+
+def _edges(service: Service, process_key: str) -> list[tuple[str, str, str, bool]]:
     with service.rt.db.read() as conn:
         proc = service.rt.process(conn, process_key)
     return definition_edges(service.rt.definition(proc.version_id)[2])
 
 
-def node_choices(service: Service, task_id: str) -> list[dict[str, Any]]:
+async def node_choices(service: Service, task_id: str) -> list[dict[str, Any]]:
     """The nodes of a task's version (id, title, kind): where a repair may send it."""
+    return await service.rt.run_db(_node_choices, service, task_id)
+
+
+def _node_choices(service: Service, task_id: str) -> list[dict[str, Any]]:
     with service.rt.db.read() as conn:
         task = task_store.get_task(conn, task_id)
     if task is None:

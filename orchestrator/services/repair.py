@@ -24,7 +24,6 @@ import uuid
 from typing import Any
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
 
 from orchestrator.engine.definition import ProcessDefinition
 from orchestrator.engine.steps import StepResult
@@ -35,6 +34,7 @@ from orchestrator.store import effects as effect_store
 from orchestrator.store import tasks as task_store
 from orchestrator.store.notify import notify
 from orchestrator.store.records import Event, TaskRecord
+from orchestrator.store.savepoint import all_or_nothing
 
 ACTIONS = ("retry", "cancel", "move")
 CANCELLED = "CANCELLED"
@@ -52,9 +52,14 @@ class Repair:
         self.rt = service.rt
 
     # -- one task --------------------------------------------------------------------
-    def act(self, action: str, task_id: str, *, who: str, **params: Any) -> dict[str, Any]:
+    async def act(self, action: str, task_id: str, *, who: str, **params: Any) -> dict[str, Any]:
         """Apply ``action`` (retry|cancel|move) to one task; its view afterwards."""
         _check_action(action)
+        view = await self.rt.run_db(self._act, action, task_id, who, params)
+        self.rt.wake()
+        return view
+
+    def _act(self, action: str, task_id: str, who: str, params: dict[str, Any]) -> dict[str, Any]:
         now = time.time()
         with self.rt.db.write() as conn:
             task = task_store.get_task(conn, task_id, for_update=True)
@@ -62,9 +67,7 @@ class Repair:
                 raise errors.NotFound("TASK_NOT_FOUND", f"no task {task_id!r}")
             self._apply(conn, task, action, who, now, **params)
             notify(conn)
-            view = self.service.task_view(conn, task)
-        self.rt.wake()
-        return view
+            return self.service.task_view(conn, task)
 
     def _apply(
         self,
@@ -141,9 +144,8 @@ class Repair:
         task.step += 1
         task.updated_at = now
         try:
-            with conn.begin_nested():
-                saved = task_store.save_task(conn, task, expected)
-        except IntegrityError as exc:
+            saved = task_store.save_task_unique(conn, task, expected)
+        except task_store.RefTaken as exc:
             raise errors.Conflict(
                 "REF_CONFLICT",
                 f"another unfinished task has ref {task.ref!r}: finish it first",
@@ -208,7 +210,7 @@ class Repair:
         return out
 
     # -- a node's tasks ----------------------------------------------------------------
-    def bulk(
+    async def bulk(
         self,
         process_key: str,
         node_id: str,
@@ -226,7 +228,7 @@ class Repair:
         _check_action(action)
         if not 1 <= limit <= BULK_MAX:
             raise errors.Invalid("INVALID_LIMIT", f"limit must be 1-{BULK_MAX}")
-        view = self.service.process_view(process_key)
+        view = await self.service.process_view(process_key)
         if node_id not in {n["id"] for n in view["nodes"]}:
             raise errors.NotFound("NODE_NOT_FOUND", f"{view['slug']} has no node {node_id!r}")
         touched, examined = 0, 0
@@ -234,7 +236,7 @@ class Repair:
         examples: list[dict[str, str]] = []
         next_cursor = cursor
         while examined < limit:
-            page = self.service.list_tasks(
+            page = await self.service.list_tasks(
                 view["slug"],
                 node=node_id,
                 limit=min(BULK_BATCH, limit - examined),
@@ -242,22 +244,15 @@ class Repair:
             )
             ids = [t["task_id"] for t in page["tasks"]]
             examined += len(ids)
-            now = time.time()
-            with self.rt.db.write() as conn:
-                for task_id in ids:
-                    task = task_store.get_task(conn, task_id, for_update=True)
-                    if task is None or task.node_id != node_id:
-                        continue  # moved on meanwhile
-                    try:
-                        with conn.begin_nested():
-                            self._apply(conn, task, action, who, now, node=node, reason=reason)
-                        touched += 1
-                    except errors.ServiceError as err:
-                        skipped[err.code] = skipped.get(err.code, 0) + 1
-                        if len(examples) < 10:
-                            examples.append({"task_id": task_id, "code": err.code})
-                notify(conn)
+            done, refused = await self.rt.run_db(
+                self._batch, ids, node_id, action, who, node, reason
+            )
             self.rt.wake()
+            touched += done
+            for task_id, code in refused:
+                skipped[code] = skipped.get(code, 0) + 1
+                if len(examples) < 10:
+                    examples.append({"task_id": task_id, "code": code})
             next_cursor = page["next_cursor"]
             if next_cursor is None:
                 break
@@ -270,6 +265,33 @@ class Repair:
             "examples": examples,
             "next_cursor": next_cursor if examined >= limit else None,
         }
+
+    def _batch(
+        self,
+        ids: list[str],
+        node_id: str,
+        action: str,
+        who: str,
+        node: str | None,
+        reason: str | None,
+    ) -> tuple[int, list[tuple[str, str]]]:
+        """Apply ``action`` to the tasks still in ``node_id``, in one transaction: how
+        many it was applied to, and the (task id, error code) of each refused one."""
+        done, refused = 0, []
+        now = time.time()
+        with self.rt.db.write() as conn:
+            for task_id in ids:
+                task = task_store.get_task(conn, task_id, for_update=True)
+                if task is None or task.node_id != node_id:
+                    continue  # moved on meanwhile
+                try:
+                    with all_or_nothing(conn):
+                        self._apply(conn, task, action, who, now, node=node, reason=reason)
+                    done += 1
+                except errors.ServiceError as err:
+                    refused.append((task_id, err.code))
+            notify(conn)
+        return done, refused
 
 
 def _check_action(action: str) -> None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from orchestrator.engine.runtime import Runtime
+from orchestrator.crypto import Vault
 from orchestrator.secretdata import SEALED
 from orchestrator.store import vaulted
+from orchestrator.store.db import Database
 
 
 @dataclass
@@ -19,14 +20,15 @@ class RotationReport:
     changed_meanwhile: int = 0  # updated by the engine during the run: run again
 
 
-def _rotate_one(rt: Runtime, token: str) -> str | None:
-    plain = rt.vault.decrypt(token)
-    return None if plain is None else rt.vault.encrypt(plain)
+def _rotate_one(vault: Vault, token: str) -> str | None:
+    plain = vault.decrypt(token)
+    return None if plain is None else vault.encrypt(plain)
 
 
-def rotate(rt: Runtime) -> RotationReport:
+def rotate(db: Database, vault: Vault) -> RotationReport:
+    """Re-encrypt every stored secret not under the current secret, one by one."""
     report = RotationReport()
-    with rt.db.read() as conn:
+    with db.read() as conn:
         items = list(vaulted.stored_values(conn, SEALED))
     for item in items:
         if item.table in ("callbacks", "effects"):
@@ -34,15 +36,15 @@ def rotate(rt: Runtime) -> RotationReport:
             token = payload.get(SEALED)
         else:
             payload, token = None, item.value
-        if not isinstance(token, str) or rt.vault.is_current(token):
+        if not isinstance(token, str) or vault.is_current(token):
             report.current += 1
             continue
-        fresh = _rotate_one(rt, token)
+        fresh = _rotate_one(vault, token)
         if fresh is None:
             report.unreadable.append(f"{item.table}:{item.key}")
             continue
         new_value = fresh if payload is None else json.dumps({**payload, SEALED: fresh})
-        with rt.db.write() as conn:
+        with db.write() as conn:
             swapped = vaulted.replace_value(conn, item, new_value)
         if swapped:
             report.reencrypted[item.table] = report.reencrypted.get(item.table, 0) + 1

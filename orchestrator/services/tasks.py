@@ -1,11 +1,13 @@
-"""What the outside world can ask of the engine: create, modify and read tasks, read
-processes (callbacks: ``self.callbacks``, services/callbacks.py). Used by the HTTP API and
-the CLI alike; raises a domain error (``services/errors.py``) with a stable code for every
-request it refuses, having changed nothing."""
+"""What the outside world can ask of the engine: create, modify and read tasks, read and
+deploy processes (callbacks: ``self.callbacks``, services/callbacks.py). Used by the HTTP
+API and the CLI alike; raises a domain error (``services/errors.py``) with a stable code
+for every request it refuses, having changed nothing.
+
+The entry points are coroutines: each runs its database part (a private synchronous
+method, one transaction) where the runtime runs database work (``Runtime.run_db``)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
 import json
@@ -13,106 +15,29 @@ import time
 from typing import Any
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
 
 from orchestrator import secretdata
 from orchestrator.engine import phones
-from orchestrator.engine.runtime import NotFound, Runtime, new_task_id
+from orchestrator.engine.runtime import Runtime, new_task_id
 from orchestrator.engine.transitions import awaits_reply, deliver
 from orchestrator.services import errors
 from orchestrator.services.callbacks import CallbackInbox, storable
+from orchestrator.services.processes import Processes, iso
 from orchestrator.store import callbacks as inbox
-from orchestrator.store import processes as process_store
 from orchestrator.store import tasks as task_store
 from orchestrator.store.notify import notify
-from orchestrator.store.records import CallbackRecord, Event, ProcessRecord, TaskRecord, dumps
+from orchestrator.store.records import CallbackRecord, Event, TaskRecord, dumps
 
 MAX_LIST = 500
 
 
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
+class Service(Processes):
+    """Tasks and processes for the API, console and CLI; ``callbacks`` for callbacks."""
 
-
-class Service:
     def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
+        super().__init__(rt)
         # Callbacks posted to wait nodes' URLs (services/callbacks.py).
         self.callbacks = CallbackInbox(rt)
-
-    # -- processes -----------------------------------------------------------------
-    def _process(self, conn: Connection, key: str | int) -> ProcessRecord:
-        if isinstance(key, str):
-            storable(key, "the process")
-        try:
-            return self.rt.process(conn, key)
-        except NotFound as exc:
-            raise errors.NotFound("PROCESS_NOT_FOUND", f"no process {key!r}") from exc
-
-    def list_processes(self) -> list[dict[str, Any]]:
-        with self.rt.db.read() as conn:
-            return [self._process_summary(conn, p) for p in process_store.list_processes(conn)]
-
-    def _process_summary(self, conn: Connection, p: ProcessRecord) -> dict[str, Any]:
-        return {
-            "conv_id": p.id,
-            "slug": p.slug,
-            "title": p.title,
-            "version": p.current_version,
-            "counts": task_store.state_counts(conn, p.id),
-        }
-
-    def process_inputs(self) -> list[dict[str, Any]]:
-        """Every process with its declared inputs (for the API description)."""
-        with self.rt.db.read() as conn:
-            records = process_store.list_processes(conn)
-        out = []
-        for p in records:
-            definition = self.rt.definition(p.version_id)[2]
-            out.append(
-                {
-                    "slug": p.slug,
-                    "title": p.title,
-                    "description": definition.description,
-                    "inputs": list(definition.inputs),
-                }
-            )
-        return out
-
-    def process_view(self, key: str) -> dict[str, Any]:
-        with self.rt.db.read() as conn:
-            p = self._process(conn, key)
-            counts = task_store.node_counts(conn, p.id)
-            versions = process_store.list_versions(conn, p.id)
-            summary = self._process_summary(conn, p)
-        _pid, _v, definition = self.rt.definition(p.version_id)
-        node_list = []
-        for node in definition.nodes.values():
-            item: dict[str, Any] = {
-                "id": node.id,
-                "title": node.title,
-                "kind": node.kind,
-                "count": counts.get(node.id, 0),
-                "exits": node.exits(),
-            }
-            if node.kind == "wait":
-                item["callback_urls"] = self.rt.callback_urls(p.id, node.id)
-            elif node.kind == "start" and definition.incoming_sms is not None:
-                # Twilio's incoming-message webhook (SPEC §10): only the plugin form.
-                item["callback_urls"] = {"twilio": self.rt.callback_urls(p.id, node.id)["twilio"]}
-            node_list.append(item)
-        return {
-            **summary,
-            "description": definition.description,
-            "inputs": list(definition.inputs),
-            "nodes": node_list,
-            "versions": [
-                {"version": v["version"], "created_at": iso(v["created_at"]), "source": v["source"]}
-                for v in versions
-            ],
-        }
 
     # -- tasks -----------------------------------------------------------------------
     def task_view(self, conn: Connection, task: TaskRecord) -> dict[str, Any]:
@@ -143,11 +68,17 @@ class Service:
     def _slug(self, conn: Connection, process_id: int) -> str:
         return self.rt.process(conn, process_id).slug
 
-    def create_task(
+    async def create_task(
         self, process_key: str, ref: Any, data: Any, *, source: str = "api"
     ) -> tuple[dict[str, Any], bool]:
         """(task view, created). Same ref and same data as the latest task with that ref
-        returns it (an idempotent retry); same ref, other data, unfinished task → 409."""
+        returns it (an idempotent retry); same ref, other data, unfinished task: a
+        REF_CONFLICT."""
+        return await self.rt.run_db(self._create_task, process_key, ref, data, source)
+
+    def _create_task(
+        self, process_key: str, ref: Any, data: Any, source: str
+    ) -> tuple[dict[str, Any], bool]:
         if ref is not None and (not isinstance(ref, str) or not 1 <= len(ref) <= 255):
             raise errors.Invalid("INVALID_REF", "ref must be a string of 1-255 characters")
         storable(ref, "ref")
@@ -190,9 +121,8 @@ class Service:
                 secrets=self.rt.vault.encrypt(json.dumps(hidden)) if hidden else None,
             )
             try:
-                with conn.begin_nested():
-                    task_store.insert_task(conn, task)
-            except IntegrityError as exc:
+                task_store.insert_new_task(conn, task)
+            except task_store.RefTaken as exc:
                 raise errors.Conflict("REF_CONFLICT", f"ref {ref!r} is taken") from exc
             task_store.add_events(
                 conn, task.id, [Event("created", None, task.node_id, {"by": source})], now
@@ -202,14 +132,20 @@ class Service:
         self.rt.wake()
         return view, True
 
-    def get_task(self, task_id: str) -> dict[str, Any]:
+    async def get_task(self, task_id: str) -> dict[str, Any]:
+        return await self.rt.run_db(self._get_task, task_id)
+
+    def _get_task(self, task_id: str) -> dict[str, Any]:
         with self.rt.db.read() as conn:
             task = task_store.get_task(conn, task_id)
             if task is None:
                 raise errors.NotFound("TASK_NOT_FOUND", f"no task {task_id!r}")
             return self.task_view(conn, task)
 
-    def history(self, task_id: str) -> list[dict[str, Any]]:
+    async def history(self, task_id: str) -> list[dict[str, Any]]:
+        return await self.rt.run_db(self._history, task_id)
+
+    def _history(self, task_id: str) -> list[dict[str, Any]]:
         with self.rt.db.read() as conn:
             if task_store.get_task(conn, task_id) is None:
                 raise errors.NotFound("TASK_NOT_FOUND", f"no task {task_id!r}")
@@ -218,7 +154,7 @@ class Service:
             e["at"] = iso(e["at"])
         return events
 
-    def list_tasks(
+    async def list_tasks(
         self,
         process_key: str,
         *,
@@ -233,6 +169,7 @@ class Service:
         data_has: list[tuple[str, ...]] | None = None,
         ids: list[str] | None = None,
     ) -> dict[str, Any]:
+        """A process's tasks, newest first, by the filters given; ``next_cursor`` pages."""
         if state not in (None, "active", "waiting", "done"):
             raise errors.Invalid("INVALID_FILTER", "state must be active, waiting or done")
         if outcome not in (None, "success", "escalation"):
@@ -242,31 +179,40 @@ class Service:
         for name, value in (("ref", ref), ("node", node), ("cursor", cursor)):
             storable(value, name)
         before = _decode_cursor(cursor) if cursor else None
-        with self.rt.db.read() as conn:
-            proc = self._process(conn, process_key)
-            rows = task_store.list_tasks(
-                conn,
-                proc.id,
-                ref=ref,
-                node=node,
-                state=state,
-                outcome=outcome,
-                limit=limit,
-                before=before,
-                since=since,
-                until=until,
-                data_has=data_has,
-                ids=ids,
-            )
-            items = [self.task_view(conn, t) for t in rows]
+
+        def page() -> tuple[list[dict[str, Any]], list[TaskRecord]]:
+            with self.rt.db.read() as conn:
+                proc = self._process(conn, process_key)
+                rows = task_store.list_tasks(
+                    conn,
+                    proc.id,
+                    ref=ref,
+                    node=node,
+                    state=state,
+                    outcome=outcome,
+                    limit=limit,
+                    before=before,
+                    since=since,
+                    until=until,
+                    data_has=data_has,
+                    ids=ids,
+                )
+                return [self.task_view(conn, t) for t in rows], rows
+
+        items, rows = await self.rt.run_db(page)
         next_cursor = f"{rows[-1].created_at!r}:{rows[-1].id}" if len(rows) == limit else None
         return {"tasks": items, "next_cursor": next_cursor}
 
-    def find_task(
+    async def find_task(
         self, process_key: str | int, *, ref: str | None = None, task_id: str | None = None
     ) -> dict[str, Any]:
         """The task of this process with this id, or with this ref (the unfinished one,
         else the latest)."""
+        return await self.rt.run_db(self._find_task, process_key, ref, task_id)
+
+    def _find_task(
+        self, process_key: str | int, ref: str | None, task_id: str | None
+    ) -> dict[str, Any]:
         with self.rt.db.read() as conn:
             proc = self._process(conn, process_key)
             task = self._find(conn, proc.id, ref, task_id)
@@ -292,13 +238,13 @@ class Service:
             return None
         return task_store.find_by_ref(conn, process_id, ref, for_update=for_update)
 
-    def modify_by_ref(
+    async def modify_by_ref(
         self, process_key: str | int, ref: str, data: Any, *, source: str = "api"
     ) -> dict[str, Any]:
         """Corezoid's modify: merge data into the waiting task with this ref and release it."""
-        return self.modify(process_key, data, ref=ref, source=source)
+        return await self.modify(process_key, data, ref=ref, source=source)
 
-    def modify(
+    async def modify(
         self,
         process_key: str | int,
         data: Any,
@@ -310,6 +256,16 @@ class Service:
         """Merge data into the waiting task named by ``task_id`` or ``ref`` and release it."""
         if not isinstance(data, dict) or not data:
             raise errors.Invalid("INVALID_DATA", "data must be a non-empty JSON object")
+        return await self.rt.run_db(self._modify, process_key, data, ref, task_id, source)
+
+    def _modify(
+        self,
+        process_key: str | int,
+        data: dict[str, Any],
+        ref: str | None,
+        task_id: str | None,
+        source: str,
+    ) -> dict[str, Any]:
         now = time.time()
         with self.rt.db.write() as conn:
             proc = self._process(conn, process_key)

@@ -6,10 +6,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 
 from orchestrator.secretdata import redact
 from orchestrator.store import sql
 from orchestrator.store.records import TASK_COLUMNS, Event, TaskRecord, dumps, loads
+from orchestrator.store.savepoint import all_or_nothing
 
 Q = sql.QUERIES
 # Statements whose shape depends on their arguments, filled once per shape.
@@ -28,6 +30,26 @@ def insert_task(conn: Connection, task: TaskRecord) -> None:
     values = task.columns()
     sql.execute(conn, Q["insert_task"], values)
     task.stored = values
+
+
+class RefTaken(Exception):
+    """Another unfinished task of the process has this ref (nothing was written)."""
+
+
+def _unique_violations(conn: Connection) -> tuple[type[Exception], ...]:
+    # The hot statements run on the driver's cursor (store/sql.py): its own error class.
+    driver: type[Exception] = conn.dialect.loaded_dbapi.IntegrityError
+    return IntegrityError, driver
+
+
+def insert_new_task(conn: Connection, task: TaskRecord) -> None:
+    """``insert_task``, or RefTaken when an unfinished task of the process has its ref
+    (the transaction goes on)."""
+    try:
+        with all_or_nothing(conn):
+            insert_task(conn, task)
+    except _unique_violations(conn) as exc:
+        raise RefTaken(task.ref) from exc
 
 
 def get_task(conn: Connection, task_id: str, *, for_update: bool = False) -> TaskRecord | None:
@@ -76,6 +98,17 @@ def save_task(conn: Connection, task: TaskRecord, expected_rev: int) -> bool:
         return True
     task.rev = expected_rev
     return False
+
+
+def save_task_unique(conn: Connection, task: TaskRecord, expected_rev: int) -> bool:
+    """``save_task``, or RefTaken when the task would become unfinished while another
+    unfinished task of the process has its ref (the transaction goes on)."""
+    try:
+        with all_or_nothing(conn):
+            return save_task(conn, task, expected_rev)
+    except _unique_violations(conn) as exc:
+        task.rev = expected_rev
+        raise RefTaken(task.ref) from exc
 
 
 _TASK_COLUMN_SET = frozenset(TASK_COLUMNS)

@@ -46,6 +46,8 @@ OPERATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "makeCall": ("voice-call", (*_CREDENTIALS, "from", "to", "url", "applicationSid")),
 }
 POLL_FIRST, POLL_MAX = 0.02, 0.25
+# The longest wait for Twilio's answer to the create, whatever the retry settings say.
+MAX_WAIT = 120.0
 _FIELD_FIRST = re.compile(r"^([A-Za-z_]+)\b")
 
 
@@ -87,7 +89,7 @@ def failure_reason(data: dict[str, Any]) -> str:
 
 
 async def call(
-    service: Service, operation: str, body: dict[str, Any], *, source: str, wait: float
+    service: Service, operation: str, body: dict[str, Any], *, source: str
 ) -> tuple[int, dict[str, Any]]:
     """Run one package request: (HTTP status, answer)."""
     try:
@@ -95,8 +97,12 @@ async def call(
     except PackageError as exc:
         return 200, error_answer(str(exc))
     rt = service.rt
+    # As long as the Twilio client may take over the create, retries included.
+    wait = min(
+        MAX_WAIT, rt.settings.twilio_timeout * max(rt.settings.twilio_max_attempts, 1) + 10.0
+    )
     try:
-        view, _new = await rt.run_db(service.create_task, process, None, data, source=source)
+        view, _new = await service.create_task(process, None, data, source=source)
     except ServiceError as exc:
         return 200, error_answer(f"{exc.code}: {exc.message}")
     task_id = str(view["task_id"])
@@ -111,7 +117,7 @@ async def call(
             return 504, error_answer(reason, task_id=task_id)
         await asyncio.sleep(delay)
         delay = min(delay * 2, POLL_MAX)
-        view = await rt.run_db(service.get_task, task_id)
+        view = await service.get_task(task_id)
     if "sid" not in view["data"]:
         return 200, error_answer(failure_reason(view["data"]), task_id=task_id)
     stored = await rt.run_db(_created, service, task_id)

@@ -8,6 +8,7 @@ PostgreSQL only (one engine per SQLite file).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -168,8 +169,8 @@ def test_racing_engines_never_give_one_listener_two_messages(pg_url: str) -> Non
     ensure_shipped(rt)
     service = Service(rt)
     data = {"Number_to": PERSON, "Number_from": OURS, "Body": "?"}
-    first, _ = service.create_task("ask-sms", None, data)
-    second, _ = service.create_task("ask-sms", None, data)
+    first, _ = asyncio.run(service.create_task("ask-sms", None, data))
+    second, _ = asyncio.run(service.create_task("ask-sms", None, data))
     with rt.db.read() as conn:
         incoming = rt.process(conn, "incoming-sms")
     _pid, _v, definition = rt.definition(incoming.version_id)

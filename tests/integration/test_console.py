@@ -3,6 +3,7 @@ CSRF, forms changing nothing when refused, search, paging, redaction, the SVG gr
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Iterator
@@ -49,7 +50,7 @@ def _csrf(html: str) -> str:
 
 
 def _tasks(c: TestClient) -> int:
-    listing = _service(c).list_tasks("sending-sms", limit=500)
+    listing = asyncio.run(_service(c).list_tasks("sending-sms", limit=500))
     return len(listing["tasks"])
 
 
@@ -187,7 +188,7 @@ def test_new_task_form_creates_from_fields_or_raw_json(local: TestClient) -> Non
     )
     assert r.status_code == 303
     task_id = r.headers["location"].rsplit("/", 1)[1]
-    task = _service(local).get_task(task_id)
+    task = asyncio.run(_service(local).get_task(task_id))
     assert task["ref"] == "f-1"
     assert task["data"]["MediaUrl"] == ["https://example.com/a.png"]
     assert "AuthToken" not in task["data"]
@@ -207,7 +208,7 @@ def test_new_task_form_creates_from_fields_or_raw_json(local: TestClient) -> Non
 
 
 def test_modify_form_errors_sit_beside_their_fields(local: TestClient) -> None:
-    _service(local).create_task("sending-sms", "m-1", {"Body": "x"})  # active, not waiting
+    asyncio.run(_service(local).create_task("sending-sms", "m-1", {"Body": "x"}))  # not waiting
     csrf = _csrf(local.get("/console/processes/sending-sms/modify?ref=m-1").text)
     empty = local.post("/console/processes/sending-sms/modify", data={"csrf": csrf, "data": "{}"})
     assert 'id="ref-error">ref is required' in empty.text

@@ -4,6 +4,7 @@ secret and callback URL working."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -119,7 +120,7 @@ def _runtime(url: str, secret: str | None, previous: tuple[str, ...] = ()) -> Ru
 
 
 def _wait_hash(rt: Runtime) -> tuple[str, str]:
-    view = Service(rt).process_view("getting-callback")
+    view = asyncio.run(Service(rt).process_view("getting-callback"))
     url = next(n for n in view["nodes"] if "callback_urls" in n)["callback_urls"]["json"]
     conv_id, node_hash = url.rsplit("/", 2)[-2:]
     return conv_id, node_hash
@@ -134,14 +135,18 @@ def test_rotating_the_server_secret(sqlite_url: str) -> None:
         kv.save_account_token(conn, ACCOUNT, old.vault.encrypt("tok-1"), time.time())
     login, key_secret = apikeys.create_key(old, "rot")
     service = Service(old)
-    task, _ = service.create_task(
-        "sending-sms",
-        None,
-        {"Number_to": "+15551230001", "Number_from": FROM, "Body": "x", "AuthToken": "tok-2"},
+    task, _ = asyncio.run(
+        service.create_task(
+            "sending-sms",
+            None,
+            {"Number_to": "+15551230001", "Number_from": FROM, "Body": "x", "AuthToken": "tok-2"},
+        )
     )
     conv_id, old_hash = _wait_hash(old)
-    pending = service.callbacks.receive_callback(
-        "json", conv_id, old_hash, {"ref": "later", "password": "p"}
+    pending = asyncio.run(
+        service.callbacks.receive_callback(
+            "json", conv_id, old_hash, {"ref": "later", "password": "p"}
+        )
     )
     assert pending["status"] == "accepted"
     # An api_call answer's token, sealed in its effect's result.
@@ -156,7 +161,7 @@ def test_rotating_the_server_secret(sqlite_url: str) -> None:
     assert apikeys.login_for_secret(both, key_secret) == "rot"
     assert apikeys.secret_for_login(both, "rot") == key_secret
 
-    report = rotate(both)
+    report = rotate(both.db, both.vault)
     assert report.reencrypted == {
         "twilio_accounts": 1,
         "api_keys": 1,
@@ -165,7 +170,7 @@ def test_rotating_the_server_secret(sqlite_url: str) -> None:
         "effects": 1,
     }
     assert not report.unreadable
-    again = rotate(both)
+    again = rotate(both.db, both.vault)
     assert again.reencrypted == {} and again.current == 5
 
     new_only = _runtime(sqlite_url, NEW)
@@ -183,7 +188,7 @@ def test_rotating_the_server_secret(sqlite_url: str) -> None:
     assert _node_for(new_only, conv_id, old_hash) is None
 
     stranger = _runtime(sqlite_url, "some-other-secret-" + "c" * 20)
-    assert len(rotate(stranger).unreadable) == 5
+    assert len(rotate(stranger.db, stranger.vault).unreadable) == 5
     with db.read() as conn:
         stored = json.loads(conn.execute(select(effects.c.result)).scalar_one())
     db.dispose()

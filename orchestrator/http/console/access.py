@@ -8,7 +8,7 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qsl, quote
 
 from starlette.requests import Request
@@ -19,12 +19,11 @@ from orchestrator.http import auth
 from orchestrator.http.console import session as sessions
 from orchestrator.http.console.session import Session
 from orchestrator.http.errors import http_status
-from orchestrator.services import sessions as server_sessions
+from orchestrator.services.access import Access
 from orchestrator.services.apikeys import OPERATE, READ
 from orchestrator.services.errors import ServiceError
 from orchestrator.services.tasks import Service
 
-T = TypeVar("T")
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str)
@@ -49,8 +48,10 @@ SECURITY_HEADERS = {
 class Visit:
     request: Request
     service: Service
+    access: Access
     session: Session
     fresh: bool  # the cookie must be (re)set on the response
+    keys: bool  # API keys are configured: logging in is needed
     role: str = OPERATE  # the logged-in key's role ("operate" in keyless loopback mode)
 
     @property
@@ -69,28 +70,25 @@ class Visit:
                 )
             )
 
-    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await self.service.rt.run_db(fn, *args, **kwargs)
-
     def render(self, template: str, status: int = 200, **context: Any) -> Response:
         context.update(
             request=self.request,
             csrf=self.session.csrf,
             login=self.session.login,
-            keys=auth.keys_configured(self.service.rt),
+            keys=self.keys,
             can_operate=self.can_operate,
         )
         response = templates.TemplateResponse(
             self.request, template, context, status_code=status, headers=SECURITY_HEADERS
         )
         if self.fresh:
-            sessions.set_cookie(response, self.request, self.service.rt.secret, self.session)
+            sessions.set_cookie(response, self.request, self.access.cookie_secret, self.session)
         return response
 
     def redirect(self, url: str) -> Response:
         response = RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
         if self.fresh:
-            sessions.set_cookie(response, self.request, self.service.rt.secret, self.session)
+            sessions.set_cookie(response, self.request, self.access.cookie_secret, self.session)
         return response
 
     async def form(self) -> dict[str, str]:
@@ -115,27 +113,27 @@ class Refused(Exception):
         self.response = response
 
 
-def _visit(request: Request, *, public: bool) -> Visit:
+async def _visit(request: Request, *, public: bool) -> Visit:
     service: Service = request.app.state.service
-    rt = service.rt
-    s = sessions.decode(rt.secret, request.cookies.get(sessions.COOKIE))
-    if auth.keys_configured(rt):
+    access: Access = request.app.state.access
+    s = sessions.decode(access.cookie_secret, request.cookies.get(sessions.COOKIE))
+    if await access.keys_configured():
         role = None
         if s is not None and s.login is not None:
             # Logged out, expired server-side, or its key revoked: the session is over.
-            role = server_sessions.session_key(rt, s.sid, s.login)
+            role = await access.session_role(s.sid, s.login)
             if role is None:
                 s = None
         if s is None:
             s, fresh = sessions.new_session(None), True
         else:
             fresh = False
-        visit = Visit(request, service, s, fresh, role or READ)
+        visit = Visit(request, service, access, s, fresh, True, role or READ)
         if s.login is None and not public:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             raise Refused(visit.redirect(f"/console/login?next={quote(target, safe='')}"))
         return visit
-    visit = Visit(request, service, s or sessions.new_session(None), s is None)
+    visit = Visit(request, service, access, s or sessions.new_session(None), s is None, False)
     if not auth.is_loopback(request):
         raise Refused(
             visit.render(
@@ -159,7 +157,7 @@ def page(*, public: bool = False) -> Callable[[Handler], Callable[[Request], Awa
         @functools.wraps(fn)
         async def endpoint(request: Request) -> Response:
             try:
-                visit = _visit(request, public=public)
+                visit = await _visit(request, public=public)
             except Refused as r:
                 return r.response
             try:

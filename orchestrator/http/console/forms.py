@@ -14,7 +14,6 @@ from orchestrator.http.console import session as sessions
 from orchestrator.http.console.access import Visit, page
 from orchestrator.http.console.throttle import LoginThrottle
 from orchestrator.secretdata import is_secret_name
-from orchestrator.services import sessions as server_sessions
 from orchestrator.services.errors import ServiceError
 
 # Which field an engine refusal belongs beside.
@@ -90,7 +89,7 @@ def _task_data(inputs: list[dict[str, Any]], form: dict[str, str], errors: dict[
 
 @page()
 async def new_task(v: Visit) -> Response:
-    view = await v.run(v.service.process_view, v.request.path_params["process"])
+    view = await v.service.process_view(v.request.path_params["process"])
     inputs = [dict(i) for i in view["inputs"]]
     for item in inputs:
         item["secret"] = is_secret_name(str(item["name"]))
@@ -103,8 +102,7 @@ async def new_task(v: Visit) -> Response:
         ref = form.get("ref", "").strip() or None
         if not errors:
             try:
-                created, _new = await v.run(
-                    v.service.create_task,
+                created, _new = await v.service.create_task(
                     view["slug"],
                     ref,
                     data,
@@ -121,7 +119,7 @@ async def new_task(v: Visit) -> Response:
 
 @page()
 async def modify(v: Visit) -> Response:
-    view = await v.run(v.service.process_view, v.request.path_params["process"])
+    view = await v.service.process_view(v.request.path_params["process"])
     form: dict[str, str] = {"ref": v.request.query_params.get("ref", "")}
     errors: dict[str, str] = {}
     if v.request.method == "POST":
@@ -133,8 +131,7 @@ async def modify(v: Visit) -> Response:
         data = _parameters(form.get("data", ""), errors)
         if not errors and data is not None:
             try:
-                task = await v.run(
-                    v.service.modify_by_ref,
+                task = await v.service.modify_by_ref(
                     view["slug"],
                     ref,
                     data,
@@ -154,7 +151,7 @@ def _safe_next(target: str | None) -> str:
 
 @page(public=True)
 async def login(v: Visit) -> Response:
-    if not auth.keys_configured(v.service.rt):
+    if not v.keys:
         return v.redirect("/console")
     errors: dict[str, str] = {}
     target = _safe_next(v.request.query_params.get("next"))
@@ -167,10 +164,10 @@ async def login(v: Visit) -> Response:
         if wait > 0:
             errors["secret"] = f"too many wrong secrets: wait {wait:.0f} s and try again"
             return v.render("login.html", 429, errors=errors, next=target)
-        who = await v.run(auth.verify_secret, v.service.rt, form.get("secret", ""))
+        who = await v.access.login_for_secret(form.get("secret", ""))
         if who is not None:
             throttle.succeeded(client)
-            sid = await v.run(server_sessions.open_session, v.service.rt, who, sessions.LIFETIME)
+            sid = await v.access.open_session(who, sessions.LIFETIME)
             v.session, v.fresh = sessions.new_session(who, sid), True
             return v.redirect(target)
         throttle.failed(client)
@@ -189,8 +186,8 @@ def _throttle(v: Visit) -> LoginThrottle:
 @page(public=True)
 async def logout(v: Visit) -> Response:
     await v.form()
-    await v.run(server_sessions.end_session, v.service.rt, v.session.sid)
+    await v.access.end_session(v.session.sid)
     v.fresh = False
-    response = v.redirect("/console/login" if auth.keys_configured(v.service.rt) else "/console")
+    response = v.redirect("/console/login" if v.keys else "/console")
     sessions.clear_cookie(response)
     return response

@@ -36,7 +36,7 @@ async def task_action(v: Visit) -> Response:
     if action not in _VERBS:
         raise Invalid("INVALID_ACTION", "choose retry, cancel or move")
     try:
-        await v.run(lambda: Repair(v.service).act(action, task_id, who=_who(v), **_params(form)))
+        await Repair(v.service).act(action, task_id, who=_who(v), **_params(form))
     except ServiceError as err:
         return v.render(
             "repair_refused.html",
@@ -53,7 +53,7 @@ async def task_action(v: Visit) -> Response:
 async def node_bulk(v: Visit) -> Response:
     v.require_operate()
     key, node_id = v.request.path_params["process"], v.request.path_params["node"]
-    view = await v.run(v.service.process_view, key)
+    view = await v.service.process_view(key)
     node = next((n for n in view["nodes"] if n["id"] == node_id), None)
     if node is None:
         raise NotFound("NODE_NOT_FOUND", f"{view['title']} has no node {node_id!r}")
@@ -75,16 +75,14 @@ async def node_bulk(v: Visit) -> Response:
     action = form.get("action", "")
     if action not in _VERBS:
         raise Invalid("INVALID_ACTION", "choose retry, cancel or move")
-    result = await v.run(
-        lambda: Repair(v.service).bulk(
-            view["slug"],
-            node_id,
-            action,
-            who=_who(v),
-            cursor=form.get("cursor") or None,
-            node=_params(form)["node"],
-            reason=_params(form).get("reason"),
-        )
+    result = await Repair(v.service).bulk(
+        view["slug"],
+        node_id,
+        action,
+        who=_who(v),
+        cursor=form.get("cursor") or None,
+        node=_params(form)["node"],
+        reason=_params(form).get("reason"),
     )
     return v.render(
         "bulk.html",

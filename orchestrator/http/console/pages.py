@@ -17,14 +17,14 @@ PAGE_SIZE = 25
 
 @page()
 async def processes(v: Visit) -> Response:
-    items = await v.run(v.service.list_processes)
+    items = await v.service.list_processes()
     return v.render("processes.html", processes=items)
 
 
 @page()
 async def process(v: Visit) -> Response:
-    view = await v.run(v.service.process_view, v.request.path_params["process"])
-    edges = await v.run(lookup.edges, v.service, view["slug"])
+    view = await v.service.process_view(v.request.path_params["process"])
+    edges = await lookup.edges(v.service, view["slug"])
     svg = graph.render(view["slug"], view["nodes"], edges)
     return v.render("process.html", p=view, svg=svg)
 
@@ -33,13 +33,11 @@ async def process(v: Visit) -> Response:
 async def tasks(v: Visit) -> Response:
     """A process's tasks, filtered (lookup.filtered_tasks), newest first, cursor-paged."""
     key = v.request.path_params["process"]
-    view = await v.run(v.service.process_view, key)
+    view = await v.service.process_view(key)
     q = v.request.query_params
     filters = {k: q.get(k, "") for k in lookup.TASK_FILTERS}
     cursor = q.get("cursor") or None
-    listing = await v.run(
-        lambda: lookup.filtered_tasks(v.service, key, filters, limit=PAGE_SIZE, cursor=cursor)
-    )
+    listing = await lookup.filtered_tasks(v.service, key, filters, limit=PAGE_SIZE, cursor=cursor)
     now = time.time()
     shown = {k: val for k, val in filters.items() if val}
     return v.render(
@@ -67,7 +65,7 @@ async def counts(v: Visit) -> Response:
     key = v.request.path_params["process"]
     hit = cache.get(key)
     if hit is None or time.monotonic() - hit[0] > COUNTS_TTL:
-        view = await v.run(v.service.process_view, key)
+        view = await v.service.process_view(key)
         body = {"nodes": {n["id"]: n["count"] for n in view["nodes"]}, "counts": view["counts"]}
         if len(cache) > 1000:  # keys come from URLs: keep the cache bounded
             cache.clear()
@@ -78,7 +76,7 @@ async def counts(v: Visit) -> Response:
 @page()
 async def node_tasks(v: Visit) -> Response:
     key, node_id = v.request.path_params["process"], v.request.path_params["node"]
-    view = await v.run(v.service.process_view, key)
+    view = await v.service.process_view(key)
     node = next((n for n in view["nodes"] if n["id"] == node_id), None)
     if node is None:
         return v.render(
@@ -88,9 +86,7 @@ async def node_tasks(v: Visit) -> Response:
             message=f"{view['title']} has no node {node_id!r}.",
         )
     cursor = v.request.query_params.get("cursor") or None
-    listing = await v.run(
-        lambda: v.service.list_tasks(key, node=node_id, limit=PAGE_SIZE, cursor=cursor)
-    )
+    listing = await v.service.list_tasks(key, node=node_id, limit=PAGE_SIZE, cursor=cursor)
     now = time.time()
     return v.render(
         "node.html",
@@ -105,7 +101,7 @@ async def node_tasks(v: Visit) -> Response:
 @page()
 async def search(v: Visit) -> Response:
     q = v.request.query_params.get("q", "")
-    result = await v.run(lookup.search, v.service, q)
+    result = await lookup.search(v.service, q)
     if len(result["tasks"]) == 1 and q.strip():
         # One hit: go straight to it, as an operator pasting an id expects.
         return v.redirect(f"/console/tasks/{result['tasks'][0]['task_id']}")
@@ -116,13 +112,13 @@ async def search(v: Visit) -> Response:
 
 @page()
 async def task(v: Visit) -> Response:
-    t = await v.run(lookup.timeline, v.service, v.request.path_params["task_id"])
+    t = await lookup.timeline(v.service, v.request.path_params["task_id"])
     nvp_url = None
     if t["task"]["state"] == "waiting" and t["task"]["node"]["kind"] == "wait":
-        urls = v.service.rt.callback_urls(t["task"]["conv_id"], t["task"]["node"]["id"])
+        urls = v.service.callback_urls(t["task"]["conv_id"], t["task"]["node"]["id"])
         nvp_url = urls["nvp"].replace("{{root.task_id}}", t["task"]["task_id"])
     view = present.row(t["task"], time.time())
-    nodes = await v.run(lookup.node_choices, v.service, view["task_id"])
+    nodes = await lookup.node_choices(v.service, view["task_id"])
     return v.render(
         "task.html",
         t=view,
@@ -135,5 +131,5 @@ async def task(v: Visit) -> Response:
 
 @page()
 async def task_live(v: Visit) -> Response:
-    body = await v.run(lookup.live_stamp, v.service, v.request.path_params["task_id"])
+    body = await lookup.live_stamp(v.service, v.request.path_params["task_id"])
     return JSONResponse(body, headers=SECURITY_HEADERS)

@@ -157,42 +157,42 @@ def test_a_provider_plugin_replaces_twilio_without_touching_the_core(sqlite_url:
     )
     deploy_definitions(rt, [(PROCESS, None)])
     service = Service(rt)
-    view, _created = service.create_task("pigeon-post", None, {"To": "the castle"})
+    view, _created = asyncio.run(service.create_task("pigeon-post", None, {"To": "the castle"}))
     task_id, conv_id = view["task_id"], view["conv_id"]
     node_hash = rt.node_hash(conv_id, "waiting")
 
-    def post(payload: dict[str, Any]) -> str:
+    async def post(payload: dict[str, Any]) -> str:
         # To the task's own URL (.../{conv_id}/{hash}/{task_id}), as a StatusCallback is.
-        answer = service.callbacks.receive_callback(
+        answer = await service.callbacks.receive_callback(
             "twilio", str(conv_id), node_hash, payload, task_id=task_id
         )
         return str(answer["status"])
 
     async def until(node: str, state: str | None = None) -> dict[str, Any]:
         for _ in range(200):
-            task = service.get_task(task_id)
+            task = await service.get_task(task_id)
             settled = task["node"]["id"] == node and task["state"] in ("waiting", "done")
             if settled and task["data"].get("state") == state:
                 return task
             await asyncio.sleep(0.02)
-        raise AssertionError(f"task never reached {node}: {service.get_task(task_id)}")
+        raise AssertionError(f"task never reached {node}: {await service.get_task(task_id)}")
 
     async def scenario() -> dict[str, Any]:
         worker = Worker(rt)
         runner = asyncio.create_task(worker.run())
         try:
             await until("waiting")
-            assert post({"pigeon_id": "bird-1", "state": "flying"}) == "accepted"
-            assert post({"pigeon_id": "bird-1", "state": "flying"}) == "duplicate"
+            assert await post({"pigeon_id": "bird-1", "state": "flying"}) == "accepted"
+            assert await post({"pigeon_id": "bird-1", "state": "flying"}) == "duplicate"
             await until("waiting", "flying")
             # Backwards: stored, then only recorded (the form says it does not advance).
-            assert post({"pigeon_id": "bird-1", "state": "hatched"}) == "accepted"
+            assert await post({"pigeon_id": "bird-1", "state": "hatched"}) == "accepted"
             for _ in range(200):
-                if any(e["kind"] == "callback_ignored" for e in service.history(task_id)):
+                if any(e["kind"] == "callback_ignored" for e in await service.history(task_id)):
                     break
                 await asyncio.sleep(0.02)
-            assert service.get_task(task_id)["data"]["state"] == "flying"
-            assert post({"pigeon_id": "bird-1", "state": "arrived"}) == "accepted"
+            assert (await service.get_task(task_id))["data"]["state"] == "flying"
+            assert await post({"pigeon_id": "bird-1", "state": "arrived"}) == "accepted"
             return await until("arrived", "arrived")
         finally:
             await worker.stop()
@@ -213,10 +213,14 @@ def test_a_pigeon_form_refuses_a_callback_naming_no_bird(sqlite_url: str) -> Non
     handler = SendPigeon()
     rt = Runtime(Settings(database_url=sqlite_url), plugins=[logics.plugin, pigeon_plugin(handler)])
     deploy_definitions(rt, [(PROCESS, None)])
-    conv_id = Service(rt).process_view("pigeon-post")["conv_id"]
+    conv_id = asyncio.run(Service(rt).process_view("pigeon-post"))["conv_id"]
     node_hash = rt.node_hash(conv_id, "waiting")
     try:
-        Service(rt).callbacks.receive_callback("twilio", str(conv_id), node_hash, {"state": "x"})
+        asyncio.run(
+            Service(rt).callbacks.receive_callback(
+                "twilio", str(conv_id), node_hash, {"state": "x"}
+            )
+        )
     except Exception as exc:  # the form's refusal, as the domain error the API maps
         assert getattr(exc, "code", None) == "MISSING_BIRD"
         assert type(exc).__name__ == "Invalid"

@@ -115,7 +115,7 @@ def test_a_forking_chain_never_grows_the_engines_running_set_past_its_concurrenc
 
     rt = Runtime(Settings(database_url=db_url, max_chain_tasks=100000, poll_interval=0.05))
     deploy_definitions(rt, [(_self_copying("fork-me", 2), None)])
-    Service(rt).create_task("fork-me", None, {})
+    asyncio.run(Service(rt).create_task("fork-me", None, {}))
     sizes: list[int] = []
 
     async def run_engine() -> float:

@@ -3,6 +3,7 @@ tasks page through the TestClient."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
@@ -31,12 +32,18 @@ def _service(c: TestClient) -> Service:
 def test_filters(client: TestClient) -> None:
     s = _service(client)
     sid = "SM" + "ab" * 16
-    a, _ = s.create_task("sending-sms", "r-a", {"Number_to": "+15551230001", "code": 30003})
-    b, _ = s.create_task("sending-sms", "r-b", {"Number_to": "+15551230002", "sid": sid})
-    c, _ = s.create_task("sending-sms", None, {"Number_to": "+15551230003", "code": "X1"})
+    a, _ = asyncio.run(
+        s.create_task("sending-sms", "r-a", {"Number_to": "+15551230001", "code": 30003})
+    )
+    b, _ = asyncio.run(
+        s.create_task("sending-sms", "r-b", {"Number_to": "+15551230002", "sid": sid})
+    )
+    c, _ = asyncio.run(
+        s.create_task("sending-sms", None, {"Number_to": "+15551230003", "code": "X1"})
+    )
 
     def ids(**filters: str) -> list[str]:
-        page = lookup.filtered_tasks(s, "sending-sms", filters, limit=50, cursor=None)
+        page = asyncio.run(lookup.filtered_tasks(s, "sending-sms", filters, limit=50, cursor=None))
         return [t["task_id"] for t in page["tasks"]]
 
     every = [c["task_id"], b["task_id"], a["task_id"]]
@@ -56,9 +63,13 @@ def test_filters(client: TestClient) -> None:
         ids(since="yesterday")
     assert err.value.code == "INVALID_FILTER"
     # Cursor paging through a filter.
-    first = lookup.filtered_tasks(s, "sending-sms", {"state": "active"}, limit=2, cursor=None)
-    rest = lookup.filtered_tasks(
-        s, "sending-sms", {"state": "active"}, limit=2, cursor=first["next_cursor"]
+    first = asyncio.run(
+        lookup.filtered_tasks(s, "sending-sms", {"state": "active"}, limit=2, cursor=None)
+    )
+    rest = asyncio.run(
+        lookup.filtered_tasks(
+            s, "sending-sms", {"state": "active"}, limit=2, cursor=first["next_cursor"]
+        )
     )
     assert [t["task_id"] for t in first["tasks"] + rest["tasks"]] == every
     assert rest["next_cursor"] is None
@@ -66,7 +77,7 @@ def test_filters(client: TestClient) -> None:
 
 def test_tasks_page(client: TestClient) -> None:
     s = _service(client)
-    s.create_task("sending-sms", "r-1", {"Number_to": "+15551230009", "code": 21211})
+    asyncio.run(s.create_task("sending-sms", "r-1", {"Number_to": "+15551230009", "code": 21211}))
     page = client.get("/console/processes/sending-sms/tasks?code=21211")
     assert page.status_code == 200
     assert "+15551230009" in page.text and "<code>21211</code>" in page.text

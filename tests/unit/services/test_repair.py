@@ -220,3 +220,16 @@ def test_a_step_in_flight_is_refused_and_finishes(stack: Stack) -> None:
     assert done["outcome"] == "success"
     assert stack.sim_stats()["messages_created"] == 1
     assert not [e for e in stack.history(task["task_id"]) if e["kind"] in ("cancelled", "moved")]
+
+
+def test_retry_refuses_a_task_whose_ref_a_newer_task_holds(stack: Stack) -> None:
+    first = stack.create({"n": 1}, ref="same", process="waiter")
+    stack.wait(first["task_id"], state="waiting")
+    r = _post(stack, f"/api/v1/tasks/{first['task_id']}/cancel", {})
+    assert r.status_code == 200, r.text
+    second = stack.create({"n": 2}, ref="same", process="waiter")  # the ref is free again
+    r = _post(stack, f"/api/v1/tasks/{first['task_id']}/retry", {"node": "wait"})
+    assert r.status_code == 409, r.text
+    assert r.json()["error"]["code"] == "REF_CONFLICT"
+    assert stack.task(first["task_id"])["state"] == "done"  # nothing changed
+    assert stack.task(second["task_id"])["state"] in ("active", "waiting")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from sqlalchemy import func, select
@@ -26,7 +27,10 @@ def test_purge_removes_only_old_finished_tasks(db_url: str) -> None:
     rt = Runtime(Settings(database_url=db_url))
     ensure_shipped(rt)
     service = Service(rt)
-    ids = [service.create_task("getting-callback", None, {"n": i})[0]["task_id"] for i in range(7)]
+    ids = [
+        asyncio.run(service.create_task("getting-callback", None, {"n": i}))[0]["task_id"]
+        for i in range(7)
+    ]
     now = time.time()
     with rt.db.write() as conn:
         for i, task_id in enumerate(ids[:5]):  # five finished: three long ago, two just now
@@ -77,7 +81,10 @@ def test_purge_removes_only_old_finished_tasks(db_url: str) -> None:
 def _finished_tasks(rt: Runtime, ages: list[float]) -> list[str]:
     """Finished tasks, each finished ``age`` seconds ago."""
     service = Service(rt)
-    ids = [service.create_task("getting-callback", None, {"n": i})[0]["task_id"] for i in ages]
+    ids = [
+        asyncio.run(service.create_task("getting-callback", None, {"n": i}))[0]["task_id"]
+        for i in ages
+    ]
     now = time.time()
     with rt.db.write() as conn:
         for task_id, age in zip(ids, ages, strict=True):
