@@ -269,14 +269,14 @@ def test_a_plugin_adds_a_logic_type_without_touching_the_core(sqlite_url: str) -
 
         deploy_definitions(rt, [(ribbon_process(colour="red"), None)])
         service = Service(rt)
-        task_id = service.create_task("ribbons", None, {})[0]["task_id"]
+        task_id = asyncio.run(service.create_task("ribbons", None, {}))[0]["task_id"]
 
         async def run_until_done() -> dict[str, Any]:
             worker = Worker(rt)
             runner = asyncio.create_task(worker.run())
             try:
                 for _ in range(200):
-                    task = service.get_task(task_id)
+                    task = await service.get_task(task_id)
                     if task["state"] == "done":
                         return task
                     await asyncio.sleep(0.02)
