@@ -141,7 +141,7 @@ class Database:
                 try:
                     yield conn
                 finally:
-                    self._local.batch = None
+                    self._local.batch = self._local.release = None
             return
         self._start_checkpointer()
         with self._write_lock, self.engine.begin() as conn:
@@ -167,21 +167,33 @@ class Database:
     def _savepoint(self, conn: Connection) -> Iterator[Connection]:
         # Raw driver calls: these run a few times per step, SQLAlchemy's nested
         # transactions cost several times more, and nothing here needs their bookkeeping.
+        # PostgreSQL: each statement is a network round trip, so a savepoint that ended
+        # well is released together with the next one's start (or by the COMMIT).
         raw = conn.connection.dbapi_connection
         assert raw is not None
         name = f"w{next(self._savepoints)}"
         sqlcount.count("txn savepoint")
         sqlcount.statement("SAVEPOINT")
-        raw.execute(f"SAVEPOINT {name}")
+        pending = getattr(self._local, "release", None)
+        if pending is not None:
+            self._local.release = None
+            raw.execute(f"RELEASE {pending}; SAVEPOINT {name}")
+        else:
+            raw.execute(f"SAVEPOINT {name}")
         try:
             yield conn
         except BaseException:
+            # Rolling back to this savepoint also ends any inside it that ended well.
+            self._local.release = None
             if _in_transaction(raw):
                 raw.execute(f"ROLLBACK TO {name}")
                 raw.execute(f"RELEASE {name}")
             raise
-        sqlcount.statement("RELEASE")
-        raw.execute(f"RELEASE {name}")
+        if self.is_sqlite:
+            sqlcount.statement("RELEASE")
+            raw.execute(f"RELEASE {name}")
+        else:
+            self._local.release = name  # releases any inside it too
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

@@ -170,3 +170,38 @@ def test_retry_inside_a_batch_leaves_the_lock_wait_to_the_batch(
         holder.join()
     assert len(attempts) == 2  # once in the batch, once alone (waiting for the lock)
     assert names(db) == ["done"]
+
+
+def test_savepoints_released_late_still_undo_and_keep_the_right_writes(
+    db: Database, group: GroupCommit
+) -> None:
+    """A savepoint that ended well is released with the next one's start: an outer block
+    that fails after an inner one ended well undoes both, and later jobs go on."""
+
+    def inner_ok_outer_fails() -> None:
+        with db.write() as outer:
+            outer.execute(text("INSERT INTO item (name) VALUES ('outer')"))
+            with db.write() as inner:
+                inner.execute(text("INSERT INTO item (name) VALUES ('inner')"))
+            raise ValueError("outer block fails")
+
+    def two_blocks() -> None:
+        insert(db, "first-block")
+        with db.write() as conn:
+            with db.write() as nested:
+                nested.execute(text("INSERT INTO item (name) VALUES ('nested')"))
+            conn.execute(text("INSERT INTO item (name) VALUES ('second-block')"))
+
+    async def main() -> list[object]:
+        return await asyncio.gather(
+            group.run(insert, db, "a"),
+            group.run(inner_ok_outer_fails),
+            group.run(two_blocks),
+            group.run(insert, db, "b"),
+            return_exceptions=True,
+        )
+
+    a, failed, _two, b = asyncio.run(main())
+    assert (a, b) == ("a", "b") and isinstance(failed, ValueError)
+    assert group.batches == 1
+    assert names(db) == ["a", "first-block", "nested", "second-block", "b"]
