@@ -148,9 +148,11 @@ class Settings:
     poll_interval: float = 0.5
     engine_concurrency: int = 256
     db_pool_size: int = 10
-    # SQLite: at most this many database jobs share one COMMIT (group commit); 0 or 1 gives
-    # each its own transaction.
+    # At most this many database jobs share one COMMIT (group commit); 0 or 1 gives each
+    # its own transaction.
     group_commit: int = 64
+    # PostgreSQL: batches in flight at once (each a thread and a pooled connection).
+    group_commit_batches: int = 2
     # ...and under load, batches are at least this many seconds apart (fewer, larger ones).
     group_commit_spacing: float = 0.008
     # SQLite: past this many bytes the WAL is emptied (TRUNCATE checkpoint).
@@ -205,6 +207,7 @@ class Settings:
             "db_pool_size": _int("ORCH_DB_POOL_SIZE", cls.db_pool_size),
             "group_commit": _int("ORCH_GROUP_COMMIT", cls.group_commit),
             "group_commit_spacing": _float("ORCH_GROUP_COMMIT_SPACING", cls.group_commit_spacing),
+            "group_commit_batches": _int("ORCH_GROUP_COMMIT_BATCHES", cls.group_commit_batches),
             "sqlite_wal_limit": _int("ORCH_SQLITE_WAL_LIMIT", cls.sqlite_wal_limit),
             "retention_days": _float("ORCH_RETENTION_DAYS", cls.retention_days),
             "corezoid_time_window": _float("ORCH_COREZOID_TIME_WINDOW", cls.corezoid_time_window),

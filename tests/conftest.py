@@ -109,6 +109,18 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if kind == "sqlite":
         yield _fresh_sqlite(request.getfixturevalue("sqlite_template"), tmp_path)
         return
+    yield from _pg_database(request)
+
+
+@pytest.fixture
+def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A migrated, empty PostgreSQL database (for what only PostgreSQL has)."""
+    if "postgresql" not in DATABASES:
+        pytest.skip("postgresql not in ORCH_TEST_DBS")
+    yield from _pg_database(request)
+
+
+def _pg_database(request: pytest.FixtureRequest) -> Iterator[str]:
     template = request.getfixturevalue("pg_template")
     if template is None:
         if IN_CI:

@@ -77,11 +77,25 @@ class Runtime:
         self._extensions: dict[Callable[[Runtime], object], object] = {}
         self._http: httpx.AsyncClient | None = None
         self._executor: ThreadPoolExecutor | None = None
+        # Group commit (store/group_commit.py). SQLite: every database job. PostgreSQL:
+        # the engine's own jobs (run_engine_db), which may start over.
         self.group_commit: GroupCommit | None = None
-        if self.db.is_sqlite and settings.group_commit > 1:
-            self.group_commit = GroupCommit(
-                self.db, settings.group_commit, settings.group_commit_spacing
-            )
+        self.engine_group_commit: GroupCommit | None = None
+        self._batch_executor: ThreadPoolExecutor | None = None
+        if settings.group_commit > 1:
+            if self.db.is_sqlite:
+                self.group_commit = GroupCommit(
+                    self.db, settings.group_commit, settings.group_commit_spacing
+                )
+            else:
+                threads = max(1, settings.group_commit_batches)
+                self._batch_executor = ThreadPoolExecutor(threads, thread_name_prefix="db-batch")
+                self.engine_group_commit = GroupCommit(
+                    self.db,
+                    settings.group_commit,
+                    executor=self._batch_executor,
+                    max_batches=threads,
+                )
         # Callbacks from the HTTP side (same process) that wake the engine at once.
         self.wake_listeners: list[Callable[[], None]] = []
         self.metrics = Metrics()
@@ -267,6 +281,16 @@ class Runtime:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
+    async def run_engine_db(self, fn: Callable[..., T], *args: Any) -> T:
+        """The engine's own database jobs (claims, step commits, deliveries). On
+        PostgreSQL those ready together share one transaction too: one thread hop and one
+        COMMIT for a batch instead of one each. Such a job may run twice (a batch that
+        meets another process's row lock starts over job by job), so each must keep no
+        state of a first run: the engine's jobs copy what they change, or read it anew."""
+        if self.engine_group_commit is not None:
+            return await self.engine_group_commit.run(fn, *args)
+        return await self.run_db(fn, *args)
+
     async def aclose(self) -> None:
         extensions, self._extensions = list(self._extensions.values()), {}
         for extension in extensions:
@@ -275,6 +299,7 @@ class Runtime:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
-            self._executor = None
+        for executor in (self._executor, self._batch_executor):
+            if executor is not None:
+                executor.shutdown(wait=False)
+        self._executor = self._batch_executor = self.engine_group_commit = None

@@ -14,13 +14,10 @@ import copy
 import functools
 import logging
 import os
-import random
 import socket
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
-
-from sqlalchemy.exc import OperationalError
 
 from orchestrator import secretdata
 from orchestrator.engine.interpreter import Interpreter
@@ -172,7 +169,7 @@ class Worker:
         """``rt.run_db``, tracked so stop() can wait for threads a cancel cannot stop."""
         if self.rt.db.is_sqlite:  # runs inline: nothing outlives the caller
             return await self.rt.run_db(fn, *args)
-        future = asyncio.ensure_future(self.rt.run_db(fn, *args))
+        future = asyncio.ensure_future(self.rt.run_engine_db(fn, *args))
         self._db_inflight.add(future)
         future.add_done_callback(self._db_inflight.discard)
         return await asyncio.shield(future)
@@ -202,7 +199,7 @@ class Worker:
             # transaction. Work that appears after it wakes the engine (or the next poll).
             due, runnable = task_store.claimable(conn, time.time())
         for cb_id in ids:
-            out += _retry_on_deadlock(functools.partial(self._deliver, cb_id))
+            out += self.rt.db.retry(functools.partial(self._deliver, cb_id))
         if len(out) < limit and (due or runnable):
             now = time.time()
             lease = self.rt.settings.lease_seconds
@@ -369,7 +366,7 @@ class Worker:
                 )
 
         try:
-            return _retry_on_deadlock(attempt) if fresh else attempt()
+            return self.rt.db.retry(attempt) if fresh else attempt()
         except Conflict as exc:
             exc.effects, exc.step = effects_done, step
             raise
@@ -392,17 +389,3 @@ MAX_STEP_FAILURES = 8
 
 def retry_delay(attempt: int) -> float:
     return float(min(STEP_RETRY_DELAY * 2 ** (attempt - 1), STEP_RETRY_MAX))
-
-
-def _retry_on_deadlock(fn: Callable[[], T], attempts: int = 5) -> T:
-    """Run a transaction again when PostgreSQL picked it as a deadlock victim or refused to
-    serialise it; both leave nothing behind, so a retry is safe."""
-    for i in range(attempts):
-        try:
-            return fn()
-        except OperationalError as exc:
-            code = getattr(exc.orig, "sqlstate", None)
-            if code not in ("40P01", "40001") or i == attempts - 1:
-                raise
-            time.sleep(random.uniform(0.005, 0.05) * (i + 1))
-    raise AssertionError("unreachable")

@@ -5,9 +5,10 @@ upgrading a read lock), plus an in-process lock so this process's threads queue 
 single writer instead of spinning in SQLite's busy handler. Its WAL file is kept under a
 bound (``wal_limit``, see Checkpointer).
 
-Inside ``Database.batch()`` (group commit, see store/group_commit.py) every ``write()`` and
-``read()`` on that thread joins the batch's transaction: a write is a savepoint, so it
-still succeeds or fails as a whole, and it is durable once the batch commits.
+Inside ``Database.batch()`` (group commit, see store/group_commit.py; SQLite and
+PostgreSQL) every ``write()`` and ``read()`` on that thread joins the batch's transaction:
+a write is a savepoint, so it still succeeds or fails as a whole, and it is durable once
+the batch commits.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
@@ -28,6 +31,7 @@ from sqlalchemy.exc import DisconnectionError
 from orchestrator.store import sqlcount
 
 log = logging.getLogger("orchestrator.store")
+T = TypeVar("T")
 
 
 def normalize_url(url: str) -> str:
@@ -125,11 +129,20 @@ class Database:
         self._checkpointer: Checkpointer | None = None
 
     @contextmanager
-    def batch(self) -> Iterator[Connection]:
-        """One SQLite write transaction that this thread's ``write()``/``read()`` calls
-        join until it ends; committed on success, rolled back on error."""
+    def batch(self, lock_timeout_ms: int = 0) -> Iterator[Connection]:
+        """One write transaction that this thread's ``write()``/``read()`` calls join
+        until it ends; committed on success, rolled back on error. PostgreSQL: a row lock
+        waited for longer than ``lock_timeout_ms`` (0: no limit) fails the statement."""
         if self._write_lock is None:
-            raise RuntimeError("group commit is for SQLite")
+            with self.engine.begin() as conn:
+                if lock_timeout_ms > 0:
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
+                self._local.batch = conn
+                try:
+                    yield conn
+                finally:
+                    self._local.batch = self._local.release = None
+            return
         self._start_checkpointer()
         with self._write_lock, self.engine.begin() as conn:
             # The checkpointer thread copies the WAL back into the database file: not
@@ -143,33 +156,49 @@ class Database:
 
     def batch_alive(self, conn: Connection) -> bool:
         """False when SQLite ended the batch's transaction by itself (it does after some
-        errors, e.g. a full disk): later statements would then commit one by one."""
-        return bool(conn.connection.dbapi_connection.in_transaction)  # type: ignore[union-attr]
+        errors, e.g. a full disk): later statements would then commit one by one.
+        PostgreSQL never does (a failed statement leaves the transaction aborted, not
+        ended), and psycopg begins it only at the first statement."""
+        if self._write_lock is None:
+            return True
+        return _in_transaction(conn.connection.dbapi_connection)
 
     @contextmanager
     def _savepoint(self, conn: Connection) -> Iterator[Connection]:
         # Raw driver calls: these run a few times per step, SQLAlchemy's nested
         # transactions cost several times more, and nothing here needs their bookkeeping.
+        # PostgreSQL: each statement is a network round trip, so a savepoint that ended
+        # well is released together with the next one's start (or by the COMMIT).
         raw = conn.connection.dbapi_connection
         assert raw is not None
         name = f"w{next(self._savepoints)}"
         sqlcount.count("txn savepoint")
         sqlcount.statement("SAVEPOINT")
-        raw.execute(f"SAVEPOINT {name}")
+        pending = getattr(self._local, "release", None)
+        if pending is not None:
+            self._local.release = None
+            raw.execute(f"RELEASE {pending}; SAVEPOINT {name}")
+        else:
+            raw.execute(f"SAVEPOINT {name}")
         try:
             yield conn
         except BaseException:
-            if raw.in_transaction:
+            # Rolling back to this savepoint also ends any inside it that ended well.
+            self._local.release = None
+            if _in_transaction(raw):
                 raw.execute(f"ROLLBACK TO {name}")
                 raw.execute(f"RELEASE {name}")
             raise
-        sqlcount.statement("RELEASE")
-        raw.execute(f"RELEASE {name}")
+        if self.is_sqlite:
+            sqlcount.statement("RELEASE")
+            raw.execute(f"RELEASE {name}")
+        else:
+            self._local.release = name  # releases any inside it too
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A read-write transaction, committed on success, rolled back on error."""
-        batch = getattr(self._local, "batch", None) if self._write_lock is not None else None
+        batch = getattr(self._local, "batch", None)
         if batch is not None:
             with self._savepoint(batch):
                 yield batch
@@ -182,13 +211,29 @@ class Database:
         with self._write_lock, self.engine.begin() as conn:
             yield conn
 
+    def retry(self, fn: Callable[[], T], attempts: int = 5) -> T:
+        """Run a transaction again when PostgreSQL picked it as a deadlock victim, refused
+        to serialise it or timed out its lock wait; these leave nothing behind, so a retry
+        is safe. Inside a batch it is not retried here: the batch holds other jobs' row
+        locks, so the wait would go on; the batch starts over instead (group_commit.py)."""
+        for i in range(attempts):
+            try:
+                return fn()
+            except Exception as exc:
+                if sqlstate(exc) not in RETRYABLE_SQLSTATES or i == attempts - 1:
+                    raise
+                if getattr(self._local, "batch", None) is not None:
+                    raise
+                time.sleep(random.uniform(0.005, 0.05) * (i + 1))
+        raise AssertionError("unreachable")
+
     def _start_checkpointer(self) -> None:
         if self._checkpointer is None and self._wal_path is not None:
             self._checkpointer = Checkpointer(self)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        batch = getattr(self._local, "batch", None) if self._write_lock is not None else None
+        batch = getattr(self._local, "batch", None)
         if batch is not None:  # see the batch's own writes, like any later transaction
             yield batch
             return
@@ -219,6 +264,26 @@ class Database:
             self._checkpointer.stop()
             self._checkpointer = None
         self.engine.dispose()
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """PostgreSQL's SQLSTATE of a database error, raised through SQLAlchemy or straight
+    from psycopg (store/sql.py runs on the driver's cursor); None for anything else."""
+    code = getattr(exc, "sqlstate", None) or getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return code if isinstance(code, str) else None
+
+
+# Errors after which a transaction can simply run again: a deadlock victim, a
+# serialisation failure, a lock waited for too long (lock_timeout).
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
+
+
+def _in_transaction(raw: Any) -> bool:
+    """Whether a driver connection (sqlite3 or psycopg) is inside a transaction."""
+    info = getattr(raw, "info", None)
+    if info is not None and hasattr(info, "transaction_status"):
+        return bool(info.transaction_status != TransactionStatus.IDLE)
+    return bool(raw.in_transaction)
 
 
 class Checkpointer:

@@ -1,10 +1,10 @@
-"""Group commit for SQLite: database jobs that become ready together share one COMMIT.
+"""Group commit: database jobs that become ready together share one COMMIT.
 
-On SQLite every database job of a process runs on its event loop (one writer anyway, and
-a thread hop costs more than the job). Under load many jobs become ready in the same loop
-iteration: step commits, claims, webhook inserts. Each used to pay for its own BEGIN and
-COMMIT, and each COMMIT wrote the same hot pages (the tasks table and its indexes) to the
-WAL again. Here they are queued and run back to back in one transaction:
+Under load many jobs become ready in the same loop iteration: step commits, claims,
+deliveries. Each used to pay for its own BEGIN and COMMIT (on PostgreSQL a WAL flush and
+several network round trips; on SQLite a rewrite of the same hot pages, the tasks table
+and its indexes, into the WAL). Here they are queued and run back to back in one
+transaction:
 
 - each ``Database.write()`` inside a job is a savepoint, so a job that fails leaves
   nothing behind and the others still commit (as separate transactions would);
@@ -13,14 +13,19 @@ WAL again. Here they are queued and run back to back in one transaction:
 - a job whose caller was cancelled before the batch ran is skipped, as if never called;
 - if the COMMIT itself fails, every job of the batch fails with that error.
 
-A batch holds the event loop while it runs, so it is capped (``max_jobs``); what is left
-runs in the next loop iteration, after I/O had its turn.
+SQLite: every database job of a process runs on its event loop (one writer anyway, and a
+thread hop costs more than the job), so a batch holds the loop while it runs and is
+capped (``max_jobs``); what is left runs in the next loop iteration, after I/O had its
+turn. Under load, batches are spaced at least ``spacing`` seconds apart: fewer, larger
+batches write far less (measured: some 80 pages per round trip with a batch per loop
+iteration). Spacing starts only once batches hold ``BUSY_JOBS`` jobs or more: a lightly
+loaded server commits at once and adds no delay.
 
-Under load, batches are spaced at least ``spacing`` seconds apart: every COMMIT rewrites
-the hot pages (the end of each table, the busiest index pages) into the WAL, so fewer,
-larger batches write far less (measured: some 80 pages per round trip with a batch per
-loop iteration). Spacing starts only once batches hold ``BUSY_JOBS`` jobs or more: a
-lightly loaded server commits at once and adds no delay.
+PostgreSQL (``executor``): a batch runs in a thread of its own, at most ``max_batches``
+at once; jobs that arrive meanwhile make up the next batch. A batch holds its jobs' row
+locks until its COMMIT, so batches of two processes could wait on each other; a job that
+waits longer than BATCH_LOCK_WAIT_MS for a row lock rolls its batch back, and the
+batch's jobs run again one by one, each in a transaction of its own.
 """
 
 from __future__ import annotations
@@ -28,18 +33,38 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any, TypeVar
 
-from orchestrator.store.db import Database
+from orchestrator.store.db import Database, sqlstate
 
 T = TypeVar("T")
 log = logging.getLogger("orchestrator.store")
 
 Job = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
+# Per job: (True, its result) or (False, its exception; None for a skipped job).
+Outcomes = list[tuple[bool, Any]]
 
 
 # Batches this large mean jobs are arriving faster than single commits suit.
 BUSY_JOBS = 4
+
+
+# PostgreSQL: a job of a batch that waits longer than this for a row lock (another
+# process's transaction holds it) rolls its batch back, and the batch's jobs run again one
+# by one. A batch holds its jobs' row locks until its COMMIT, so two processes' batches
+# that wait on each other would otherwise deadlock (PostgreSQL breaks a deadlock only
+# after deadlock_timeout, 1 s, and a retry inside the batch meets the same cycle).
+BATCH_LOCK_WAIT_MS = 100
+
+
+def contended(exc: BaseException) -> bool:
+    """Whether a database error is a lock wait that timed out or a deadlock."""
+    return sqlstate(exc) in ("55P03", "40P01")
+
+
+class _Contended(Exception):
+    pass
 
 
 class TransactionLost(RuntimeError):
@@ -47,15 +72,37 @@ class TransactionLost(RuntimeError):
 
 
 class GroupCommit:
-    def __init__(self, db: Database, max_jobs: int = 64, spacing: float = 0.0) -> None:
+    """Queues database jobs per event loop and runs those ready together in one
+    transaction. With ``executor`` (PostgreSQL: its transactions wait on the network) a
+    batch runs in that pool's thread while the loop goes on, at most ``max_batches`` at
+    once; jobs that arrive meanwhile make up the next batch. Without it (SQLite) a batch
+    runs on the loop itself.
+
+    With an executor, a job may run twice: a batch that waits on another process's row
+    lock is rolled back and its jobs run again, each on its own. Only jobs that can start
+    over (they keep no state of a first run) belong in such a GroupCommit."""
+
+    def __init__(
+        self,
+        db: Database,
+        max_jobs: int = 64,
+        spacing: float = 0.0,
+        *,
+        executor: Executor | None = None,
+        max_batches: int = 2,
+    ) -> None:
         self.db = db
         self.max_jobs = max(1, max_jobs)
         self.spacing = max(0.0, spacing)
+        self.executor = executor
+        self.max_batches = max(1, max_batches)
         self._last_batch = float("-inf")
         self._last_size = 0
         self._queues: dict[asyncio.AbstractEventLoop, list[Job]] = {}
+        self._running: dict[asyncio.AbstractEventLoop, int] = {}
         self.batches = 0
         self.jobs = 0
+        self.contended = 0  # batches rolled back for a row lock (run again job by job)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -63,11 +110,16 @@ class GroupCommit:
         queue = self._queues.get(loop)
         if queue is None:
             queue = self._queues[loop] = []
-            wait = self._last_batch + self.spacing - loop.time()
-            if wait > 0 and self._last_size >= BUSY_JOBS:
-                loop.call_later(wait, self._flush, loop)
+            if self.executor is not None:
+                if self._running.get(loop, 0) < self.max_batches:
+                    loop.call_soon(self._flush, loop)
+                # else: the batch that ends next starts this queue
             else:
-                loop.call_soon(self._flush, loop)
+                wait = self._last_batch + self.spacing - loop.time()
+                if wait > 0 and self._last_size >= BUSY_JOBS:
+                    loop.call_later(wait, self._flush, loop)
+                else:
+                    loop.call_soon(self._flush, loop)
         queue.append((fn, args, kwargs, future))
         return await future
 
@@ -77,37 +129,90 @@ class GroupCommit:
         batch, rest = queue[: self.max_jobs], queue[self.max_jobs :]
         if rest:
             self._queues[loop] = rest
-            loop.call_soon(self._flush, loop)
+            if self.executor is None:
+                loop.call_soon(self._flush, loop)
         batch = [job for job in batch if not job[3].done()]  # cancelled callers
         self._last_size = len(batch)
-        if batch:
-            self._run_batch(batch)
+        if not batch:
+            self._next(loop)
+            return
+        if self.executor is None:
+            try:
+                outcomes = self._run_batch(batch)
+            except BaseException as exc:  # KeyboardInterrupt, SystemExit: callers hear too
+                self._settle(batch, [(False, RuntimeError(repr(exc)))] * len(batch))
+                raise
+            self._settle(batch, outcomes)
+            return
+        self._running[loop] = self._running.get(loop, 0) + 1
+        running = loop.run_in_executor(self.executor, self._run_batch, batch)
+        running.add_done_callback(lambda done: self._batch_done(loop, batch, done))
+        self._next(loop)
 
-    def _run_batch(self, batch: list[Job]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
+    def _next(self, loop: asyncio.AbstractEventLoop) -> None:
+        """With an executor: start the queued jobs if a batch may start now."""
+        if self.executor is None or loop not in self._queues:
+            return
+        if self._running.get(loop, 0) < self.max_batches:
+            loop.call_soon(self._flush, loop)
+
+    def _batch_done(
+        self, loop: asyncio.AbstractEventLoop, batch: list[Job], done: asyncio.Future[Outcomes]
+    ) -> None:
+        self._running[loop] -= 1
+        exc = done.exception() if not done.cancelled() else asyncio.CancelledError()
+        self._settle(batch, [(False, exc)] * len(batch) if exc else done.result())
+        self._next(loop)
+
+    def _run_batch(self, batch: list[Job]) -> Outcomes:
+        """Each job's outcome; if the transaction fails as a whole, every job fails."""
+        outcomes: Outcomes = []
         try:
-            with self.db.batch() as conn:
-                for fn, args, kwargs, _future in batch:
+            with self.db.batch(lock_timeout_ms=BATCH_LOCK_WAIT_MS) as conn:
+                for fn, args, kwargs, future in batch:
+                    if future.done():  # cancelled while its batch waited for a thread
+                        outcomes.append((False, None))
+                        continue
                     try:
                         outcomes.append((True, fn(*args, **kwargs)))
                     except Exception as exc:
+                        if self.executor is not None and contended(exc):
+                            raise _Contended from exc
                         outcomes.append((False, exc))
                     if not self.db.batch_alive(conn):
-                        raise TransactionLost("SQLite ended the transaction; nothing was stored")
-        except BaseException as exc:
+                        raise TransactionLost(
+                            "the database ended the transaction; nothing was stored"
+                        )
+        except _Contended:
+            self.contended += 1
+            return self._run_alone(batch)
+        except Exception as exc:
             # Nothing of the batch is stored: every caller hears so.
-            for _fn, _args, _kwargs, future in batch:
-                if not future.done():
-                    future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(exc))
-            if not isinstance(exc, Exception):
-                raise
-            return
+            return [(False, exc)] * len(batch)
         self.batches += 1
         self.jobs += len(batch)
+        return outcomes
+
+    def _run_alone(self, batch: list[Job]) -> Outcomes:
+        """The jobs of a batch rolled back for a row lock, again, each in a transaction of
+        its own that waits for locks as usual (nothing of the batch was stored)."""
+        outcomes: Outcomes = []
+        for fn, args, kwargs, future in batch:
+            if future.done():
+                outcomes.append((False, None))
+                continue
+            try:
+                outcomes.append((True, fn(*args, **kwargs)))
+            except Exception as exc:
+                outcomes.append((False, exc))
+        return outcomes
+
+    @staticmethod
+    def _settle(batch: list[Job], outcomes: Outcomes) -> None:
         for (_fn, _args, _kwargs, future), (ok, value) in zip(batch, outcomes, strict=True):
             if future.done():
                 continue
             if ok:
                 future.set_result(value)
-            else:
+            elif isinstance(value, BaseException):
                 future.set_exception(value)
