@@ -78,9 +78,9 @@ class Runtime:
         self._http: httpx.AsyncClient | None = None
         self._executor: ThreadPoolExecutor | None = None
         # Group commit (store/group_commit.py). SQLite: every database job. PostgreSQL:
-        # the engine's own jobs (run_engine_db), which may start over.
+        # the hot jobs that may start over (run_db_grouped).
         self.group_commit: GroupCommit | None = None
-        self.engine_group_commit: GroupCommit | None = None
+        self.pg_group_commit: GroupCommit | None = None
         self._batch_executor: ThreadPoolExecutor | None = None
         if settings.group_commit > 1:
             if self.db.is_sqlite:
@@ -90,7 +90,7 @@ class Runtime:
             else:
                 threads = max(1, settings.group_commit_batches)
                 self._batch_executor = ThreadPoolExecutor(threads, thread_name_prefix="db-batch")
-                self.engine_group_commit = GroupCommit(
+                self.pg_group_commit = GroupCommit(
                     self.db,
                     settings.group_commit,
                     executor=self._batch_executor,
@@ -281,14 +281,15 @@ class Runtime:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
-    async def run_engine_db(self, fn: Callable[..., T], *args: Any) -> T:
-        """The engine's own database jobs (claims, step commits, deliveries). On
-        PostgreSQL those ready together share one transaction too: one thread hop and one
-        COMMIT for a batch instead of one each. Such a job may run twice (a batch that
-        meets another process's row lock starts over job by job), so each must keep no
-        state of a first run: the engine's jobs copy what they change, or read it anew."""
-        if self.engine_group_commit is not None:
-            return await self.engine_group_commit.run(fn, *args)
+    async def run_db_grouped(self, fn: Callable[..., T], *args: Any) -> T:
+        """``run_db`` for the hot jobs (the engine's claims, step commits and deliveries,
+        a send's intent, a task's creation, a callback's receipt): on PostgreSQL too,
+        those ready together share one transaction, one thread hop and one COMMIT for a
+        batch instead of one each. Such a job may run twice (a batch that meets another
+        process's row lock starts over job by job), so it must keep no state of a first
+        run: it copies what it changes, or reads it anew. (On SQLite every job is grouped.)"""
+        if self.pg_group_commit is not None:
+            return await self.pg_group_commit.run(fn, *args)
         return await self.run_db(fn, *args)
 
     async def aclose(self) -> None:
@@ -302,4 +303,4 @@ class Runtime:
         for executor in (self._executor, self._batch_executor):
             if executor is not None:
                 executor.shutdown(wait=False)
-        self._executor = self._batch_executor = self.engine_group_commit = None
+        self._executor = self._batch_executor = self.pg_group_commit = None

@@ -169,7 +169,7 @@ class Worker:
         """``rt.run_db``, tracked so stop() can wait for threads a cancel cannot stop."""
         if self.rt.db.is_sqlite:  # runs inline: nothing outlives the caller
             return await self.rt.run_db(fn, *args)
-        future = asyncio.ensure_future(self.rt.run_engine_db(fn, *args))
+        future = asyncio.ensure_future(self.rt.run_db_grouped(fn, *args))
         self._db_inflight.add(future)
         future.add_done_callback(self._db_inflight.discard)
         return await asyncio.shield(future)

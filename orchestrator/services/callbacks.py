@@ -83,7 +83,8 @@ class CallbackInbox:
     ) -> dict[str, Any]:
         """Store a callback durably and wake the engine. Returns {"status": accepted|
         duplicate}. Nothing is stored when the URL, signature or body is refused."""
-        result = await self.rt.run_db(
+        # Grouped: it may start over, so it works on a copy of the payload.
+        result = await self.rt.run_db_grouped(
             self._receive_callback,
             form,
             conv_id,
@@ -114,6 +115,7 @@ class CallbackInbox:
         source_ip: str | None,
     ) -> dict[str, Any]:
         now = time.time()
+        payload = dict(payload)  # the verification and the form may add fields
         with self.rt.db.write() as conn:
             proc, node_id = self._wait_node_for_hash(conn, conv_id, node_hash)
             _pid, _v, definition = self.rt.definition(proc.version_id, conn)

@@ -74,7 +74,8 @@ class Service(Processes):
         """(task view, created). Same ref and same data as the latest task with that ref
         returns it (an idempotent retry); same ref, other data, unfinished task: a
         REF_CONFLICT."""
-        return await self.rt.run_db(self._create_task, process_key, ref, data, source)
+        # Grouped: it reads anew and changes none of its arguments, so it may start over.
+        return await self.rt.run_db_grouped(self._create_task, process_key, ref, data, source)
 
     def _create_task(
         self, process_key: str, ref: Any, data: Any, source: str

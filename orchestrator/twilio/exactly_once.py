@@ -125,7 +125,7 @@ class OnceSender:
         slot: float | None,
         opt_out_form: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        prior = await self.rt.run_engine_db(self._begin, task, index, summary, kind, opt_out_form)
+        prior = await self.rt.run_db_grouped(self._begin, task, index, summary, kind, opt_out_form)
         if prior is not None and "refused" in prior:
             return prior
         if prior is not None and prior["status"] == "done":
@@ -214,7 +214,7 @@ class OnceSender:
     ) -> dict[str, Any] | None:
         """Record the intent (None: a first attempt, else the earlier record), or
         {"refused": fields} when ``opt_out_form``'s recipient opted out (nothing kept).
-        Run with the engine's jobs (``run_engine_db``): it reads all it returns anew, so
+        Run with the engine's jobs (``run_db_grouped``): it reads all it returns anew, so
         it may start over; its caller sends only once its record is committed."""
         with self.rt.db.write() as conn:
             if opt_out_form is not None:
