@@ -154,6 +154,10 @@ class Database:
             finally:
                 self._local.batch = None
 
+    def in_batch(self) -> bool:
+        """Whether this thread's transactions join a group-commit batch now."""
+        return getattr(self._local, "batch", None) is not None
+
     def batch_alive(self, conn: Connection) -> bool:
         """False when SQLite ended the batch's transaction by itself (it does after some
         errors, e.g. a full disk): later statements would then commit one by one.
@@ -222,7 +226,7 @@ class Database:
             except Exception as exc:
                 if sqlstate(exc) not in RETRYABLE_SQLSTATES or i == attempts - 1:
                     raise
-                if getattr(self._local, "batch", None) is not None:
+                if self.in_batch():
                     raise
                 time.sleep(random.uniform(0.005, 0.05) * (i + 1))
         raise AssertionError("unreachable")

@@ -166,6 +166,11 @@ class GroupCommit:
 
     def _run_batch(self, batch: list[Job]) -> Outcomes:
         """Each job's outcome; if the transaction fails as a whole, every job fails."""
+        if self.executor is not None and len(batch) == 1:
+            # Alone, a job is a plain transaction: no savepoint, no lock wait limit.
+            self.batches += 1
+            self.jobs += 1
+            return self._run_alone(batch)
         outcomes: Outcomes = []
         try:
             with self.db.batch(lock_timeout_ms=BATCH_LOCK_WAIT_MS) as conn:

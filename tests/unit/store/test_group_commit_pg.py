@@ -163,12 +163,47 @@ def test_retry_inside_a_batch_leaves_the_lock_wait_to_the_batch(
     holder.start()
     assert held.wait(10)
     threading.Timer(BATCH_LOCK_WAIT_MS / 1000 * 3, release.set).start()
+
+    async def main() -> None:
+        await asyncio.gather(group.run(insert, db, "other"), group.run(db.retry, update))
+
     try:
-        asyncio.run(group.run(db.retry, update))
+        asyncio.run(main())
     finally:
         release.set()
         holder.join()
     assert len(attempts) == 2  # once in the batch, once alone (waiting for the lock)
+    assert sorted(names(db)) == ["done", "other"]
+
+
+def test_a_job_alone_is_a_plain_transaction(db: Database, group: GroupCommit) -> None:
+    """A batch of one job runs it as its own transaction: no savepoint, and a lock wait
+    is not cut short (nothing else of a batch is held meanwhile)."""
+    insert(db, "locked")
+    held, release = threading.Event(), threading.Event()
+    savepoints: list[bool] = []
+
+    def hold_the_row() -> None:
+        with db.engine.begin() as conn:
+            conn.execute(text("SELECT * FROM item WHERE name = 'locked' FOR UPDATE"))
+            held.set()
+            release.wait(10)
+
+    def update() -> None:
+        with db.write() as conn:
+            savepoints.append(db.in_batch())
+            conn.execute(text("UPDATE item SET name = 'done' WHERE name = 'locked'"))
+
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    assert held.wait(10)
+    threading.Timer(BATCH_LOCK_WAIT_MS / 1000 * 3, release.set).start()
+    try:
+        asyncio.run(group.run(update))
+    finally:
+        release.set()
+        holder.join()
+    assert savepoints == [False] and group.contended == 0
     assert names(db) == ["done"]
 
 
