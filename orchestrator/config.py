@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from orchestrator.engine.destinations import Allowlist
+
 
 class ConfigError(ValueError):
     """An environment variable the operator set cannot be used; the message names it."""
@@ -91,8 +93,6 @@ def parse_rates(spec: str | None) -> dict[str, float]:
 
 
 def _api_call_allow() -> str | None:
-    from orchestrator.engine.destinations import Allowlist
-
     spec = os.environ.get("ORCH_API_CALL_ALLOW") or None
     try:
         Allowlist.parse(spec)  # refused at start, not at the first call

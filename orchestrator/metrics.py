@@ -21,6 +21,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from orchestrator.store import gauges
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Seconds: from a loopback answer (ms) to a Twilio timeout (10 s).
 FAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -164,8 +166,6 @@ class _DatabaseCollector(Collector):
         return []  # computed at scrape time only
 
     def collect(self) -> Iterator[Metric]:
-        from orchestrator.store import gauges
-
         def counts(conn: Any) -> tuple[Any, ...]:
             return (
                 gauges.process_slugs(conn),

@@ -19,10 +19,10 @@ from typing import Any
 from sqlalchemy import Connection
 
 from orchestrator.engine.definition import Logic
+from orchestrator.engine.deliveries import deliver
 from orchestrator.engine.runtime import Runtime, new_task_id
 from orchestrator.engine.steps import LogicFailure
 from orchestrator.engine.templates import render
-from orchestrator.engine.transitions import deliver
 from orchestrator.secretdata import split as split_secrets
 from orchestrator.secretdata import unseal
 from orchestrator.store import callbacks as inbox

@@ -81,5 +81,23 @@ class StepResult:
     listen: tuple[str, str] | None = None
     wait_listen: tuple[str, str] | None = None
     # Lookups made before the commit rather than in it: a step run again because one
-    # failed in the commit (transitions.Recheck), so the failure takes the error path.
+    # failed in the commit (steps.Recheck), so the failure takes the error path.
     careful: bool = False
+
+
+class Conflict(RuntimeError):
+    """The task changed under us (its lease was lost); the step is abandoned. ``effects``
+    carries what the abandoned step learnt from an outside call (Twilio's answer), so it
+    can still be recorded."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(task_id)
+        self.effects: list[tuple[int, dict[str, Any]]] = []
+        self.step = 0  # the step those effects belong to
+
+
+class Recheck(Conflict):
+    """A check made in the commit (a ``modify_task`` target, a ``copy_task``'s process
+    and quotas) failed: nothing was written; run the step again with its lookups up
+    front (``StepResult.careful``), so the failure takes the logic's error path.
+    ``effects`` as for ``Conflict``."""

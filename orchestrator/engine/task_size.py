@@ -4,7 +4,7 @@ The API refuses oversize task data when a task is created; steps could still gro
 (``set_param`` stored 30 MB). The interpreter checks each step's result here: a result
 over the limit is not kept and the task escalates with TASK_SIZE_OVERFLOW. (A reply is
 checked where it is merged into its caller, ``rpc_task_size_overflow``; a callback where
-it is merged into its task, see transitions._release.)
+it is merged into its task, see deliveries._release.)
 """
 
 from __future__ import annotations

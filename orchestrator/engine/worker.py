@@ -20,12 +20,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from orchestrator import secretdata
+from orchestrator.engine.deliveries import deliver
 from orchestrator.engine.interpreter import Interpreter
 from orchestrator.engine.lock import SqliteEngineLock
 from orchestrator.engine.orphans import OrphanSweeper
 from orchestrator.engine.runtime import Runtime
-from orchestrator.engine.steps import StepDeferred, StepResult
-from orchestrator.engine.transitions import Conflict, Recheck, commit_step, deliver
+from orchestrator.engine.steps import Conflict, Recheck, StepDeferred, StepResult
+from orchestrator.engine.transitions import commit_step
 from orchestrator.logs import task_fields
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import effects as effect_store

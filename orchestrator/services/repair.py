@@ -26,8 +26,8 @@ from typing import Any
 from sqlalchemy import Connection
 
 from orchestrator.engine.definition import ProcessDefinition
-from orchestrator.engine.steps import StepResult
-from orchestrator.engine.transitions import Conflict, commit_step
+from orchestrator.engine.steps import Conflict, StepResult
+from orchestrator.engine.transitions import commit_step
 from orchestrator.services import errors
 from orchestrator.services.tasks import Service
 from orchestrator.store import effects as effect_store

@@ -18,8 +18,8 @@ from sqlalchemy import Connection
 
 from orchestrator import secretdata
 from orchestrator.engine import phones
+from orchestrator.engine.deliveries import awaits_reply, deliver
 from orchestrator.engine.runtime import Runtime, new_task_id
-from orchestrator.engine.transitions import awaits_reply, deliver
 from orchestrator.services import errors
 from orchestrator.services.callbacks import CallbackInbox, storable
 from orchestrator.services.processes import Processes, iso

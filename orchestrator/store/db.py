@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 
+from orchestrator import resources
 from orchestrator.store import sqlcount
 
 log = logging.getLogger("orchestrator.store")
@@ -360,8 +361,6 @@ class Checkpointer:
 
 
 def alembic_config(url: str) -> Any:
-    from orchestrator import resources
-
     return resources.alembic_config(normalize_url(url))
 
 

@@ -154,9 +154,9 @@ def test_racing_engines_never_give_one_listener_two_messages(pg_url: str) -> Non
     import threading
 
     from orchestrator.config import Settings
+    from orchestrator.engine.deliveries import deliver
     from orchestrator.engine.incoming_sms import store_incoming
     from orchestrator.engine.runtime import Runtime
-    from orchestrator.engine.transitions import deliver
     from orchestrator.services.deploy import ensure_shipped
     from orchestrator.services.tasks import Service
     from orchestrator.store import callbacks as inbox

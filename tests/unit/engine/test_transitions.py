@@ -10,10 +10,11 @@ import pytest
 from deployed import Deployed, deploy, history, load_task, put_task, runtime
 
 from orchestrator.engine import logics
+from orchestrator.engine.deliveries import deliver
 from orchestrator.engine.plugins import CallbackForm, Plugin
 from orchestrator.engine.runtime import Runtime
-from orchestrator.engine.steps import NewTask, StepResult
-from orchestrator.engine.transitions import Conflict, commit_step, deliver
+from orchestrator.engine.steps import Conflict, NewTask, StepResult
+from orchestrator.engine.transitions import commit_step
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import tasks as task_store
 from orchestrator.store.records import CallbackRecord, Event, TaskRecord

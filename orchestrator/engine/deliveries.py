@@ -1,0 +1,189 @@
+"""Callbacks meeting their tasks: delivering a stored callback, applying the ones that
+arrived early when a task enters a wait node, and keeping late ones in the history of a
+finished task. Each runs inside the caller's transaction (a delivery's own, or a step's
+commit in transitions.py)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import Connection
+
+from orchestrator import secretdata
+from orchestrator.engine.runtime import Runtime
+from orchestrator.engine.steps import Conflict
+from orchestrator.logs import task_fields
+from orchestrator.store import callbacks as inbox
+from orchestrator.store import tasks as task_store
+from orchestrator.store.records import CallbackRecord, Event, TaskRecord, dumps
+
+log = logging.getLogger("orchestrator.engine")
+
+
+def settle_late(conn: Connection, rt: Runtime, task: TaskRecord, now: float) -> None:
+    """Callbacks that were waiting for a task that has now finished: kept as late."""
+    for cb in inbox.unsettled_for_task(conn, task.id, task.process_id, task.ref):
+        if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
+            _record_late(conn, rt, task, cb, now)
+
+
+def _record_late(
+    conn: Connection, rt: Runtime, task: TaskRecord, cb: CallbackRecord, now: float
+) -> None:
+    """A callback for a finished task lands in its history, and in the history of the task
+    it was copied from (the original a "Getting callback" copy follows), escalating nothing."""
+    late = Event("callback_late", task.node_id, None, _cb_detail(rt, cb))
+    task_store.add_events(conn, task.id, [late], now)
+    if task.parent_task_id and task_store.get_task(conn, task.parent_task_id) is not None:
+        detail = {**_cb_detail(rt, cb), "via_task_id": task.id}
+        task_store.add_events(
+            conn, task.parent_task_id, [Event("callback_late", None, None, detail)], now
+        )
+
+
+def apply_pending(
+    conn: Connection, rt: Runtime, task: TaskRecord, owner: str, now: float
+) -> TaskRecord | None:
+    for cb in inbox.pending_for_task(conn, task.id, task.process_id, task.ref, task.node_id):
+        released = _release(conn, rt, task, cb, owner, now)
+        if released is not None:
+            return released
+    return None
+
+
+def deliver(
+    conn: Connection, rt: Runtime, cb: CallbackRecord, owner: str | None, now: float
+) -> list[TaskRecord]:
+    """Try to apply a stored callback to its task. An unknown task or one not yet waiting
+    leaves it pending (it is applied when the task reaches the node); a finished task
+    keeps it in its history as a late callback."""
+    delivered = rt.callback_form(cb.form).deliver(conn, cb, owner, now)
+    if delivered is not None:
+        return delivered  # the form applies it its own way (an incoming SMS)
+    task: TaskRecord | None
+    if cb.task_id:
+        task = task_store.get_task(conn, cb.task_id, for_update=True)
+        if task is not None and task.process_id != cb.process_id:
+            task = None
+    elif cb.ref:
+        task = task_store.find_by_ref(conn, cb.process_id, cb.ref, for_update=True)
+    else:
+        task = None
+    if task is None:
+        inbox.set_status(conn, cb.id, "pending", now=now)
+        return []
+    if task.state == "done":
+        if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
+            _record_late(conn, rt, task, cb, now)
+        return []
+    if (
+        task.state != "waiting"
+        or cb.node_id not in ("*", task.node_id)
+        or awaits_reply(conn, rt, task)
+    ):
+        inbox.set_status(conn, cb.id, "pending", now=now, task_id=task.id)
+        return []
+    released = _release(conn, rt, task, cb, owner, now)
+    return [released] if released is not None else []
+
+
+def awaits_reply(conn: Connection, rt: Runtime, task: TaskRecord) -> bool:
+    """A task waiting in a call node is released by its reply (or time limit) only: a
+    modification stays pending until it next enters a wait node."""
+    return (
+        task.state == "waiting" and rt.definition(task.version_id, conn)[2].node(task.node_id).calls
+    )
+
+
+def _release(
+    conn: Connection,
+    rt: Runtime,
+    task: TaskRecord,
+    cb: CallbackRecord,
+    owner: str | None,
+    now: float,
+) -> TaskRecord | None:
+    """Merge the callback into a waiting task and make it runnable (leased to ``owner``,
+    or to nobody, so that any engine may claim it), unless its form refuses it now (a
+    Twilio callback signed by another account than the sender's) or says it does not
+    advance the task (a provider's status going backwards): then it is only recorded."""
+    form = rt.callback_form(cb.form)
+    reason = form.rejection(conn, cb)
+    if reason is not None:
+        if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
+            event = Event(
+                "callback_rejected",
+                task.node_id,
+                None,
+                {**_cb_detail(rt, cb), "reason": reason},
+            )
+            task_store.add_events(conn, task.id, [event], now)
+        return None
+    if not form.advances(cb.payload, task.data):
+        if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
+            rt.metrics.callbacks(cb.form, "ignored").inc()
+            task_store.add_events(
+                conn,
+                task.id,
+                [
+                    Event(
+                        "callback_ignored",
+                        task.node_id,
+                        None,
+                        {**_cb_detail(rt, cb), "reason": "status does not advance"},
+                    )
+                ],
+                now,
+            )
+        return None
+    plain, hidden = secretdata.split(secretdata.unseal(rt.vault, cb.payload))
+    for key in rt.plugins.hidden_fields(rt):
+        plain.pop(key, None)
+    limit = rt.settings.max_task_bytes
+    if len(dumps({**task.data, **plain}).encode()) > limit:
+        # Merged, the task would be over the size limit: recorded, not applied.
+        if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
+            reason = f"the task would be over {limit} bytes with it"
+            event = Event(
+                "callback_ignored", task.node_id, None, {**_cb_detail(rt, cb), "reason": reason}
+            )
+            task_store.add_events(conn, task.id, [event], now)
+        return None
+    if not inbox.set_status(conn, cb.id, "applied", now=now, task_id=task.id):
+        return None  # another worker applied it
+    rt.metrics.callbacks(cb.form, "applied").inc()
+    if log.isEnabledFor(logging.INFO):
+        slug = rt.process(conn, task.process_id).slug
+        status = form.status(cb.payload)
+        log.info(
+            "callback applied in %s%s",
+            task.node_id,
+            f" (status {status})" if status is not None else "",
+            extra=task_fields(task.id, slug, task.node_id, cb.ref),
+        )
+    expected = task.rev
+    task.data.update(plain)
+    task.secrets = secretdata.closed(rt.vault, task.secrets, hidden)
+    task.state, task.entry, task.wake_at, task.hops = "active", "resume", None, 0
+    if owner is None:
+        task.lease_owner = task.lease_until = None
+    else:
+        task.lease_owner, task.lease_until = owner, now + rt.settings.lease_seconds
+    task.updated_at = now
+    task_store.add_events(
+        conn, task.id, [Event("callback", task.node_id, None, _cb_detail(rt, cb))], now
+    )
+    if not task_store.save_task(conn, task, expected):
+        raise Conflict(task.id)
+    return task
+
+
+def _cb_detail(rt: Runtime, cb: CallbackRecord) -> dict[str, Any]:
+    hidden = (secretdata.SEALED, *rt.plugins.hidden_fields(rt))
+    return {
+        "callback_id": cb.id,
+        "form": cb.form,
+        "source": cb.source_ip,
+        "fields": {k: v for k, v in secretdata.split(cb.payload)[0].items() if k not in hidden},
+    }
