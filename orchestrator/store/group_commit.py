@@ -67,6 +67,18 @@ class _Contended(Exception):
     pass
 
 
+def _outcome(job: Job) -> tuple[bool, Any]:
+    """Run one job: (True, its result), (False, its exception), or (False, None) when its
+    caller was cancelled while the batch waited (for the loop or a thread)."""
+    fn, args, kwargs, future = job
+    if future.done():
+        return False, None
+    try:
+        return True, fn(*args, **kwargs)
+    except Exception as exc:
+        return False, exc
+
+
 class TransactionLost(RuntimeError):
     """SQLite rolled the batch's transaction back by itself; nothing of it was stored."""
 
@@ -174,16 +186,11 @@ class GroupCommit:
         outcomes: Outcomes = []
         try:
             with self.db.batch(lock_timeout_ms=BATCH_LOCK_WAIT_MS) as conn:
-                for fn, args, kwargs, future in batch:
-                    if future.done():  # cancelled while its batch waited for a thread
-                        outcomes.append((False, None))
-                        continue
-                    try:
-                        outcomes.append((True, fn(*args, **kwargs)))
-                    except Exception as exc:
-                        if self.executor is not None and contended(exc):
-                            raise _Contended from exc
-                        outcomes.append((False, exc))
+                for job in batch:
+                    ok, value = _outcome(job)
+                    if not ok and self.executor is not None and contended(value):
+                        raise _Contended from value
+                    outcomes.append((ok, value))
                     if not self.db.batch_alive(conn):
                         raise TransactionLost(
                             "the database ended the transaction; nothing was stored"
@@ -201,16 +208,7 @@ class GroupCommit:
     def _run_alone(self, batch: list[Job]) -> Outcomes:
         """The jobs of a batch rolled back for a row lock, again, each in a transaction of
         its own that waits for locks as usual (nothing of the batch was stored)."""
-        outcomes: Outcomes = []
-        for fn, args, kwargs, future in batch:
-            if future.done():
-                outcomes.append((False, None))
-                continue
-            try:
-                outcomes.append((True, fn(*args, **kwargs)))
-            except Exception as exc:
-                outcomes.append((False, exc))
-        return outcomes
+        return [_outcome(job) for job in batch]
 
     @staticmethod
     def _settle(batch: list[Job], outcomes: Outcomes) -> None:
