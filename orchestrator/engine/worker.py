@@ -348,22 +348,18 @@ class Worker:
                 effect_store.finish(conn, task_id, step, index, sealed, time.time())
 
     def _commit(self, task: TaskRecord, definition: Any, result: Any) -> list[TaskRecord]:
-        """commit_step updates its arguments in place. PostgreSQL may ask for the
-        transaction again (deadlock): each attempt then gets fresh copies. SQLite has one
-        writer and never does, so the copies (a good part of a step's cost) are skipped."""
+        """commit_step updates its arguments' attributes. PostgreSQL may run the
+        transaction again (a deadlock; a group-commit batch rolled back and run job by
+        job): each attempt then gets its own shallow copies (``_for_attempt``). SQLite has
+        one writer and never does, so even those are skipped."""
         step, effects_done = task.step, list(result.effects_done)
         fresh = not self.rt.db.is_sqlite
 
         def attempt() -> list[TaskRecord]:
             with self.rt.db.write() as conn:
+                mine, outcome = _for_attempt(task, result) if fresh else (task, result)
                 return commit_step(
-                    conn,
-                    self.rt,
-                    copy.deepcopy(task) if fresh else task,
-                    definition,
-                    copy.deepcopy(result) if fresh else result,
-                    self.owner,
-                    time.time(),
+                    conn, self.rt, mine, definition, outcome, self.owner, time.time()
                 )
 
         try:
@@ -371,6 +367,20 @@ class Worker:
         except Conflict as exc:
             exc.effects, exc.step = effects_done, step
             raise
+
+
+def _for_attempt(task: TaskRecord, result: StepResult) -> tuple[TaskRecord, StepResult]:
+    """Copies of what commit_step changes, so that a failed attempt leaves the step as it
+    was. It assigns attributes of the task, of the result and of the result's copies and
+    modifications, but changes no dict or list they hold (the task's new data is built
+    afresh from the result's: secretdata.split), so shallow copies suffice; a deep copy
+    cost some 8% of the GIL's time on PostgreSQL. A unit test (test_commit_step_inputs)
+    checks that the originals come out unchanged."""
+    mine = copy.copy(task)
+    outcome = copy.copy(result)
+    outcome.copies = [copy.copy(c) for c in result.copies]
+    outcome.modifications = [copy.copy(m) for m in result.modifications]
+    return mine, outcome
 
 
 WAKE_COALESCE_SECONDS = 0.002

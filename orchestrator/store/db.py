@@ -6,9 +6,11 @@ single writer instead of spinning in SQLite's busy handler. Its WAL file is kept
 bound (``wal_limit``, see Checkpointer).
 
 Inside ``Database.batch()`` (group commit, see store/group_commit.py; SQLite and
-PostgreSQL) every ``write()`` and ``read()`` on that thread joins the batch's transaction:
-a write is a savepoint, so it still succeeds or fails as a whole, and it is durable once
-the batch commits.
+PostgreSQL) every ``write()`` and ``read()`` on that thread joins the batch's transaction,
+and is durable once the batch commits. On SQLite a write is a savepoint, so it still
+succeeds or fails as a whole. PostgreSQL's batches are optimistic: a write takes no
+savepoint (each was a network round trip); one that fails poisons the batch, which is
+rolled back and its jobs run again, each in transactions of its own.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from sqlalchemy.exc import DisconnectionError
 
 from orchestrator import resources
 from orchestrator.store import sqlcount
+from orchestrator.store.savepoint import optimistic_batch
 
 log = logging.getLogger("orchestrator.store")
 T = TypeVar("T")
@@ -45,6 +48,9 @@ def normalize_url(url: str) -> str:
 
 
 DEFAULT_WAL_LIMIT = 32 * 1024 * 1024
+# PostgreSQL: connections kept for group-commit batches (a few run at once; see
+# Database._batch_engine), besides the pool_size of the main pool.
+BATCH_POOL_SIZE = 4
 
 
 def _sqlite_setup(engine: Engine, wal_limit: int) -> None:
@@ -127,22 +133,34 @@ class Database:
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self._local = threading.local()  # .batch: the open group-commit connection
         self._savepoints = itertools.count()
+        self._batch_engines: dict[int, Engine] = {}
+        self._engines_lock = threading.Lock()
         self._checkpointer: Checkpointer | None = None
 
     @contextmanager
-    def batch(self, lock_timeout_ms: int = 0) -> Iterator[Connection]:
+    def batch(self, lock_timeout_ms: int = 0, *, optimistic: bool = False) -> Iterator[Connection]:
         """One write transaction that this thread's ``write()``/``read()`` calls join
-        until it ends; committed on success, rolled back on error. PostgreSQL: a row lock
-        waited for longer than ``lock_timeout_ms`` (0: no limit) fails the statement."""
+        until it ends; committed on success, rolled back on error.
+
+        PostgreSQL: a row lock waited for longer than ``lock_timeout_ms`` (0: no limit)
+        fails the statement; such batches run on connections opened with that
+        ``lock_timeout`` (``_batch_engine``), so setting it costs no round trip. An
+        ``optimistic`` batch takes no savepoints: a ``write()`` or ``all_or_nothing``
+        block that raises poisons it instead (``batch_poisoned``), and its caller must
+        then roll it back and run its jobs again on their own (store/group_commit.py)."""
         if self._write_lock is None:
-            with self.engine.begin() as conn:
-                if lock_timeout_ms > 0:
-                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
+            engine = self._batch_engine(lock_timeout_ms) if lock_timeout_ms > 0 else self.engine
+            with engine.begin() as conn:
                 self._local.batch = conn
                 try:
-                    yield conn
+                    if optimistic:
+                        with optimistic_batch(conn) as state:
+                            self._local.optimistic = state
+                            yield conn
+                    else:
+                        yield conn
                 finally:
-                    self._local.batch = self._local.release = None
+                    self._local.batch = self._local.release = self._local.optimistic = None
             return
         self._start_checkpointer()
         with self._write_lock, self.engine.begin() as conn:
@@ -155,9 +173,42 @@ class Database:
             finally:
                 self._local.batch = None
 
+    def _batch_engine(self, lock_timeout_ms: int) -> Engine:
+        """PostgreSQL: a small pool of connections whose sessions have this
+        ``lock_timeout``, for batches. (``SET LOCAL`` in each batch was a round trip of
+        its own; psycopg sends its BEGIN alone too, so it cannot ride along.)"""
+        engine = self._batch_engines.get(lock_timeout_ms)
+        if engine is not None:
+            return engine
+        with self._engines_lock:
+            engine = self._batch_engines.get(lock_timeout_ms)
+            if engine is None:
+                options = f"-c lock_timeout={int(lock_timeout_ms)}"
+                engine = create_engine(
+                    self.url,
+                    pool_size=BATCH_POOL_SIZE,
+                    max_overflow=BATCH_POOL_SIZE,
+                    connect_args={"options": options},
+                )
+                _ping_when_idle(engine)
+                sqlcount.install(engine)
+                self._batch_engines[lock_timeout_ms] = engine
+        return engine
+
     def in_batch(self) -> bool:
         """Whether this thread's transactions join a group-commit batch now."""
         return getattr(self._local, "batch", None) is not None
+
+    def batch_poisoned(self, conn: Connection) -> bool:
+        """Whether a job's block failed in this optimistic batch, or a statement left its
+        transaction aborted (a job may catch the error): it must then be rolled back."""
+        state = getattr(self._local, "optimistic", None)
+        if state is not None and state.poisoned:
+            return True
+        raw = conn.connection.dbapi_connection
+        info = getattr(raw, "info", None)
+        status = getattr(info, "transaction_status", None)
+        return status == TransactionStatus.INERROR
 
     def batch_alive(self, conn: Connection) -> bool:
         """False when SQLite ended the batch's transaction by itself (it does after some
@@ -202,11 +253,20 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A read-write transaction, committed on success, rolled back on error."""
+        """A read-write transaction, committed on success, rolled back on error. Inside a
+        batch: a savepoint, or in an optimistic one nothing (a raise poisons it)."""
         batch = getattr(self._local, "batch", None)
         if batch is not None:
-            with self._savepoint(batch):
+            state = getattr(self._local, "optimistic", None)
+            if state is None:
+                with self._savepoint(batch):
+                    yield batch
+                return
+            try:
                 yield batch
+            except BaseException:
+                state.poisoned = True
+                raise
             return
         if self._write_lock is None:
             with self.engine.begin() as conn:
@@ -268,6 +328,8 @@ class Database:
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None
+        for engine in self._batch_engines.values():
+            engine.dispose()
         self.engine.dispose()
 
 

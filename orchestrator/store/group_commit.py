@@ -6,8 +6,14 @@ several network round trips; on SQLite a rewrite of the same hot pages, the task
 and its indexes, into the WAL). Here they are queued and run back to back in one
 transaction:
 
-- each ``Database.write()`` inside a job is a savepoint, so a job that fails leaves
-  nothing behind and the others still commit (as separate transactions would);
+- a job that fails leaves nothing behind and the others still commit (as separate
+  transactions would). SQLite: each ``Database.write()`` inside a job is a savepoint
+  (cheap there, and its batches also hold jobs that cannot run twice). PostgreSQL: a
+  savepoint is a network round trip, and its jobs can all run twice, so its batches are
+  optimistic: no savepoints; a ``write()`` (or ``all_or_nothing``) block that raises, even
+  one its job catches, or a statement that leaves the transaction aborted, poisons the
+  batch, which is then rolled back, and its jobs run again one by one, each in
+  transactions of its own (where blocks are savepoints again);
 - a job's caller resumes only after the COMMIT that made its writes durable, so nothing
   outside (an HTTP answer, a Twilio request) ever acts on an uncommitted write;
 - a job whose caller was cancelled before the batch ran is skipped, as if never called;
@@ -25,7 +31,9 @@ PostgreSQL (``executor``): a batch runs in a thread of its own, at most ``max_ba
 at once; jobs that arrive meanwhile make up the next batch. A batch holds its jobs' row
 locks until its COMMIT, so batches of two processes could wait on each other; a job that
 waits longer than BATCH_LOCK_WAIT_MS for a row lock rolls its batch back, and the
-batch's jobs run again one by one, each in a transaction of its own.
+batch's jobs run again one by one, each in a transaction of its own (as after a poisoned
+batch). Batches run on connections opened with that lock_timeout (Database.batch): a
+clean batch costs BEGIN, its jobs' statements and COMMIT, nothing more.
 """
 
 from __future__ import annotations
@@ -67,6 +75,10 @@ class _Contended(Exception):
     pass
 
 
+class _Poisoned(Exception):
+    pass
+
+
 def _outcome(job: Job) -> tuple[bool, Any]:
     """Run one job: (True, its result), (False, its exception), or (False, None) when its
     caller was cancelled while the batch waited (for the loop or a thread)."""
@@ -91,7 +103,8 @@ class GroupCommit:
     runs on the loop itself.
 
     With an executor, a job may run twice: a batch that waits on another process's row
-    lock is rolled back and its jobs run again, each on its own. Only jobs that can start
+    lock, or in which a job's write block fails (optimistic batches take no savepoints),
+    is rolled back and its jobs run again, each on its own. Only jobs that can start
     over (they keep no state of a first run) belong in such a GroupCommit."""
 
     def __init__(
@@ -115,6 +128,7 @@ class GroupCommit:
         self.batches = 0
         self.jobs = 0
         self.contended = 0  # batches rolled back for a row lock (run again job by job)
+        self.poisoned = 0  # optimistic batches rolled back for a failed block (likewise)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -178,18 +192,22 @@ class GroupCommit:
 
     def _run_batch(self, batch: list[Job]) -> Outcomes:
         """Each job's outcome; if the transaction fails as a whole, every job fails."""
-        if self.executor is not None and len(batch) == 1:
-            # Alone, a job is a plain transaction: no savepoint, no lock wait limit.
+        optimistic = self.executor is not None
+        if optimistic and len(batch) == 1:
+            # Alone, a job is a plain transaction: no lock wait limit.
             self.batches += 1
             self.jobs += 1
             return self._run_alone(batch)
         outcomes: Outcomes = []
         try:
-            with self.db.batch(lock_timeout_ms=BATCH_LOCK_WAIT_MS) as conn:
+            with self.db.batch(lock_timeout_ms=BATCH_LOCK_WAIT_MS, optimistic=optimistic) as conn:
                 for job in batch:
                     ok, value = _outcome(job)
-                    if not ok and self.executor is not None and contended(value):
-                        raise _Contended from value
+                    if optimistic:
+                        if not ok and contended(value):
+                            raise _Contended from value
+                        if self.db.batch_poisoned(conn):
+                            raise _Poisoned
                     outcomes.append((ok, value))
                     if not self.db.batch_alive(conn):
                         raise TransactionLost(
@@ -197,6 +215,9 @@ class GroupCommit:
                         )
         except _Contended:
             self.contended += 1
+            return self._run_alone(batch)
+        except _Poisoned:
+            self.poisoned += 1
             return self._run_alone(batch)
         except Exception as exc:
             # Nothing of the batch is stored: every caller hears so.
@@ -206,8 +227,9 @@ class GroupCommit:
         return outcomes
 
     def _run_alone(self, batch: list[Job]) -> Outcomes:
-        """The jobs of a batch rolled back for a row lock, again, each in a transaction of
-        its own that waits for locks as usual (nothing of the batch was stored)."""
+        """The jobs of a batch that was rolled back (a row lock, a failed block), again,
+        each in transactions of its own that wait for locks as usual and take savepoints
+        where they ask for them (nothing of the batch was stored)."""
         return [_outcome(job) for job in batch]
 
     @staticmethod

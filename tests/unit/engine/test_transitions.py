@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -15,6 +16,7 @@ from orchestrator.engine.plugins import CallbackForm, Plugin
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.steps import Conflict, NewTask, StepResult
 from orchestrator.engine.transitions import commit_step
+from orchestrator.engine.worker import _for_attempt
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import tasks as task_store
 from orchestrator.store.records import CallbackRecord, Event, TaskRecord
@@ -213,3 +215,38 @@ def test_an_early_callback_waits_and_is_applied_on_entering(
     assert saved.data == {"status": "early"}
     assert kinds(rt, task.id) == ["transition", "callback"]
     assert pending(rt, task.id) == 0
+
+
+def test_an_attempt_rolled_back_leaves_the_step_as_it_was(
+    world: tuple[Runtime, Deployed],
+) -> None:
+    """A commit may run again (PostgreSQL: a deadlock, a group-commit batch run again job
+    by job). The worker gives each attempt shallow copies (worker._for_attempt): that is
+    enough only while commit_step changes attributes, never the dicts and lists its task
+    and result hold, even where it merges a callback into the task's data."""
+    rt, where = world
+    task = put_task(rt, where, "work", data={"keep": {"nested": [1, {"x": 2}]}})
+    apply(rt, store_callback(rt, where, task, {"status": "early", "keep": {"more": 1}}))
+    task = load_task(rt, task.id)
+    child = NewTask(where.process_id, where.version_id, "work", None, {"c": [1]}, task.id)
+    result = StepResult(
+        data={"keep": {"nested": [1, {"x": 2}]}, "list": [{"y": 1}]},
+        to="waiting",
+        events=[Event("note", "work", None, {"n": [1]})],
+        copies=[child],
+    )
+    task_before, result_before = copy.deepcopy(task), copy.deepcopy(result)
+
+    with pytest.raises(RuntimeError), rt.db.write() as conn:
+        mine, outcome = _for_attempt(task, result)
+        commit_step(conn, rt, mine, where.definition, outcome, OWNER, time.time())
+        raise RuntimeError("rolled back, to run again")
+    assert (task, task.stored) == (task_before, task_before.stored)
+    assert result == result_before
+
+    [released, _child] = commit(rt, where, *_for_attempt(task, result))
+    assert (task, result) == (task_before, result_before)
+    saved = load_task(rt, task.id)
+    assert released.id == task.id and saved.entry == "resume"
+    assert saved.data == {"keep": {"more": 1}, "list": [{"y": 1}], "status": "early"}
+    assert kinds(rt, task.id) == ["note", "transition", "callback"]

@@ -9,12 +9,16 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import psycopg
 import pytest
+import sqlalchemy.exc
 from sqlalchemy import text
 
 from orchestrator.store.db import Database
 from orchestrator.store.group_commit import BATCH_LOCK_WAIT_MS, GroupCommit
+from orchestrator.store.savepoint import all_or_nothing
 
 
 @pytest.fixture
@@ -87,7 +91,9 @@ def test_a_failing_job_leaves_nothing_and_the_others_commit(
     assert (before, after) == ("before", "after")
     assert "duplicate key" in str(failed)
     assert names(db) == ["before", "after"]
-    assert group.batches == 1
+    # The batch took no savepoints: the failed block poisoned it, and its jobs ran again
+    # one by one ("before" committed alone, the duplicate failed alone, and so on).
+    assert group.poisoned == 1 and group.batches == 0
 
 
 def test_a_batch_meeting_a_row_lock_starts_over_job_by_job(
@@ -207,36 +213,178 @@ def test_a_job_alone_is_a_plain_transaction(db: Database, group: GroupCommit) ->
     assert names(db) == ["done"]
 
 
-def test_savepoints_released_late_still_undo_and_keep_the_right_writes(
+def test_a_failing_block_after_one_that_ended_well_keeps_the_first(
     db: Database, group: GroupCommit
 ) -> None:
-    """A savepoint that ended well is released with the next one's start: an outer block
-    that fails after an inner one ended well undoes both, and later jobs go on."""
+    """Blocks are transactions of their own, in a batch as alone: a job whose second
+    block fails keeps its first block's writes (the batch, poisoned, ran job by job)."""
 
-    def inner_ok_outer_fails() -> None:
-        with db.write() as outer:
-            outer.execute(text("INSERT INTO item (name) VALUES ('outer')"))
-            with db.write() as inner:
-                inner.execute(text("INSERT INTO item (name) VALUES ('inner')"))
-            raise ValueError("outer block fails")
-
-    def two_blocks() -> None:
+    def second_block_fails() -> None:
         insert(db, "first-block")
         with db.write() as conn:
-            with db.write() as nested:
-                nested.execute(text("INSERT INTO item (name) VALUES ('nested')"))
             conn.execute(text("INSERT INTO item (name) VALUES ('second-block')"))
+            raise ValueError("second block fails")
 
     async def main() -> list[object]:
         return await asyncio.gather(
             group.run(insert, db, "a"),
-            group.run(inner_ok_outer_fails),
-            group.run(two_blocks),
+            group.run(second_block_fails),
             group.run(insert, db, "b"),
             return_exceptions=True,
         )
 
-    a, failed, _two, b = asyncio.run(main())
+    a, failed, b = asyncio.run(main())
     assert (a, b) == ("a", "b") and isinstance(failed, ValueError)
-    assert group.batches == 1
-    assert names(db) == ["a", "first-block", "nested", "second-block", "b"]
+    assert group.poisoned == 1
+    assert names(db) == ["a", "first-block", "b"]
+
+
+class Statements:
+    """Every statement sent through psycopg's cursors (SQLAlchemy's, store/sql's, the
+    driver calls of savepoints); psycopg's own BEGIN and COMMIT are not among them."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sent: list[str] = []
+        execute, executemany = psycopg.Cursor.execute, psycopg.Cursor.executemany
+
+        def counted(cursor: psycopg.Cursor[Any], query: Any, *args: Any, **kw: Any) -> Any:
+            self.sent.append(str(query))
+            return execute(cursor, query, *args, **kw)
+
+        def counted_many(cursor: psycopg.Cursor[Any], query: Any, *args: Any, **kw: Any) -> Any:
+            self.sent.append(str(query))
+            return executemany(cursor, query, *args, **kw)
+
+        monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+        monkeypatch.setattr(psycopg.Cursor, "executemany", counted_many)
+
+    def verbs(self) -> list[str]:
+        return [s.split(None, 1)[0].upper() for s in self.sent]
+
+
+def test_a_clean_batch_sends_its_jobs_statements_only(
+    db: Database, group: GroupCommit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No SAVEPOINT or RELEASE per write, no SET of the lock timeout: the batch's
+    connections have it from the start."""
+    # The pools' first connections: SQLAlchemy's setup queries are not counted.
+    insert(db, "warm")
+    with db.batch(lock_timeout_ms=BATCH_LOCK_WAIT_MS):
+        pass
+    statements = Statements(monkeypatch)
+
+    async def main() -> list[str]:
+        return await asyncio.gather(*(group.run(insert, db, f"n{i}") for i in range(5)))
+
+    assert asyncio.run(main()) == [f"n{i}" for i in range(5)]
+    assert group.batches == 1 and group.poisoned == 0
+    assert statements.verbs() == ["INSERT"] * 5
+    with db.batch(lock_timeout_ms=BATCH_LOCK_WAIT_MS) as conn:
+        timeout = conn.execute(text("SHOW lock_timeout")).scalar()
+    assert timeout == f"{BATCH_LOCK_WAIT_MS}ms"
+    with db.write() as conn:  # the main pool's connections wait as long as it takes
+        assert conn.execute(text("SHOW lock_timeout")).scalar() == "0"
+
+
+def test_a_job_that_raises_leaves_nothing_and_the_others_commit(
+    db: Database, group: GroupCommit
+) -> None:
+    runs: dict[str, int] = {}
+
+    def counted_insert(name: str) -> str:
+        runs[name] = runs.get(name, 0) + 1
+        return insert(db, name)
+
+    def writes_then_raises() -> None:
+        runs["fails"] = runs.get("fails", 0) + 1
+        with db.write() as conn:
+            conn.execute(text("INSERT INTO item (name) VALUES ('doomed')"))
+            raise ValueError("the job's own error")
+
+    async def main() -> list[object]:
+        return await asyncio.gather(
+            group.run(counted_insert, "a"),
+            group.run(writes_then_raises),
+            group.run(counted_insert, "b"),
+            return_exceptions=True,
+        )
+
+    a, failed, b = asyncio.run(main())
+    assert (a, b) == ("a", "b") and isinstance(failed, ValueError)
+    assert names(db) == ["a", "b"]
+    # "b" had not run when the batch was poisoned: it ran once, alone.
+    assert runs == {"a": 2, "fails": 2, "b": 1}
+    assert group.poisoned == 1
+
+
+def test_a_job_that_catches_an_error_of_its_block_runs_again_alone(
+    db: Database, group: GroupCommit
+) -> None:
+    """Without a savepoint the caught block's writes would stay in the batch (or its
+    failed statement would abort it): the batch is rolled back and run job by job, where
+    the block is a savepoint again and only its own writes are undone."""
+
+    def catches() -> str:
+        try:
+            with db.write() as conn:
+                conn.execute(text("INSERT INTO item (name) VALUES ('undone')"))
+                raise ValueError("expected")
+        except ValueError:
+            pass
+        return insert(db, "kept")
+
+    async def main() -> list[str]:
+        return await asyncio.gather(
+            group.run(insert, db, "a"), group.run(catches), group.run(insert, db, "b")
+        )
+
+    assert asyncio.run(main()) == ["a", "kept", "b"]
+    assert names(db) == ["a", "kept", "b"]
+    assert group.poisoned == 1
+
+
+def test_an_aborted_transaction_poisons_the_batch(db: Database, group: GroupCommit) -> None:
+    """A failed statement outside any write block (a job that catches it) leaves the
+    transaction aborted: the batch runs again job by job rather than fail as a whole."""
+
+    def reads_badly() -> str:
+        with db.read() as conn:
+            try:
+                conn.execute(text("SELECT * FROM no_such_table"))
+            except Exception:
+                pass
+        return "read"
+
+    async def main() -> list[str]:
+        return await asyncio.gather(
+            group.run(insert, db, "a"), group.run(reads_badly), group.run(insert, db, "b")
+        )
+
+    assert asyncio.run(main()) == ["a", "read", "b"]
+    assert names(db) == ["a", "b"]
+    assert group.poisoned == 1
+
+
+def test_all_or_nothing_in_a_batch_works_once_run_alone(db: Database, group: GroupCommit) -> None:
+    """An expected error (a duplicate, as for RefTaken) caught around all_or_nothing:
+    in the batch it poisons it; alone, the savepoint keeps the job's other writes."""
+    insert(db, "taken")
+
+    def try_duplicate() -> str:
+        with db.write() as conn:
+            conn.execute(text("INSERT INTO item (name) VALUES ('mine')"))
+            try:
+                with all_or_nothing(conn):
+                    conn.execute(text("INSERT INTO item (name) VALUES ('taken')"))
+            except sqlalchemy.exc.IntegrityError:
+                pass
+        return "handled"
+
+    async def main() -> list[str]:
+        return await asyncio.gather(
+            group.run(insert, db, "a"), group.run(try_duplicate), group.run(insert, db, "b")
+        )
+
+    assert asyncio.run(main()) == ["a", "handled", "b"]
+    assert names(db) == ["taken", "a", "mine", "b"]
+    assert group.poisoned == 1
