@@ -63,7 +63,10 @@ def commit_step(
     now: float,
 ) -> list[TaskRecord]:
     """Write one transition. Returns tasks this worker should run next (the task itself
-    if it is still active, copies, and tasks a modification released), all leased to it."""
+    if it is still active, copies, and tasks a modification released), all leased to it.
+    It assigns attributes of ``task``, ``result`` and the result's copies and
+    modifications, never changes a dict or list they hold: shallow copies of them are
+    enough to run it again (worker._for_attempt)."""
     _look_up_targets(conn, rt, task, result)
     expected = task.rev
     runnable: list[TaskRecord] = []

@@ -374,8 +374,8 @@ def _for_attempt(task: TaskRecord, result: StepResult) -> tuple[TaskRecord, Step
     was. It assigns attributes of the task, of the result and of the result's copies and
     modifications, but changes no dict or list they hold (the task's new data is built
     afresh from the result's: secretdata.split), so shallow copies suffice; a deep copy
-    cost some 8% of the GIL's time on PostgreSQL. A unit test (test_commit_step_inputs)
-    checks that the originals come out unchanged."""
+    cost some 8% of the GIL's time on PostgreSQL (50 µs against 4 per attempt). A test
+    (unit/engine/test_transitions.py) checks that the originals come out unchanged."""
     mine = copy.copy(task)
     outcome = copy.copy(result)
     outcome.copies = [copy.copy(c) for c in result.copies]
