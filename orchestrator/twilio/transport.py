@@ -3,7 +3,7 @@ request certainly never left (``not_sent``).
 
 aiohttp rather than httpx: the engine's main thread sends every Twilio create, and
 httpx's per-request machinery (request/response models, auth flow, httpcore's pool and
-anyio streams) cost about 1 ms of CPU per request, a third of the server's CPU per round
+anyio streams) cost 1–2 ms of CPU per request, a third of the server's CPU per round
 trip; aiohttp (C parser and writer, protocol-based transport) costs a tenth of that.
 
 What stays as httpx gave it: TLS verified against certifi's CAs (or ``SSL_CERT_FILE`` /
