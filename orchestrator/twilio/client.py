@@ -1,29 +1,29 @@
 """Async client for the parts of Twilio's 2010 REST API the orchestrator uses.
 
-One shared ``httpx.AsyncClient`` (pooled connections) serves every account; credentials
-travel per request as HTTP Basic auth and never appear in errors, logs or reprs.
+One shared aiohttp session (``transport.py``: pooled connections) serves every account;
+credentials travel per request as HTTP Basic auth and never appear in errors, logs or
+reprs.
 
 Failure handling (see ``retry.py``): 429/20429, 503 and failures to connect are retried
 with backoff through the injected ``sleep``, honouring ``Retry-After``. When a *create*
 (POST) was sent but no usable answer came back (read timeout, dropped connection,
 protocol error, 5xx other than 503, unreadable 2xx body), the message or call may exist:
-the error is flagged ``outcome_unknown`` and never retried here. Reads (GET) are
-idempotent and are retried on those failures too.
+the error is flagged ``outcome_unknown`` and never retried here: only a failure that
+certainly came before the request left (``transport.not_sent``) is retried on a create.
+Reads (GET) are idempotent and are retried on those failures too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
-
-import httpx
 
 from .credentials import API_VERSION, Credentials
 from .errors import (
@@ -34,6 +34,7 @@ from .errors import (
     error_name,
 )
 from .retry import RetryPolicy, is_retryable
+from .transport import NO_ANSWER, Answer, Transport, not_sent
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,7 @@ FormParams = Mapping[str, str | Sequence[str]]
 # Told before each wait for a retry: (failed attempt number, seconds to wait, reason).
 RetryHook = Callable[[int, float, str], Awaitable[None]]
 
-# Failures before the request left this process: always safe to send again.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 def _encode_form(params: FormParams) -> bytes:
@@ -65,7 +65,13 @@ def _as_int(value: object) -> int | None:
     return None
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _authorization(creds: Credentials) -> str:
+    # Built per request (well under a microsecond), so no cache keeps old secrets around.
+    pair = f"{creds.username}:{creds.password}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
+
+
+def _retry_after(response: Answer) -> float | None:
     """``Retry-After`` in seconds (the HTTP-date form is ignored)."""
     raw = response.headers.get("Retry-After")
     if raw is None:
@@ -81,9 +87,9 @@ def _scrub(text: str, creds: Credentials) -> str:
     return text.replace(creds.password, "***")
 
 
-def _api_error(response: httpx.Response, creds: Credentials, *, idempotent: bool) -> TwilioError:
+def _api_error(response: Answer, creds: Credentials, *, idempotent: bool) -> TwilioError:
     """Twilio's ``{"code","message","more_info","status"}`` (any part may be missing)."""
-    status = response.status_code
+    status = response.status
     try:
         body: object = response.json()
     except ValueError:
@@ -98,7 +104,7 @@ def _api_error(response: httpx.Response, creds: Credentials, *, idempotent: bool
         raw_more = body.get("more_info")
         more_info = str(raw_more) if raw_more else None
     if not message:
-        message = f"HTTP {status} {response.reason_phrase}".strip()
+        message = f"HTTP {status} {response.reason}".strip()
     return TwilioError(
         error_name(status, code),
         _scrub(message, creds),
@@ -122,7 +128,6 @@ class TwilioClient:
         timeout: float = 10.0,
         connect_timeout: float = 5.0,
         retry: RetryPolicy | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         max_connections: int = 16,
         observe: Callable[[str, str, str, float], None] | None = None,
@@ -134,26 +139,12 @@ class TwilioClient:
         # Told of every HTTP request: (action, outcome, Twilio error code, seconds).
         self._observe = observe
         self._sleep = sleep
-        # One client for all accounts: refuse cookies so nothing leaks between accounts.
-        jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-        # httpcore's pool scans every connection and queued request on each call, so
-        # callers queue here instead, with the pool never holding more than it can use.
+        self._base_url = base_url.rstrip("/")
+        # Callers queue here, untimed, rather than in the pool, whose wait counts against
+        # the connect timeout: a backlog of sends must not fail them (or use up retries).
         self._slots = asyncio.Semaphore(max_connections)
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-                # Shorter than common servers' idle timeout (uvicorn: 5 s), so a request is
-                # never written to a connection the server is closing: that would look
-                # like an unanswered send.
-                keepalive_expiry=2.0,
-            ),
-            transport=transport,
-            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
-            cookies=jar,
-            follow_redirects=False,
+        self._http = Transport(
+            timeout=timeout, connect_timeout=connect_timeout, max_connections=max_connections
         )
 
     async def __aenter__(self) -> TwilioClient:
@@ -295,25 +286,28 @@ class TwilioClient:
     ) -> dict[str, Any]:
         idempotent = method == "GET"
         content = None if form is None else _encode_form(form)
-        headers = {} if form is None else {"Content-Type": "application/x-www-form-urlencoded"}
-        auth = httpx.BasicAuth(creds.username, creds.password)
+        headers = {
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+            "Authorization": _authorization(creds),
+        }
+        if form is not None:
+            headers["Content-Type"] = FORM_TYPE
         path = url.split("?", 1)[0]
-        if creds.base_url and url.startswith("/"):
-            url = creds.base_url + url  # absolute: httpx leaves the client's base aside
+        # ``url`` is a path (``_path``, or a next_page_uri checked by ``_next_page``).
+        url = (creds.base_url or self._base_url) + url
         attempt = 0
         while True:
             attempt += 1
             started = time.perf_counter()
             try:
                 async with self._slots:
-                    response = await self._http.request(
-                        method, url, content=content, headers=headers, auth=auth
-                    )
-            except httpx.RequestError as exc:
+                    response = await self._http.request(method, url, headers, content)
+            except NO_ANSWER as exc:
                 if self._observe is not None:
                     self._observe(action, "no_answer", "", time.perf_counter() - started)
                 reason = _scrub(f"{type(exc).__name__}: {exc}".rstrip(": "), creds)
-                if not isinstance(exc, _NOT_SENT) and not idempotent:
+                if not idempotent and not not_sent(exc):
                     raise TwilioError(
                         TWILIO_OUTCOME_UNKNOWN,
                         f"No answer from Twilio to {method} {path} ({reason}); it may have "
@@ -351,13 +345,13 @@ class TwilioClient:
                         "Twilio %s %s: HTTP %d code %s; retry %d in %.2fs",
                         method,
                         path,
-                        response.status_code,
+                        response.status,
                         error.code,
                         attempt,
                         delay,
                     )
                     if on_retry is not None:
-                        reason = f"HTTP {response.status_code} {error.error} ({error.code})"
+                        reason = f"HTTP {response.status} {error.error} ({error.code})"
                         await on_retry(attempt, delay, reason)
                     await self._sleep(delay)
                     continue
@@ -365,21 +359,19 @@ class TwilioClient:
             raise error
 
     @staticmethod
-    def _decode(
-        response: httpx.Response, method: str, path: str, *, idempotent: bool
-    ) -> dict[str, Any]:
+    def _decode(response: Answer, method: str, path: str, *, idempotent: bool) -> dict[str, Any]:
         try:
             body: object = response.json()
         except ValueError:
             body = None
         if isinstance(body, dict):
             return body
-        message = f"Unreadable answer from Twilio to {method} {path} (HTTP {response.status_code})"
+        message = f"Unreadable answer from Twilio to {method} {path} (HTTP {response.status})"
         if idempotent:
-            raise TwilioError(UNKNOWN_ERROR, message, http_status=response.status_code)
+            raise TwilioError(UNKNOWN_ERROR, message, http_status=response.status)
         raise TwilioError(
             TWILIO_OUTCOME_UNKNOWN,
             message + "; it may have been carried out",
-            http_status=response.status_code,
+            http_status=response.status,
             outcome_unknown=True,
         )
