@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -22,15 +23,37 @@ from orchestrator.engine.functions import FILTERS, FUNCTIONS, FunctionError
 from orchestrator.engine.template_limits import MAX_TEXT, LimitedSandbox, OutputTooLarge, check_size
 
 _SINGLE = re.compile(r"^\{\{\s*((?:(?!\}\}).)+?)\s*\}\}\Z", re.S)
-# Most templates in process files only name a parameter, perhaps with default(none):
-# those are looked up directly when the parameter is there (Jinja's context costs more
-# than the rest of a step's logic). Anything else, or a name that is missing (it may be a
-# global function, or undefined), goes through Jinja.
-_NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\s*\|\s*default\(\s*none\s*\))?\Z")
-_LITERALS = frozenset({"true", "false", "none", "True", "False", "None"})
+# Most templates in process files only name a parameter (or a field of one), perhaps with
+# a literal default: "{{ sid }}", "{{ root.ref }}", "{{ AccountSid | default(none) }}".
+# Those are looked up directly (Jinja's context costs more than the rest of a step's
+# logic; a send renders a dozen of them). Whatever the direct lookup is not sure to
+# answer exactly as Jinja would goes through Jinja (see _lookup).
+_PATH = re.compile(
+    r"([A-Za-z_][A-Za-z0-9_]*(?:\s*\.\s*[A-Za-z_][A-Za-z0-9_]*)*)"
+    r"(?:\s*\|\s*default\(\s*(none|None|true|false|True|False|-?\d+(?:\.\d+)?"
+    r"|'[^'\\]*'|\"[^\"\\]*\")\s*\))?\Z"
+)
+# Names Jinja resolves without the context (`self` is the template): never looked up here.
+_LITERALS = frozenset({"true", "false", "none", "True", "False", "None", "self"})
+# `a.b` in the sandbox is getattr first: `d.items` is the method, not d["items"].
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+_MISSING: Any = object()
 _env = LimitedSandbox(undefined=StrictUndefined, autoescape=False)
 _env.globals.update(FUNCTIONS)
 _env.filters.update(FILTERS)
+
+
+@dataclass(frozen=True, slots=True)
+class _Path:
+    """``{{ name.field… | default(literal) }}``; ``expr`` is the same through Jinja."""
+
+    names: tuple[str, ...]
+    expr: Any
+    has_default: bool
+    default: Any  # the literal's value, as Jinja reads it
+    # A missing first name is Jinja's undefined (so the default) only when no global
+    # function has that name.
+    default_if_absent: bool
 
 
 class TemplateError(Exception):
@@ -49,10 +72,16 @@ def _compile(source: str) -> Any:
     try:
         if single:
             expr = _env.compile_expression(single.group(1), undefined_to_none=False)
-            name = _NAME.match(single.group(1))
-            if name and name.group(1) not in _LITERALS:
-                return ("name", (name.group(1), expr))
-            return ("expr", expr)
+            path = _PATH.match(single.group(1))
+            if path is None:
+                return ("expr", expr)
+            names = tuple(n.strip() for n in path.group(1).split("."))
+            if names[0] in _LITERALS:
+                return ("expr", expr)
+            literal = path.group(2)
+            default = _env.compile_expression(literal)() if literal is not None else None
+            absent_ok = literal is not None and len(names) == 1 and names[0] not in _env.globals
+            return ("path", _Path(names, expr, literal is not None, default, absent_ok))
         return ("text", _env.from_string(source))
     except TemplateSyntaxError as exc:
         raise TemplateError("TEMPLATE_SYNTAX_ERROR", f"{source!r}: {exc.message}") from exc
@@ -64,11 +93,15 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
         if "{{" not in value and "{%" not in value:
             return value
         mode, compiled = _compile(value)
-        if mode == "name":
-            name, compiled = compiled
-            if name in context:
-                return _plain(value, context[name])
-            mode = "expr"
+        if mode == "path":
+            found = _lookup(compiled, context)
+            if found is not _MISSING:
+                try:
+                    return _plain(value, _bounded(found))
+                except OutputTooLarge as exc:
+                    message = f"{_short(value)}: {exc}"
+                    raise TemplateError("TEMPLATE_OUTPUT_TOO_LARGE", message) from exc
+            mode, compiled = "expr", compiled.expr
         try:
             if mode == "expr":
                 result = check_size(compiled(**context), "the value")
@@ -106,6 +139,34 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
     return value
 
 
+def _lookup(path: _Path, context: Mapping[str, Any]) -> Any:
+    """The value Jinja would give for ``path``, or _MISSING when only Jinja can say (an
+    undefined name without a default, a global function, anything but plain dicts)."""
+    value = context.get(path.names[0], _MISSING)
+    if value is _MISSING:
+        return path.default if path.default_if_absent else _MISSING
+    last = len(path.names) - 1
+    for i in range(1, last + 1):
+        name = path.names[i]
+        if type(value) is not dict or name in _DICT_ATTRIBUTES:
+            return _MISSING
+        value = value.get(name, _MISSING)
+        if value is _MISSING:
+            # An absent key of a dict is undefined: the default, else Jinja's error.
+            return path.default if path.has_default and i == last else _MISSING
+    return value
+
+
+def _bounded(value: Any) -> Any:
+    """check_size, as Jinja's path applies it, for what could be over the bound."""
+    if type(value) is str:
+        if len(value) > MAX_TEXT:
+            check_size(value, "the value")
+    elif not isinstance(value, _NUMBERS):  # a number counts as a few characters
+        check_size(value, "the value")
+    return value
+
+
 def _render_text(template: Any, context: Mapping[str, Any]) -> str:
     """The template's text, counted as it is produced: a loop printing a long text stops
     at MAX_TEXT characters instead of filling memory."""
@@ -124,6 +185,7 @@ def _short(source: str) -> str:
 
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
+_NUMBERS = (int, float, type(None))
 
 
 def _plain(source: str, value: Any) -> Any:
