@@ -25,6 +25,11 @@ class Access:
     async def keys_configured(self) -> bool:
         """True when API keys are required: one is configured (ORCH_API_KEYS) or was ever
         created, even if all are revoked by now (then nobody gets in)."""
+        # Asked on every API request without a key: a known answer skips the hop to
+        # where database work runs (a thread, or SQLite's next batch).
+        known = apikeys.known_any_key(self._rt)
+        if known is not None:
+            return known
         return await self._rt.run_db(apikeys.any_key, self._rt)
 
     async def any_active_key(self) -> bool:
@@ -34,6 +39,9 @@ class Access:
         """(login, role) of the active key with this secret, else None."""
         if not secret:
             return None
+        known = apikeys.known_key_for_secret(self._rt, secret)
+        if known is not None:
+            return known
         return await self._rt.run_db(apikeys.key_for_secret, self._rt, secret)
 
     async def login_for_secret(self, secret: str) -> str | None:

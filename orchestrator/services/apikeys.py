@@ -204,16 +204,23 @@ def revoke_key(ctx: KeyContext, login: str) -> None:
 def any_key(ctx: KeyContext) -> bool:
     """Keys are required: one is configured, or was. Revoking the last key leaves the API
     closed to everyone until a new one is created; it never reopens it to loopback."""
-    if _env(ctx):
-        return True
-    cache_key = (ctx.db.url, "any")
-    cached = _cache.get(cache_key)
-    if isinstance(cached, bool):
-        return cached
+    known = known_any_key(ctx)
+    if known is not None:
+        return known
     with ctx.db.read() as conn:
         created = key_store.any_created(conn)
-    _cache.put(cache_key, created)
+    _cache.put((ctx.db.url, "any"), created)
     return created
+
+
+def known_any_key(ctx: KeyContext) -> bool | None:
+    """any_key's answer when no database read is needed (ORCH_API_KEYS, or a fresh cached
+    answer), else None: the API asks this on its event loop before sending the question
+    to where database work runs (a thread, or SQLite's batches)."""
+    if _env(ctx):
+        return True
+    cached = _cache.get((ctx.db.url, "any"))
+    return cached if isinstance(cached, bool) else None
 
 
 def any_active_key(ctx: KeyContext) -> bool:
@@ -231,18 +238,11 @@ def login_for_secret(ctx: KeyContext, secret: str) -> str | None:
 
 def key_for_secret(ctx: KeyContext, secret: str) -> tuple[str, str] | None:
     """(login, role) of the active key with this secret."""
-    found = None
-    for login, (known, role) in _parse_env(ctx.settings.api_keys).items():
-        # Every entry is compared, so the time taken does not tell which one matched.
-        if hmac.compare_digest(known.encode(), secret.encode()):
-            found = (login, role)
-    if found is not None:
-        return found
+    known = known_key_for_secret(ctx, secret)
+    if known is not None:
+        return known
     digest = hash_secret(secret)
     cache_key = (ctx.db.url, "hash:" + digest)
-    cached = _cache.get(cache_key)
-    if isinstance(cached, tuple):
-        return cached
     with ctx.db.read() as conn:
         key = key_store.find_by_hash(conn, digest)
     if key is None or key.revoked_at is not None:
@@ -251,6 +251,20 @@ def key_for_secret(ctx: KeyContext, secret: str) -> tuple[str, str] | None:
         return None
     _cache.put(cache_key, (key.login, key.role))
     return (key.login, key.role)
+
+
+def known_key_for_secret(ctx: KeyContext, secret: str) -> tuple[str, str] | None:
+    """key_for_secret's answer when no database read is needed (a key of ORCH_API_KEYS,
+    or a fresh cached answer), else None (unknown secrets are never cached)."""
+    found = None
+    for login, (known, role) in _parse_env(ctx.settings.api_keys).items():
+        # Every entry is compared, so the time taken does not tell which one matched.
+        if hmac.compare_digest(known.encode(), secret.encode()):
+            found = (login, role)
+    if found is not None:
+        return found
+    cached = _cache.get((ctx.db.url, "hash:" + hash_secret(secret)))
+    return cached if isinstance(cached, tuple) else None
 
 
 def role_of(ctx: KeyContext, login: str) -> str | None:

@@ -248,3 +248,43 @@ def test_key_answers_are_cached_briefly_and_a_revoke_elsewhere_lands_within_that
     finally:
         apikeys._cache.clear()
         rt.db.dispose()
+
+
+def test_api_asks_the_database_only_for_what_is_not_cached(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Access answers a known key (or whether keys exist) on the event loop, without a
+    hop to where database work runs; a revoke through this process still lands at once."""
+    from orchestrator.engine.runtime import Runtime
+    from orchestrator.services import apikeys
+    from orchestrator.services.access import Access
+
+    rt = Runtime(Settings(database_url=sqlite_url))
+    access = Access(rt)
+    hops: list[str] = []
+
+    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(fn.__name__)
+        return fn(*args, **kwargs)
+
+    monkeypatch.setattr(rt, "run_db", counted)
+    monkeypatch.setattr(apikeys, "KEY_CACHE_SECONDS", 3600.0)
+
+    async def main() -> None:
+        assert await access.keys_configured() is False
+        _login, secret = apikeys.create_key(rt, "frank")
+        for _ in range(3):
+            assert await access.keys_configured() is True
+            assert await access.key_for_secret(secret) == ("frank", apikeys.OPERATE)
+        assert hops == ["any_key", "any_key", "key_for_secret"]
+        for _ in range(2):
+            assert await access.key_for_secret("wrong") is None  # never cached
+        assert hops[3:] == ["key_for_secret"] * 2
+        apikeys.revoke_key(rt, "frank")
+        assert await access.key_for_secret(secret) is None
+
+    try:
+        asyncio.run(main())
+    finally:
+        apikeys._cache.clear()
+        rt.db.dispose()
