@@ -6,6 +6,7 @@ signed. The Corezoid API signs each request with the key's secret (http/corezoid
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 
@@ -23,8 +24,13 @@ PROTECTED_PREFIX = "/api/v1"
 PROTECTED_PREFIXES = (PROTECTED_PREFIX, "/api/twilio")
 # Set by a reverse proxy: a request carrying one came from elsewhere, whatever the peer.
 FORWARD_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+_FORWARD_RAW = frozenset(h.encode() for h in FORWARD_HEADERS)
 ANONYMOUS = "anonymous"
 
+
+# What the middleware compares a path with (PROTECTED_PREFIXES, or a path under one).
+_PROTECTED_EXACT = frozenset(PROTECTED_PREFIXES)
+_PROTECTED_UNDER = tuple(prefix + "/" for prefix in PROTECTED_PREFIXES)
 
 # Methods a read-only key may use.
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -32,18 +38,26 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 def is_loopback(request: Request) -> bool:
     """The peer is this machine and no proxy forwarded the request."""
-    host = request.client.host if request.client else None
-    if not host:
+    return _is_loopback(request.scope)
+
+
+def _is_loopback(scope: Scope) -> bool:
+    client = scope.get("client")
+    if not client or not client[0] or not _loopback_host(client[0]):
         return False
+    # Header names in an ASGI scope are lowercase (what Request.headers matches on).
+    return not any(name in _FORWARD_RAW for name, _value in scope.get("headers", ()))
+
+
+@functools.lru_cache(maxsize=256)  # the same few peers, on every request
+def _loopback_host(host: str) -> bool:
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    if not ip.is_loopback:
-        return False
-    return not any(h in request.headers for h in FORWARD_HEADERS)
+    return ip.is_loopback
 
 
 def client_ip(request: Request) -> str:
@@ -57,8 +71,17 @@ def audit_source(request: Request, channel: str = "api") -> str:
 
 
 def bearer_token(request: Request) -> str | None:
-    value = request.headers.get("authorization")
-    if value is None:
+    return _bearer(request.scope)
+
+
+def _bearer(scope: Scope) -> str | None:
+    """The Bearer token of the Authorization header ("" for another scheme), else None.
+    Read from the scope's raw headers: the first one, as Request.headers.get gives it."""
+    for name, raw in scope.get("headers", ()):
+        if name == b"authorization":
+            value = raw.decode("latin-1")
+            break
+    else:
         return None
     scheme, _, token = value.partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
@@ -82,13 +105,12 @@ class ApiAuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or not any(
-            path == prefix or path.startswith(prefix + "/") for prefix in PROTECTED_PREFIXES
+        if scope["type"] != "http" or not (
+            path.startswith(_PROTECTED_UNDER) or path in _PROTECTED_EXACT
         ):
             await self.app(scope, receive, send)
             return
-        request = Request(scope)
-        token = bearer_token(request)
+        token = _bearer(scope)
         denial = None
         login = None
         role = apikeys.OPERATE
@@ -107,7 +129,7 @@ class ApiAuthMiddleware:
                     )
         elif await self.access.keys_configured():
             denial = _deny(401, "UNAUTHORIZED", "send Authorization: Bearer <API key secret>")
-        elif not is_loopback(request):
+        elif not _is_loopback(scope):
             denial = _deny(
                 403,
                 "LOOPBACK_ONLY",

@@ -48,8 +48,13 @@ class BodyLimitMiddleware:
             nonlocal seen, complete
             if complete:  # only a disconnect is left to hear: no deadline for that
                 return await receive()
+            if loop.time() >= deadline:  # late, even if the rest is there by now
+                raise _BodyTimeout
             try:
-                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
+                # A timeout scope, not wait_for: wait_for (before Python 3.12) makes a
+                # task of every receive, most of which answer at once.
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
             except TimeoutError:
                 raise _BodyTimeout from None
             if message["type"] == "http.disconnect":

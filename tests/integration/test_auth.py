@@ -164,8 +164,22 @@ def test_remote_clients_need_a_key(sqlite_url: str) -> None:
     _err(_asgi_get(open_app, ("203.0.113.5", 4000), "/api/v1/processes"), 403, "LOOPBACK_ONLY")
     assert _asgi_get(open_app, ("127.0.0.1", 4000), "/api/v1/processes").status_code == 200
     assert _asgi_get(open_app, ("::1", 4000), "/api/v1/processes").status_code == 200
+    assert _asgi_get(open_app, ("::ffff:127.0.0.1", 1), "/api/v1/processes").status_code == 200
+    for peer in ("localhost", "", "::ffff:203.0.113.5", "10.0.0.1"):
+        _err(_asgi_get(open_app, (peer, 4000), "/api/v1/processes"), 403, "LOOPBACK_ONLY")
+    # A request some proxy forwarded is not a loopback client's, whatever the peer (even
+    # where nothing put the forwarded address in the scope's client).
+    for name in ("Forwarded", "X-Forwarded-For", "x-real-ip"):
+        r = _asgi_get(open_app, ("127.0.0.1", 1), "/api/v1/processes", headers={name: "x"})
+        _err(r, 403, "LOOPBACK_ONLY")
     # Health checks stay open (a load balancer has no key).
     assert _asgi_get(open_app, ("203.0.113.5", 4000), "/healthz").status_code == 200
+    # Paths under the protected prefixes, and the prefixes themselves; not look-alikes.
+    remote = ("203.0.113.5", 4000)
+    for path in ("/api/v1", "/api/v1/", "/api/twilio", "/api/twilio/x", "/api/v1/nope"):
+        _err(_asgi_get(open_app, remote, path), 403, "LOOPBACK_ONLY")
+    for path in ("/api/v10", "/api/twilios"):
+        assert _asgi_get(open_app, remote, path).status_code == 404
 
     keyed = create_app(
         Settings(database_url=sqlite_url, api_keys=f"ops:{ENV_SECRET}"), run_engine=False
@@ -176,6 +190,12 @@ def test_remote_clients_need_a_key(sqlite_url: str) -> None:
     assert _asgi_get(keyed, remote, "/api/v1/processes", headers=auth).status_code == 200
     # With keys, loopback callers need one too.
     _err(_asgi_get(keyed, ("127.0.0.1", 1), "/api/v1/processes"), 401, "UNAUTHORIZED")
+    for header in (f"bearer {ENV_SECRET}", f"BEARER   {ENV_SECRET}  "):
+        r = _asgi_get(keyed, remote, "/api/v1/processes", headers={"Authorization": header})
+        assert r.status_code == 200
+    for header in (f"Basic {ENV_SECRET}", "Bearer", "Bearer wrong", ENV_SECRET):
+        r = _asgi_get(keyed, remote, "/api/v1/processes", headers={"Authorization": header})
+        _err(r, 401, "INVALID_API_KEY")
 
 
 def test_env_keys(
