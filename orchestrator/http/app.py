@@ -25,6 +25,7 @@ from orchestrator.http.inputs import UrlTextMiddleware
 from orchestrator.http.limits import BodyLimitMiddleware
 from orchestrator.http.observe import RequestMetricsMiddleware
 from orchestrator.http.responses import error_response
+from orchestrator.http.routing import MemoRouter
 from orchestrator.logs import redact_path
 from orchestrator.services.access import Access
 from orchestrator.services.apikeys import parse_env_keys
@@ -120,6 +121,8 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    # The same routes, through a router that remembers each path's route (http/routing.py).
+    app.router = MemoRouter(app.router.routes, lifespan=lifespan)
     app.state.service, app.state.access, app.state.health = service, access, health
     app.state.worker = None
     health.track(lambda: app.state.worker.steps if app.state.worker is not None else None)
