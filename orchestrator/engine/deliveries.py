@@ -19,6 +19,18 @@ from orchestrator.store import tasks as task_store
 from orchestrator.store.records import CallbackRecord, Event, TaskRecord, dumps
 
 log = logging.getLogger("orchestrator.engine")
+# Events still to write, by task: a step's commit gathers those of the deliveries it
+# makes with its own, and writes them all in one statement (task_store.add_histories).
+Histories = list[tuple[str, list[Event]]]
+
+
+def _add_events(
+    conn: Connection, sink: Histories | None, task_id: str, events: list[Event], now: float
+) -> None:
+    if sink is None:
+        task_store.add_events(conn, task_id, events, now)
+    else:
+        sink.append((task_id, events))
 
 
 def settle_late(conn: Connection, rt: Runtime, task: TaskRecord, now: float) -> None:
@@ -29,16 +41,21 @@ def settle_late(conn: Connection, rt: Runtime, task: TaskRecord, now: float) -> 
 
 
 def _record_late(
-    conn: Connection, rt: Runtime, task: TaskRecord, cb: CallbackRecord, now: float
+    conn: Connection,
+    rt: Runtime,
+    task: TaskRecord,
+    cb: CallbackRecord,
+    now: float,
+    sink: Histories | None = None,
 ) -> None:
     """A callback for a finished task lands in its history, and in the history of the task
     it was copied from (the original a "Getting callback" copy follows), escalating nothing."""
     late = Event("callback_late", task.node_id, None, _cb_detail(rt, cb))
-    task_store.add_events(conn, task.id, [late], now)
+    _add_events(conn, sink, task.id, [late], now)
     if task.parent_task_id and task_store.get_task(conn, task.parent_task_id) is not None:
         detail = {**_cb_detail(rt, cb), "via_task_id": task.id}
-        task_store.add_events(
-            conn, task.parent_task_id, [Event("callback_late", None, None, detail)], now
+        _add_events(
+            conn, sink, task.parent_task_id, [Event("callback_late", None, None, detail)], now
         )
 
 
@@ -53,29 +70,31 @@ def apply_pending(
 
 
 def deliver(
-    conn: Connection, rt: Runtime, cb: CallbackRecord, owner: str | None, now: float
+    conn: Connection,
+    rt: Runtime,
+    cb: CallbackRecord,
+    owner: str | None,
+    now: float,
+    *,
+    task: TaskRecord | None = None,
+    sink: Histories | None = None,
 ) -> list[TaskRecord]:
     """Try to apply a stored callback to its task. An unknown task or one not yet waiting
     leaves it pending (it is applied when the task reaches the node); a finished task
-    keeps it in its history as a late callback."""
+    keeps it in its history as a late callback. ``task``: the callback's task, already
+    read and locked in this transaction (a step's modify_task); ``sink``: where the
+    events go when the caller writes them with its own (else they are written here)."""
     delivered = rt.callback_form(cb.form).deliver(conn, cb, owner, now)
     if delivered is not None:
         return delivered  # the form applies it its own way (an incoming SMS)
-    task: TaskRecord | None
-    if cb.task_id:
-        task = task_store.get_task(conn, cb.task_id, for_update=True)
-        if task is not None and task.process_id != cb.process_id:
-            task = None
-    elif cb.ref:
-        task = task_store.find_by_ref(conn, cb.process_id, cb.ref, for_update=True)
-    else:
-        task = None
+    if task is None:
+        task = _addressee(conn, cb)
     if task is None:
         inbox.set_status(conn, cb.id, "pending", now=now)
         return []
     if task.state == "done":
         if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
-            _record_late(conn, rt, task, cb, now)
+            _record_late(conn, rt, task, cb, now, sink)
         return []
     if (
         task.state != "waiting"
@@ -84,8 +103,18 @@ def deliver(
     ):
         inbox.set_status(conn, cb.id, "pending", now=now, task_id=task.id)
         return []
-    released = _release(conn, rt, task, cb, owner, now)
+    released = _release(conn, rt, task, cb, owner, now, sink)
     return [released] if released is not None else []
+
+
+def _addressee(conn: Connection, cb: CallbackRecord) -> TaskRecord | None:
+    """The callback's task, locked (PostgreSQL), or None when there is none (yet)."""
+    if cb.task_id:
+        task = task_store.get_task(conn, cb.task_id, for_update=True)
+        return task if task is not None and task.process_id == cb.process_id else None
+    if cb.ref:
+        return task_store.find_by_ref(conn, cb.process_id, cb.ref, for_update=True)
+    return None
 
 
 def awaits_reply(conn: Connection, rt: Runtime, task: TaskRecord) -> bool:
@@ -103,6 +132,7 @@ def _release(
     cb: CallbackRecord,
     owner: str | None,
     now: float,
+    sink: Histories | None = None,
 ) -> TaskRecord | None:
     """Merge the callback into a waiting task and make it runnable (leased to ``owner``,
     or to nobody, so that any engine may claim it), unless its form refuses it now (a
@@ -118,13 +148,14 @@ def _release(
                 None,
                 {**_cb_detail(rt, cb), "reason": reason},
             )
-            task_store.add_events(conn, task.id, [event], now)
+            _add_events(conn, sink, task.id, [event], now)
         return None
     if not form.advances(cb.payload, task.data):
         if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
             rt.metrics.callbacks(cb.form, "ignored").inc()
-            task_store.add_events(
+            _add_events(
                 conn,
+                sink,
                 task.id,
                 [
                     Event(
@@ -148,7 +179,7 @@ def _release(
             event = Event(
                 "callback_ignored", task.node_id, None, {**_cb_detail(rt, cb), "reason": reason}
             )
-            task_store.add_events(conn, task.id, [event], now)
+            _add_events(conn, sink, task.id, [event], now)
         return None
     if not inbox.set_status(conn, cb.id, "applied", now=now, task_id=task.id):
         return None  # another worker applied it
@@ -171,8 +202,8 @@ def _release(
     else:
         task.lease_owner, task.lease_until = owner, now + rt.settings.lease_seconds
     task.updated_at = now
-    task_store.add_events(
-        conn, task.id, [Event("callback", task.node_id, None, _cb_detail(rt, cb))], now
+    _add_events(
+        conn, sink, task.id, [Event("callback", task.node_id, None, _cb_detail(rt, cb))], now
     )
     if not task_store.save_task(conn, task, expected):
         raise Conflict(task.id)

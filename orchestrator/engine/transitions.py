@@ -19,7 +19,7 @@ from orchestrator.engine.definition import ProcessDefinition
 from orchestrator.engine.deliveries import apply_pending, deliver, settle_late
 from orchestrator.engine.runtime import Runtime, new_task_id
 from orchestrator.engine.steps import LOOP_LIMIT, Conflict, LogicFailure, Recheck, Reply, StepResult
-from orchestrator.engine.targets import copy_target, modify_target
+from orchestrator.engine.targets import copy_target, modified_task
 from orchestrator.logs import task_fields
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import conversations
@@ -30,9 +30,14 @@ from orchestrator.store.records import CallbackRecord, Event, TaskRecord
 log = logging.getLogger("orchestrator.engine")
 
 
-def _look_up_targets(conn: Connection, rt: Runtime, task: TaskRecord, result: StepResult) -> None:
+def _look_up_targets(
+    conn: Connection, rt: Runtime, task: TaskRecord, result: StepResult
+) -> dict[str, TaskRecord]:
     """Resolve the step's copy and modification targets in its own transaction (before
-    anything is written): a round trip then spends no read transaction on them."""
+    anything is written): a round trip then spends no read transaction on them. Returns
+    the modified tasks found, by id, locked: their deliveries need not read them again
+    (one record per task, so a second modification of it sees what the first did)."""
+    targets: dict[str, TaskRecord] = {}
     for copy in result.copies:
         if copy.check is None:
             continue
@@ -47,10 +52,13 @@ def _look_up_targets(conn: Connection, rt: Runtime, task: TaskRecord, result: St
         if mod.lookup is None:
             continue
         try:
-            mod.process_id, mod.task_id = modify_target(conn, rt, *mod.lookup)
+            addressed = modified_task(conn, rt, *mod.lookup, for_update=True)
         except LogicFailure as exc:
             raise Recheck(task.id) from exc
+        mod.process_id, mod.task_id = addressed.process_id, addressed.id
+        targets.setdefault(addressed.id, addressed)
         mod.lookup = None
+    return targets
 
 
 def commit_step(
@@ -64,7 +72,7 @@ def commit_step(
 ) -> list[TaskRecord]:
     """Write one transition. Returns tasks this worker should run next (the task itself
     if it is still active, copies, and tasks a modification released), all leased to it."""
-    _look_up_targets(conn, rt, task, result)
+    targets = _look_up_targets(conn, rt, task, result)
     expected = task.rev
     runnable: list[TaskRecord] = []
     histories: list[tuple[str, list[Event]]] = []
@@ -118,7 +126,9 @@ def commit_step(
                 task_id=mod.task_id,
                 source_ip=f"task:{task.id}",
             )
-            runnable.extend(deliver(conn, rt, cb, owner, now))
+            known = targets.get(mod.task_id)
+            # Its events are written with the step's own, in one statement.
+            runnable.extend(deliver(conn, rt, cb, owner, now, task=known, sink=histories))
 
     # An answer (api_call, a callback merged earlier) may bring secret-named values:
     # they are kept encrypted with the task, never in its data.
