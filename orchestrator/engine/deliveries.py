@@ -34,7 +34,10 @@ def _add_events(
 
 
 def settle_late(conn: Connection, rt: Runtime, task: TaskRecord, now: float) -> None:
-    """Callbacks that were waiting for a task that has now finished: kept as late."""
+    """Callbacks that were waiting for a task that has now finished: kept as late. Only
+    looked for when one may be held (``held_callbacks``, as the task's save read it)."""
+    if not task.held_callbacks:
+        return
     for cb in inbox.unsettled_for_task(conn, task.id, task.process_id, task.ref):
         if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
             _record_late(conn, rt, task, cb, now)
@@ -62,7 +65,18 @@ def _record_late(
 def apply_pending(
     conn: Connection, rt: Runtime, task: TaskRecord, owner: str, now: float
 ) -> TaskRecord | None:
-    for cb in inbox.pending_for_task(conn, task.id, task.process_id, task.ref, task.node_id):
+    """Apply the first callback held for the wait node ``task`` has just entered (and
+    saved: its row is locked, and ``held_callbacks`` is as the save read it). When none
+    is held at all, the flag is cleared: the next wait node need not look."""
+    if not task.held_callbacks:
+        return None
+    held = inbox.unsettled_for_task(conn, task.id, task.process_id, task.ref)
+    if not held:
+        task_store.callbacks_settled(conn, task)
+        return None
+    for cb in held:
+        if cb.node_id not in ("*", task.node_id):
+            continue  # for another wait node: still held
         released = _release(conn, rt, task, cb, owner, now)
         if released is not None:
             return released
@@ -102,6 +116,7 @@ def deliver(
         or awaits_reply(conn, rt, task)
     ):
         inbox.set_status(conn, cb.id, "pending", now=now, task_id=task.id)
+        task_store.hold_callbacks(conn, task)
         return []
     released = _release(conn, rt, task, cb, owner, now, sink)
     return [released] if released is not None else []

@@ -20,7 +20,10 @@ def _records(cursor: object) -> list[CallbackRecord]:
 def unsettled_for_task(
     conn: Connection, task_id: str, process_id: int, ref: str | None
 ) -> list[CallbackRecord]:
-    """Callbacks still waiting for this task, whatever node they were meant for."""
+    """Callbacks still waiting for this task (by its id, or its ref), whatever node they
+    were meant for, oldest first."""
+    if ref is None:
+        return _records(sql.execute(conn, Q["unsettled_by_task"], {"task_id": task_id}))
     params = {"task_id": task_id, "process_id": process_id, "ref": ref}
     return _records(sql.execute(conn, Q["unsettled_for_task"], params))
 
@@ -66,18 +69,6 @@ def new_ids(conn: Connection, limit: int) -> list[int]:
 def get_new(conn: Connection, callback_id: int) -> CallbackRecord | None:
     row = sql.first(sql.execute(conn, Q["new_callback"], {"callback_id": callback_id}))
     return CallbackRecord.from_mapping(row) if row else None
-
-
-def pending_for_task(
-    conn: Connection, task_id: str, process_id: int, ref: str | None, node_id: str
-) -> list[CallbackRecord]:
-    """Callbacks that arrived for this task before it was ready for them, oldest first."""
-    params: dict[str, Any] = {"task_id": task_id, "node_id": node_id}
-    query = Q["pending_by_task"]
-    if ref is not None:
-        query = Q["pending_by_task_or_ref"]
-        params.update(process_id=process_id, ref=ref)
-    return _records(sql.execute(conn, query, params))
 
 
 def set_status(

@@ -36,14 +36,16 @@ NOT_COUNTED = {
 
 # Create (2), claim (2), start (2), send with copy (10), the copy's start (2); per
 # status callback: receive (2-3), deliver (5), the copy's step modifying the original
-# (7, the last one finishing it) and the original's step (2). Each wait entry or finish
-# looks for callbacks that came early (SELECT callbacks).
+# (7, the last one finishing it) and the original's step (2). Only the copy, which has
+# a ref (its sid), looks for callbacks that came early, once, on reaching its wait node
+# (SELECT callbacks, and UPDATE tasks clearing held_callbacks); the other wait entries
+# and finishes know from held_callbacks that none can be there.
 EXPECTED = {
     "INSERT tasks": 2,
     "INSERT task_events": 10,
-    "UPDATE tasks": 12,
+    "UPDATE tasks": 13,
     "SELECT tasks": 7,
-    "SELECT callbacks": 8,
+    "SELECT callbacks": 3,
     "INSERT callbacks": 4,
     "UPDATE callbacks": 4,
     "SELECT twilio_messages": 2,

@@ -21,8 +21,18 @@ SELECT id FROM tasks WHERE process_id = :process_id AND active_ref = :ref
 SELECT count(*) FROM (SELECT id FROM tasks WHERE root_id = :root_id LIMIT :limit) AS chain
 
 -- save_task --
--- {sets}: "column = :column, ..." for the columns that changed.
-UPDATE tasks SET {sets} WHERE id = :w_id AND rev = :w_rev
+-- {sets}: "column = :column, ..." for the columns that changed. held_callbacks as it is
+-- now (a delivery may have set it since the task was read: see hold_callbacks).
+UPDATE tasks SET {sets} WHERE id = :w_id AND rev = :w_rev RETURNING held_callbacks
+
+-- hold_callbacks --
+-- A callback is kept pending for the task (whose row the caller has locked). Not a
+-- change of the task (rev stays): a step running meanwhile commits, and reads it back.
+UPDATE tasks SET held_callbacks = 1 WHERE id = :task_id
+
+-- callbacks_settled --
+-- None is held any more (the caller has the row locked, and looked).
+UPDATE tasks SET held_callbacks = 0 WHERE id = :task_id
 
 -- claimable --
 -- Whether a claim would find a due timer, a runnable task (no locks: see tasks.claimable).
@@ -154,23 +164,15 @@ SELECT {callbacks.columns} FROM callbacks WHERE id = :callback_id AND status = '
 -- new_callback_ids --
 SELECT id FROM callbacks WHERE status = 'new' ORDER BY id LIMIT :limit
 
--- pending_by_task --
+-- unsettled_by_task --
+-- A task without a ref.
 SELECT {callbacks.columns} FROM callbacks
-WHERE status IN ('new', 'pending') AND task_id = :task_id AND node_id IN (:node_id, '*')
-ORDER BY id
-
--- pending_by_task_or_ref --
--- A UNION, so each half uses its own index (an OR made SQLite scan every unsettled
--- callback, on each entry into a wait node).
-SELECT {callbacks.columns} FROM callbacks
-WHERE status IN ('new', 'pending') AND task_id = :task_id AND node_id IN (:node_id, '*')
-UNION
-SELECT {callbacks.columns} FROM callbacks
-WHERE status IN ('new', 'pending') AND process_id = :process_id AND ref = :ref
-  AND node_id IN (:node_id, '*')
+WHERE status IN ('new', 'pending') AND task_id = :task_id
 ORDER BY id
 
 -- unsettled_for_task --
+-- A UNION, so each half uses its own index (an OR made SQLite scan every unsettled
+-- callback).
 SELECT {callbacks.columns} FROM callbacks
 WHERE status IN ('new', 'pending') AND task_id = :task_id
 UNION
