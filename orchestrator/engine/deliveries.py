@@ -115,8 +115,8 @@ def deliver(
         or cb.node_id not in ("*", task.node_id)
         or awaits_reply(conn, rt, task)
     ):
-        inbox.set_status(conn, cb.id, "pending", now=now, task_id=task.id)
-        task_store.hold_callbacks(conn, task)
+        if inbox.set_status(conn, cb.id, "pending", now=now, task_id=task.id):
+            task_store.hold_callbacks(conn, task)
         return []
     released = _release(conn, rt, task, cb, owner, now, sink)
     return [released] if released is not None else []

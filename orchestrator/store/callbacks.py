@@ -60,10 +60,11 @@ def insert_callback(
     return int(row[0]) if row else None
 
 
-def new_ids(conn: Connection, limit: int) -> list[int]:
+def new_callbacks(conn: Connection, limit: int) -> list[CallbackRecord]:
     """Callbacks not yet looked at, oldest first (each is then delivered in its own
-    transaction, which locks the task before the callback)."""
-    return [int(i) for i in sql.column(sql.execute(conn, Q["new_callback_ids"], {"limit": limit}))]
+    transaction, which locks the task before the callback, and moves the callback on
+    only if it is still unsettled: set_status)."""
+    return _records(sql.execute(conn, Q["new_callbacks"], {"limit": limit}))
 
 
 def get_new(conn: Connection, callback_id: int) -> CallbackRecord | None:

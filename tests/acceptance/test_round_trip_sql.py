@@ -19,7 +19,7 @@ from orchestrator.store.tables import tasks
 from orchestrator.twilio.simulator import SimulatorConfig
 
 # Statements that depend on how often the idle engine polls, not on the round trip.
-POLLS = {sql.QUERIES[name].sqlite for name in ("claimable", "new_callback_ids")}
+POLLS = {sql.QUERIES[name].sqlite for name in ("claimable", "new_callbacks")}
 # Savepoints (group commit's business), session SETs, pg_notify (a bare SELECT, on
 # PostgreSQL only), and reads of what the servers cache for a second (callbacks a second
 # apart miss it).
@@ -45,7 +45,7 @@ EXPECTED = {
     "INSERT task_events": 10,
     "UPDATE tasks": 13,
     "SELECT tasks": 7,
-    "SELECT callbacks": 3,
+    "SELECT callbacks": 1,
     "INSERT callbacks": 4,
     "UPDATE callbacks": 4,
     "SELECT twilio_messages": 2,

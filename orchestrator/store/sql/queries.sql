@@ -161,8 +161,8 @@ WHERE id = :w_id AND status IN ('new', 'pending')
 -- new_callback --
 SELECT {callbacks.columns} FROM callbacks WHERE id = :callback_id AND status = 'new'
 
--- new_callback_ids --
-SELECT id FROM callbacks WHERE status = 'new' ORDER BY id LIMIT :limit
+-- new_callbacks --
+SELECT {callbacks.columns} FROM callbacks WHERE status = 'new' ORDER BY id LIMIT :limit
 
 -- unsettled_by_task --
 -- A task without a ref.
