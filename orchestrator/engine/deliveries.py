@@ -39,7 +39,7 @@ def settle_late(conn: Connection, rt: Runtime, task: TaskRecord, now: float) -> 
     if not task.held_callbacks:
         return
     for cb in inbox.unsettled_for_task(conn, task.id, task.process_id, task.ref):
-        if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
+        if _settle(conn, cb, "ignored", now=now, task_id=task.id):
             _record_late(conn, rt, task, cb, now)
 
 
@@ -104,10 +104,10 @@ def deliver(
     if task is None:
         task = _addressee(conn, cb)
     if task is None:
-        inbox.set_status(conn, cb.id, "pending", now=now)
+        _settle(conn, cb, "pending", now=now)
         return []
     if task.state == "done":
-        if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
+        if _settle(conn, cb, "ignored", now=now, task_id=task.id):
             _record_late(conn, rt, task, cb, now, sink)
         return []
     if (
@@ -115,11 +115,39 @@ def deliver(
         or cb.node_id not in ("*", task.node_id)
         or awaits_reply(conn, rt, task)
     ):
-        if inbox.set_status(conn, cb.id, "pending", now=now, task_id=task.id):
+        if _settle(conn, cb, "pending", now=now, task_id=task.id):
             task_store.hold_callbacks(conn, task)
         return []
     released = _release(conn, rt, task, cb, owner, now, sink)
     return [released] if released is not None else []
+
+
+def _settle(
+    conn: Connection, cb: CallbackRecord, status: str, *, now: float, task_id: str | None = None
+) -> bool:
+    """Move the callback on from new/pending (set_status: False when another worker did
+    first). One not stored yet (id 0: a step's modify_task) is stored so, in one INSERT."""
+    if cb.id:
+        return inbox.set_status(conn, cb.id, status, now=now, task_id=task_id)
+    cb_id = inbox.insert_callback(
+        conn,
+        process_id=cb.process_id,
+        node_id=cb.node_id,
+        form=cb.form,
+        payload=cb.payload,
+        received_at=cb.received_at,
+        ref=cb.ref,
+        task_id=cb.task_id,
+        dedupe_key=cb.dedupe_key,
+        source_ip=cb.source_ip,
+        status=status,
+        applied_at=now if status != "pending" else None,
+        applied_task_id=task_id,
+    )
+    if cb_id is None:  # a duplicate (it has no dedupe key: cannot be)
+        return False
+    cb.id, cb.status = cb_id, status
+    return True
 
 
 def _addressee(conn: Connection, cb: CallbackRecord) -> TaskRecord | None:
@@ -156,7 +184,7 @@ def _release(
     form = rt.callback_form(cb.form)
     reason = form.rejection(conn, cb)
     if reason is not None:
-        if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
+        if _settle(conn, cb, "ignored", now=now, task_id=task.id):
             event = Event(
                 "callback_rejected",
                 task.node_id,
@@ -166,7 +194,7 @@ def _release(
             _add_events(conn, sink, task.id, [event], now)
         return None
     if not form.advances(cb.payload, task.data):
-        if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
+        if _settle(conn, cb, "ignored", now=now, task_id=task.id):
             rt.metrics.callbacks(cb.form, "ignored").inc()
             _add_events(
                 conn,
@@ -189,14 +217,14 @@ def _release(
     limit = rt.settings.max_task_bytes
     if len(dumps({**task.data, **plain}).encode()) > limit:
         # Merged, the task would be over the size limit: recorded, not applied.
-        if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
+        if _settle(conn, cb, "ignored", now=now, task_id=task.id):
             reason = f"the task would be over {limit} bytes with it"
             event = Event(
                 "callback_ignored", task.node_id, None, {**_cb_detail(rt, cb), "reason": reason}
             )
             _add_events(conn, sink, task.id, [event], now)
         return None
-    if not inbox.set_status(conn, cb.id, "applied", now=now, task_id=task.id):
+    if not _settle(conn, cb, "applied", now=now, task_id=task.id):
         return None  # another worker applied it
     rt.metrics.callbacks(cb.form, "applied").inc()
     if log.isEnabledFor(logging.INFO):

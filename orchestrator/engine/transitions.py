@@ -21,7 +21,6 @@ from orchestrator.engine.runtime import Runtime, new_task_id
 from orchestrator.engine.steps import LOOP_LIMIT, Conflict, LogicFailure, Recheck, Reply, StepResult
 from orchestrator.engine.targets import copy_target, modified_task
 from orchestrator.logs import task_fields
-from orchestrator.store import callbacks as inbox
 from orchestrator.store import conversations
 from orchestrator.store import effects as effect_store
 from orchestrator.store import tasks as task_store
@@ -104,31 +103,22 @@ def commit_step(
         histories.append((child.id, [Event("created", None, child.node_id, detail)]))
         runnable.append(child)
     for mod in result.modifications:
-        cb_id = inbox.insert_callback(
-            conn,
-            process_id=mod.process_id,
-            node_id="*",
-            form="modify",
-            payload=mod.data,
-            received_at=now,
+        # Not stored yet (id 0): the delivery stores it with the status it gets there
+        # (applied, pending, ...), in one INSERT. Its events are written with the
+        # step's own, in one statement.
+        cb = CallbackRecord(
+            0,
+            mod.process_id,
+            "*",
+            "modify",
+            mod.data,
+            now,
+            "new",
             task_id=mod.task_id,
             source_ip=f"task:{task.id}",
         )
-        if cb_id is not None:
-            cb = CallbackRecord(
-                cb_id,
-                mod.process_id,
-                "*",
-                "modify",
-                mod.data,
-                now,
-                "new",
-                task_id=mod.task_id,
-                source_ip=f"task:{task.id}",
-            )
-            known = targets.get(mod.task_id)
-            # Its events are written with the step's own, in one statement.
-            runnable.extend(deliver(conn, rt, cb, owner, now, task=known, sink=histories))
+        known = targets.get(mod.task_id)
+        runnable.extend(deliver(conn, rt, cb, owner, now, task=known, sink=histories))
 
     # An answer (api_call, a callback merged earlier) may bring secret-named values:
     # they are kept encrypted with the task, never in its data.

@@ -41,9 +41,13 @@ def insert_callback(
     dedupe_key: str | None = None,
     idem_token: str | None = None,
     source_ip: str | None = None,
+    status: str = "new",
+    applied_at: float | None = None,
+    applied_task_id: str | None = None,
 ) -> int | None:
     """Store a callback; None when it duplicates one already stored (same dedupe key or
-    idempotency token) — the caller acknowledges it and nothing else happens."""
+    idempotency token) — the caller acknowledges it and nothing else happens. Stored
+    ``new`` unless its delivery has settled it already (``status`` as set_status sets)."""
     values = {
         "process_id": process_id,
         "node_id": node_id,
@@ -55,6 +59,9 @@ def insert_callback(
         "payload": dumps(payload),
         "source_ip": source_ip,
         "received_at": received_at,
+        "status": status,
+        "applied_at": applied_at,
+        "applied_task_id": applied_task_id,
     }
     row = sql.execute(conn, Q["insert_callback"], values).fetchone()
     return int(row[0]) if row else None

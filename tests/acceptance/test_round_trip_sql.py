@@ -34,12 +34,14 @@ NOT_COUNTED = {
     "SELECT api_keys",
 }
 
-# Create (2), claim (2), start (2), send with copy (10), the copy's start (2); per
-# status callback: receive (2-3), deliver (5), the copy's step modifying the original
-# (7, the last one finishing it) and the original's step (2). Only the copy, which has
-# a ref (its sid), looks for callbacks that came early, once, on reaching its wait node
-# (SELECT callbacks, and UPDATE tasks clearing held_callbacks); the other wait entries
-# and finishes know from held_callbacks that none can be there.
+# Create (2), claim (2), start (2), send with copy (9), the copy's start (2, and 2 for
+# held_callbacks below); per status callback: receive (2-3), deliver (4: the claim read
+# the callback), the copy's step modifying the original (5: the original as looked up,
+# the modify callback stored as applied, one INSERT of both tasks' events) and the
+# original's step (2). Only the copy, which has a ref (its sid), looks for callbacks
+# that came early, once, on reaching its wait node (SELECT callbacks, and UPDATE tasks
+# clearing held_callbacks); the other wait entries and finishes know from
+# held_callbacks that none can be there.
 EXPECTED = {
     "INSERT tasks": 2,
     "INSERT task_events": 10,
@@ -47,7 +49,7 @@ EXPECTED = {
     "SELECT tasks": 7,
     "SELECT callbacks": 1,
     "INSERT callbacks": 4,
-    "UPDATE callbacks": 4,
+    "UPDATE callbacks": 2,
     "SELECT twilio_messages": 2,
     "INSERT twilio_messages": 1,
     "UPDATE twilio_messages": 1,

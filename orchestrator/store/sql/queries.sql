@@ -147,10 +147,11 @@ ORDER BY created_at LIMIT :limit
 -- ------------------------------------------------------- callbacks (store/callbacks.py)
 
 -- insert_callback --
+-- Usually 'new'; a step's modify_task stores its callback as its delivery settled it.
 INSERT INTO callbacks (process_id, node_id, form, ref, task_id, dedupe_key, idem_token,
-  payload, source_ip, received_at, status)
+  payload, source_ip, received_at, status, applied_at, applied_task_id)
 VALUES (:process_id, :node_id, :form, :ref, :task_id, :dedupe_key, :idem_token,
-  :payload, :source_ip, :received_at, 'new')
+  :payload, :source_ip, :received_at, :status, :applied_at, :applied_task_id)
 ON CONFLICT DO NOTHING RETURNING id
 
 -- set_callback_status --
