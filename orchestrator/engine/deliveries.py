@@ -77,6 +77,9 @@ def apply_pending(
     for cb in held:
         if cb.node_id not in ("*", task.node_id):
             continue  # for another wait node: still held
+        if len(held) == 1:
+            # The only one held, settled now: the release's save clears the flag.
+            task.held_callbacks = 0
         released = _release(conn, rt, task, cb, owner, now)
         if released is not None:
             return released

@@ -286,3 +286,14 @@ def test_a_callback_held_for_another_wait_node_keeps_the_flag(
     saved = load_task(rt, task.id)
     assert saved.state == "waiting" and saved.held_callbacks == 1
     assert pending(rt, task.id) == 1
+
+
+def test_the_only_held_callback_applied_clears_the_flag_with_the_release(
+    world: tuple[Runtime, Deployed],
+) -> None:
+    rt, where = world
+    task = put_task(rt, where, "work")
+    assert apply(rt, store_callback(rt, where, task, {"status": "early"})) == []
+    [runnable] = commit(rt, where, load_task(rt, task.id), StepResult(data={}, to="waiting"))
+    saved = load_task(rt, task.id)
+    assert saved.entry == "resume" and saved.held_callbacks == 0
