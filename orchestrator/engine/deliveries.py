@@ -19,33 +19,67 @@ from orchestrator.store import tasks as task_store
 from orchestrator.store.records import CallbackRecord, Event, TaskRecord, dumps
 
 log = logging.getLogger("orchestrator.engine")
+# Events still to write, by task: a step's commit gathers those of the deliveries it
+# makes with its own, and writes them all in one statement (task_store.add_histories).
+Histories = list[tuple[str, list[Event]]]
+
+
+def _add_events(
+    conn: Connection, sink: Histories | None, task_id: str, events: list[Event], now: float
+) -> None:
+    if sink is None:
+        task_store.add_events(conn, task_id, events, now)
+    else:
+        sink.append((task_id, events))
 
 
 def settle_late(conn: Connection, rt: Runtime, task: TaskRecord, now: float) -> None:
-    """Callbacks that were waiting for a task that has now finished: kept as late."""
+    """Callbacks that were waiting for a task that has now finished: kept as late. Only
+    looked for when one may be held (``held_callbacks``, as the task's save read it)."""
+    if not task.held_callbacks:
+        return
     for cb in inbox.unsettled_for_task(conn, task.id, task.process_id, task.ref):
-        if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
+        if _settle(conn, cb, "ignored", now=now, task_id=task.id):
             _record_late(conn, rt, task, cb, now)
 
 
 def _record_late(
-    conn: Connection, rt: Runtime, task: TaskRecord, cb: CallbackRecord, now: float
+    conn: Connection,
+    rt: Runtime,
+    task: TaskRecord,
+    cb: CallbackRecord,
+    now: float,
+    sink: Histories | None = None,
 ) -> None:
     """A callback for a finished task lands in its history, and in the history of the task
     it was copied from (the original a "Getting callback" copy follows), escalating nothing."""
     late = Event("callback_late", task.node_id, None, _cb_detail(rt, cb))
-    task_store.add_events(conn, task.id, [late], now)
+    _add_events(conn, sink, task.id, [late], now)
     if task.parent_task_id and task_store.get_task(conn, task.parent_task_id) is not None:
         detail = {**_cb_detail(rt, cb), "via_task_id": task.id}
-        task_store.add_events(
-            conn, task.parent_task_id, [Event("callback_late", None, None, detail)], now
+        _add_events(
+            conn, sink, task.parent_task_id, [Event("callback_late", None, None, detail)], now
         )
 
 
 def apply_pending(
     conn: Connection, rt: Runtime, task: TaskRecord, owner: str, now: float
 ) -> TaskRecord | None:
-    for cb in inbox.pending_for_task(conn, task.id, task.process_id, task.ref, task.node_id):
+    """Apply the first callback held for the wait node ``task`` has just entered (and
+    saved: its row is locked, and ``held_callbacks`` is as the save read it). When none
+    is held at all, the flag is cleared: the next wait node need not look."""
+    if not task.held_callbacks:
+        return None
+    held = inbox.unsettled_for_task(conn, task.id, task.process_id, task.ref)
+    if not held:
+        task_store.callbacks_settled(conn, task)
+        return None
+    for cb in held:
+        if cb.node_id not in ("*", task.node_id):
+            continue  # for another wait node: still held
+        if len(held) == 1:
+            # The only one held, settled now: the release's save clears the flag.
+            task.held_callbacks = 0
         released = _release(conn, rt, task, cb, owner, now)
         if released is not None:
             return released
@@ -53,39 +87,80 @@ def apply_pending(
 
 
 def deliver(
-    conn: Connection, rt: Runtime, cb: CallbackRecord, owner: str | None, now: float
+    conn: Connection,
+    rt: Runtime,
+    cb: CallbackRecord,
+    owner: str | None,
+    now: float,
+    *,
+    task: TaskRecord | None = None,
+    sink: Histories | None = None,
 ) -> list[TaskRecord]:
     """Try to apply a stored callback to its task. An unknown task or one not yet waiting
     leaves it pending (it is applied when the task reaches the node); a finished task
-    keeps it in its history as a late callback."""
+    keeps it in its history as a late callback. ``task``: the callback's task, already
+    read and locked in this transaction (a step's modify_task); ``sink``: where the
+    events go when the caller writes them with its own (else they are written here)."""
     delivered = rt.callback_form(cb.form).deliver(conn, cb, owner, now)
     if delivered is not None:
         return delivered  # the form applies it its own way (an incoming SMS)
-    task: TaskRecord | None
-    if cb.task_id:
-        task = task_store.get_task(conn, cb.task_id, for_update=True)
-        if task is not None and task.process_id != cb.process_id:
-            task = None
-    elif cb.ref:
-        task = task_store.find_by_ref(conn, cb.process_id, cb.ref, for_update=True)
-    else:
-        task = None
     if task is None:
-        inbox.set_status(conn, cb.id, "pending", now=now)
+        task = _addressee(conn, cb)
+    if task is None:
+        _settle(conn, cb, "pending", now=now)
         return []
     if task.state == "done":
-        if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
-            _record_late(conn, rt, task, cb, now)
+        if _settle(conn, cb, "ignored", now=now, task_id=task.id):
+            _record_late(conn, rt, task, cb, now, sink)
         return []
     if (
         task.state != "waiting"
         or cb.node_id not in ("*", task.node_id)
         or awaits_reply(conn, rt, task)
     ):
-        inbox.set_status(conn, cb.id, "pending", now=now, task_id=task.id)
+        if _settle(conn, cb, "pending", now=now, task_id=task.id):
+            task_store.hold_callbacks(conn, task)
         return []
-    released = _release(conn, rt, task, cb, owner, now)
+    released = _release(conn, rt, task, cb, owner, now, sink)
     return [released] if released is not None else []
+
+
+def _settle(
+    conn: Connection, cb: CallbackRecord, status: str, *, now: float, task_id: str | None = None
+) -> bool:
+    """Move the callback on from new/pending (set_status: False when another worker did
+    first). One not stored yet (id 0: a step's modify_task) is stored so, in one INSERT."""
+    if cb.id:
+        return inbox.set_status(conn, cb.id, status, now=now, task_id=task_id)
+    cb_id = inbox.insert_callback(
+        conn,
+        process_id=cb.process_id,
+        node_id=cb.node_id,
+        form=cb.form,
+        payload=cb.payload,
+        received_at=cb.received_at,
+        ref=cb.ref,
+        task_id=cb.task_id,
+        dedupe_key=cb.dedupe_key,
+        source_ip=cb.source_ip,
+        status=status,
+        applied_at=now if status != "pending" else None,
+        applied_task_id=task_id,
+    )
+    if cb_id is None:  # a duplicate (it has no dedupe key: cannot be)
+        return False
+    cb.id, cb.status = cb_id, status
+    return True
+
+
+def _addressee(conn: Connection, cb: CallbackRecord) -> TaskRecord | None:
+    """The callback's task, locked (PostgreSQL), or None when there is none (yet)."""
+    if cb.task_id:
+        task = task_store.get_task(conn, cb.task_id, for_update=True)
+        return task if task is not None and task.process_id == cb.process_id else None
+    if cb.ref:
+        return task_store.find_by_ref(conn, cb.process_id, cb.ref, for_update=True)
+    return None
 
 
 def awaits_reply(conn: Connection, rt: Runtime, task: TaskRecord) -> bool:
@@ -103,6 +178,7 @@ def _release(
     cb: CallbackRecord,
     owner: str | None,
     now: float,
+    sink: Histories | None = None,
 ) -> TaskRecord | None:
     """Merge the callback into a waiting task and make it runnable (leased to ``owner``,
     or to nobody, so that any engine may claim it), unless its form refuses it now (a
@@ -111,20 +187,21 @@ def _release(
     form = rt.callback_form(cb.form)
     reason = form.rejection(conn, cb)
     if reason is not None:
-        if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
+        if _settle(conn, cb, "ignored", now=now, task_id=task.id):
             event = Event(
                 "callback_rejected",
                 task.node_id,
                 None,
                 {**_cb_detail(rt, cb), "reason": reason},
             )
-            task_store.add_events(conn, task.id, [event], now)
+            _add_events(conn, sink, task.id, [event], now)
         return None
     if not form.advances(cb.payload, task.data):
-        if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
+        if _settle(conn, cb, "ignored", now=now, task_id=task.id):
             rt.metrics.callbacks(cb.form, "ignored").inc()
-            task_store.add_events(
+            _add_events(
                 conn,
+                sink,
                 task.id,
                 [
                     Event(
@@ -143,14 +220,14 @@ def _release(
     limit = rt.settings.max_task_bytes
     if len(dumps({**task.data, **plain}).encode()) > limit:
         # Merged, the task would be over the size limit: recorded, not applied.
-        if inbox.set_status(conn, cb.id, "ignored", now=now, task_id=task.id):
+        if _settle(conn, cb, "ignored", now=now, task_id=task.id):
             reason = f"the task would be over {limit} bytes with it"
             event = Event(
                 "callback_ignored", task.node_id, None, {**_cb_detail(rt, cb), "reason": reason}
             )
-            task_store.add_events(conn, task.id, [event], now)
+            _add_events(conn, sink, task.id, [event], now)
         return None
-    if not inbox.set_status(conn, cb.id, "applied", now=now, task_id=task.id):
+    if not _settle(conn, cb, "applied", now=now, task_id=task.id):
         return None  # another worker applied it
     rt.metrics.callbacks(cb.form, "applied").inc()
     if log.isEnabledFor(logging.INFO):
@@ -171,8 +248,8 @@ def _release(
     else:
         task.lease_owner, task.lease_until = owner, now + rt.settings.lease_seconds
     task.updated_at = now
-    task_store.add_events(
-        conn, task.id, [Event("callback", task.node_id, None, _cb_detail(rt, cb))], now
+    _add_events(
+        conn, sink, task.id, [Event("callback", task.node_id, None, _cb_detail(rt, cb))], now
     )
     if not task_store.save_task(conn, task, expected):
         raise Conflict(task.id)

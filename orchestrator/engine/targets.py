@@ -34,14 +34,29 @@ def modify_target(
     conn: Connection, rt: Runtime, process_key: str, task_id: Any, ref: Any
 ) -> tuple[int, str]:
     """(process id, task id) of the unfinished task addressed; LogicFailure if none."""
+    found = modified_task(conn, rt, process_key, task_id, ref)
+    return found.process_id, found.id
+
+
+def modified_task(
+    conn: Connection,
+    rt: Runtime,
+    process_key: str,
+    task_id: Any,
+    ref: Any,
+    *,
+    for_update: bool = False,
+) -> TaskRecord:
+    """The unfinished task addressed; LogicFailure if none. ``for_update``: locked (on
+    PostgreSQL), so the step's commit delivers to it without reading it again."""
     try:
         proc = rt.process(conn, process_key)
     except NotFound as exc:
         raise not_found_process(process_key) from exc
     found = (
-        task_store.get_task(conn, str(task_id))
+        task_store.get_task(conn, str(task_id), for_update=for_update)
         if task_id
-        else task_store.find_by_ref(conn, proc.id, str(ref))
+        else task_store.find_by_ref(conn, proc.id, str(ref), for_update=for_update)
     )
     if found is None or found.process_id != proc.id or found.state == "done":
         fields: dict[str, Any] = {
@@ -55,7 +70,7 @@ def modify_target(
             # It exists but has ended: a process may treat that as no problem.
             fields["target_finished"] = True
         raise LogicFailure(fields)
-    return proc.id, found.id
+    return found
 
 
 def copy_target(

@@ -19,9 +19,8 @@ from orchestrator.engine.definition import ProcessDefinition
 from orchestrator.engine.deliveries import apply_pending, deliver, settle_late
 from orchestrator.engine.runtime import Runtime, new_task_id
 from orchestrator.engine.steps import LOOP_LIMIT, Conflict, LogicFailure, Recheck, Reply, StepResult
-from orchestrator.engine.targets import copy_target, modify_target
+from orchestrator.engine.targets import copy_target, modified_task
 from orchestrator.logs import task_fields
-from orchestrator.store import callbacks as inbox
 from orchestrator.store import conversations
 from orchestrator.store import effects as effect_store
 from orchestrator.store import tasks as task_store
@@ -30,9 +29,14 @@ from orchestrator.store.records import CallbackRecord, Event, TaskRecord
 log = logging.getLogger("orchestrator.engine")
 
 
-def _look_up_targets(conn: Connection, rt: Runtime, task: TaskRecord, result: StepResult) -> None:
+def _look_up_targets(
+    conn: Connection, rt: Runtime, task: TaskRecord, result: StepResult
+) -> dict[str, TaskRecord]:
     """Resolve the step's copy and modification targets in its own transaction (before
-    anything is written): a round trip then spends no read transaction on them."""
+    anything is written): a round trip then spends no read transaction on them. Returns
+    the modified tasks found, by id, locked: their deliveries need not read them again
+    (one record per task, so a second modification of it sees what the first did)."""
+    targets: dict[str, TaskRecord] = {}
     for copy in result.copies:
         if copy.check is None:
             continue
@@ -47,10 +51,13 @@ def _look_up_targets(conn: Connection, rt: Runtime, task: TaskRecord, result: St
         if mod.lookup is None:
             continue
         try:
-            mod.process_id, mod.task_id = modify_target(conn, rt, *mod.lookup)
+            addressed = modified_task(conn, rt, *mod.lookup, for_update=True)
         except LogicFailure as exc:
             raise Recheck(task.id) from exc
+        mod.process_id, mod.task_id = addressed.process_id, addressed.id
+        targets.setdefault(addressed.id, addressed)
         mod.lookup = None
+    return targets
 
 
 def commit_step(
@@ -67,7 +74,7 @@ def commit_step(
     It assigns attributes of ``task``, ``result`` and the result's copies and
     modifications, never changes a dict or list they hold: shallow copies of them are
     enough to run it again (worker._for_attempt)."""
-    _look_up_targets(conn, rt, task, result)
+    targets = _look_up_targets(conn, rt, task, result)
     expected = task.rev
     runnable: list[TaskRecord] = []
     histories: list[tuple[str, list[Event]]] = []
@@ -99,29 +106,22 @@ def commit_step(
         histories.append((child.id, [Event("created", None, child.node_id, detail)]))
         runnable.append(child)
     for mod in result.modifications:
-        cb_id = inbox.insert_callback(
-            conn,
-            process_id=mod.process_id,
-            node_id="*",
-            form="modify",
-            payload=mod.data,
-            received_at=now,
+        # Not stored yet (id 0): the delivery stores it with the status it gets there
+        # (applied, pending, ...), in one INSERT. Its events are written with the
+        # step's own, in one statement.
+        cb = CallbackRecord(
+            0,
+            mod.process_id,
+            "*",
+            "modify",
+            mod.data,
+            now,
+            "new",
             task_id=mod.task_id,
             source_ip=f"task:{task.id}",
         )
-        if cb_id is not None:
-            cb = CallbackRecord(
-                cb_id,
-                mod.process_id,
-                "*",
-                "modify",
-                mod.data,
-                now,
-                "new",
-                task_id=mod.task_id,
-                source_ip=f"task:{task.id}",
-            )
-            runnable.extend(deliver(conn, rt, cb, owner, now))
+        known = targets.get(mod.task_id)
+        runnable.extend(deliver(conn, rt, cb, owner, now, task=known, sink=histories))
 
     # An answer (api_call, a callback merged earlier) may bring secret-named values:
     # they are kept encrypted with the task, never in its data.

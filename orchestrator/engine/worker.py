@@ -32,7 +32,7 @@ from orchestrator.store import callbacks as inbox
 from orchestrator.store import effects as effect_store
 from orchestrator.store import tasks as task_store
 from orchestrator.store.notify import Listener
-from orchestrator.store.records import Event, TaskRecord
+from orchestrator.store.records import CallbackRecord, Event, TaskRecord
 from orchestrator.store.retention import purge_batch
 
 log = logging.getLogger("orchestrator.engine")
@@ -195,12 +195,12 @@ class Worker:
         new runnable tasks: under load, finishing beats starting."""
         out: list[TaskRecord] = []
         with self.rt.db.read() as conn:
-            ids = inbox.new_ids(conn, CALLBACK_BATCH)
+            new = inbox.new_callbacks(conn, CALLBACK_BATCH)
             # Most polls find nothing to claim: a read says so without a write
             # transaction. Work that appears after it wakes the engine (or the next poll).
             due, runnable = task_store.claimable(conn, time.time())
-        for cb_id in ids:
-            out += self.rt.db.retry(functools.partial(self._deliver, cb_id))
+        for cb in new:
+            out += self.rt.db.retry(functools.partial(self._deliver, cb))
         if len(out) < limit and (due or runnable):
             now = time.time()
             lease = self.rt.settings.lease_seconds
@@ -213,11 +213,11 @@ class Worker:
                     out += task_store.claim_runnable(conn, self.owner, limit - len(out), now, lease)
         return out
 
-    def _deliver(self, callback_id: int) -> list[TaskRecord]:
+    def _deliver(self, cb: CallbackRecord) -> list[TaskRecord]:
+        """``cb`` as the claim read it (new then), not read again: another worker may
+        have settled it since, and deliver() then changes nothing (every move of a
+        callback is conditional on it being unsettled, store/callbacks.set_status)."""
         with self.rt.db.write() as conn:
-            cb = inbox.get_new(conn, callback_id)
-            if cb is None:  # another worker got it
-                return []
             return deliver(conn, self.rt, cb, self.owner, time.time())
 
     def _spawn(self, task: TaskRecord) -> None:

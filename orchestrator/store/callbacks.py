@@ -20,7 +20,10 @@ def _records(cursor: object) -> list[CallbackRecord]:
 def unsettled_for_task(
     conn: Connection, task_id: str, process_id: int, ref: str | None
 ) -> list[CallbackRecord]:
-    """Callbacks still waiting for this task, whatever node they were meant for."""
+    """Callbacks still waiting for this task (by its id, or its ref), whatever node they
+    were meant for, oldest first."""
+    if ref is None:
+        return _records(sql.execute(conn, Q["unsettled_by_task"], {"task_id": task_id}))
     params = {"task_id": task_id, "process_id": process_id, "ref": ref}
     return _records(sql.execute(conn, Q["unsettled_for_task"], params))
 
@@ -38,9 +41,13 @@ def insert_callback(
     dedupe_key: str | None = None,
     idem_token: str | None = None,
     source_ip: str | None = None,
+    status: str = "new",
+    applied_at: float | None = None,
+    applied_task_id: str | None = None,
 ) -> int | None:
     """Store a callback; None when it duplicates one already stored (same dedupe key or
-    idempotency token) — the caller acknowledges it and nothing else happens."""
+    idempotency token) — the caller acknowledges it and nothing else happens. Stored
+    ``new`` unless its delivery has settled it already (``status`` as set_status sets)."""
     values = {
         "process_id": process_id,
         "node_id": node_id,
@@ -52,32 +59,24 @@ def insert_callback(
         "payload": dumps(payload),
         "source_ip": source_ip,
         "received_at": received_at,
+        "status": status,
+        "applied_at": applied_at,
+        "applied_task_id": applied_task_id,
     }
     row = sql.execute(conn, Q["insert_callback"], values).fetchone()
     return int(row[0]) if row else None
 
 
-def new_ids(conn: Connection, limit: int) -> list[int]:
+def new_callbacks(conn: Connection, limit: int) -> list[CallbackRecord]:
     """Callbacks not yet looked at, oldest first (each is then delivered in its own
-    transaction, which locks the task before the callback)."""
-    return [int(i) for i in sql.column(sql.execute(conn, Q["new_callback_ids"], {"limit": limit}))]
+    transaction, which locks the task before the callback, and moves the callback on
+    only if it is still unsettled: set_status)."""
+    return _records(sql.execute(conn, Q["new_callbacks"], {"limit": limit}))
 
 
 def get_new(conn: Connection, callback_id: int) -> CallbackRecord | None:
     row = sql.first(sql.execute(conn, Q["new_callback"], {"callback_id": callback_id}))
     return CallbackRecord.from_mapping(row) if row else None
-
-
-def pending_for_task(
-    conn: Connection, task_id: str, process_id: int, ref: str | None, node_id: str
-) -> list[CallbackRecord]:
-    """Callbacks that arrived for this task before it was ready for them, oldest first."""
-    params: dict[str, Any] = {"task_id": task_id, "node_id": node_id}
-    query = Q["pending_by_task"]
-    if ref is not None:
-        query = Q["pending_by_task_or_ref"]
-        params.update(process_id=process_id, ref=ref)
-    return _records(sql.execute(conn, query, params))
 
 
 def set_status(

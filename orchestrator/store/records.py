@@ -47,6 +47,8 @@ class TaskRecord:
     # Lineage (engine/quotas.py): the root task of its chain (None: itself) and depth.
     root_id: str | None = None
     generation: int = 0
+    # Whether a callback may be held for it (store/tables.py, engine/deliveries.py).
+    held_callbacks: int = 0
     # The row as the database holds it (columns()), when known: a save then writes only
     # what changed, so SQLite leaves the indexes of unchanged columns alone.
     stored: dict[str, Any] | None = field(default=None, repr=False, compare=False)
@@ -106,6 +108,7 @@ class TaskRecord:
             "reply_to": self.reply_to,
             "root_id": self.root_id,
             "generation": self.generation,
+            "held_callbacks": self.held_callbacks,
         }
 
 

@@ -112,6 +112,10 @@ tasks = Table(
     # engine/quotas.py.
     Column("root_id", String(24), nullable=True),
     Column("generation", Integer, nullable=False, server_default=text("0")),
+    # 1: a callback may be held for the task (pending: it came before the task was ready
+    # for it, or by the task's ref before the task existed); 0: none is, and the next
+    # wait node or finish need not look in the inbox (engine/deliveries.py).
+    Column("held_callbacks", Integer, nullable=False, server_default=text("0")),
     UniqueConstraint("process_id", "active_ref"),
     Index("ix_tasks_process_ref", "process_id", "ref"),
     # The console: a node's tasks newest first, paged without sorting the node, and the

@@ -27,6 +27,10 @@ def _locks(conn: Connection, for_update: bool) -> bool:
 
 
 def insert_task(conn: Connection, task: TaskRecord) -> None:
+    if task.ref is not None:
+        # A callback for its ref may have come before the task (it waits as an orphan):
+        # the first wait node looks for it (engine/deliveries.py).
+        task.held_callbacks = 1
     values = task.columns()
     sql.execute(conn, Q["insert_task"], values)
     task.stored = values
@@ -93,11 +97,36 @@ def save_task(conn: Connection, task: TaskRecord, expected_rev: int) -> bool:
             raise ValueError(f"not task columns: {sorted(set(names) - _TASK_COLUMN_SET)}")
         sets = ", ".join(f"{c} = :{c}" for c in names)
         stmt = _SAVES[names] = Q["save_task"].fill(sets=sets)
-    if sql.execute(conn, stmt, {**changed, "w_id": task.id, "w_rev": expected_rev}).rowcount == 1:
-        task.stored = {**(task.stored or {}), **changed}
+    params = {**changed, "w_id": task.id, "w_rev": expected_rev}
+    rows = sql.execute(conn, stmt, params).fetchall()
+    if rows:
+        task.held_callbacks = int(rows[0][0])
+        task.stored = {**(task.stored or {}), **changed, "held_callbacks": task.held_callbacks}
         return True
     task.rev = expected_rev
     return False
+
+
+def hold_callbacks(conn: Connection, task: TaskRecord) -> None:
+    """A callback is kept pending for ``task`` (locked by the caller): its next wait node
+    or finish looks in the inbox. A step running the task meanwhile is not disturbed
+    (save_task reads the flag back)."""
+    if not task.held_callbacks:
+        sql.execute(conn, Q["hold_callbacks"], {"task_id": task.id})
+        _set_held(task, 1)
+
+
+def callbacks_settled(conn: Connection, task: TaskRecord) -> None:
+    """No callback is held for ``task`` any more (locked by the caller, who looked)."""
+    if task.held_callbacks:
+        sql.execute(conn, Q["callbacks_settled"], {"task_id": task.id})
+        _set_held(task, 0)
+
+
+def _set_held(task: TaskRecord, value: int) -> None:
+    task.held_callbacks = value
+    if task.stored is not None:
+        task.stored["held_callbacks"] = value
 
 
 def save_task_unique(conn: Connection, task: TaskRecord, expected_rev: int) -> bool:

@@ -21,8 +21,18 @@ SELECT id FROM tasks WHERE process_id = :process_id AND active_ref = :ref
 SELECT count(*) FROM (SELECT id FROM tasks WHERE root_id = :root_id LIMIT :limit) AS chain
 
 -- save_task --
--- {sets}: "column = :column, ..." for the columns that changed.
-UPDATE tasks SET {sets} WHERE id = :w_id AND rev = :w_rev
+-- {sets}: "column = :column, ..." for the columns that changed. held_callbacks as it is
+-- now (a delivery may have set it since the task was read: see hold_callbacks).
+UPDATE tasks SET {sets} WHERE id = :w_id AND rev = :w_rev RETURNING held_callbacks
+
+-- hold_callbacks --
+-- A callback is kept pending for the task (whose row the caller has locked). Not a
+-- change of the task (rev stays): a step running meanwhile commits, and reads it back.
+UPDATE tasks SET held_callbacks = 1 WHERE id = :task_id
+
+-- callbacks_settled --
+-- None is held any more (the caller has the row locked, and looked).
+UPDATE tasks SET held_callbacks = 0 WHERE id = :task_id
 
 -- claimable --
 -- Whether a claim would find a due timer, a runnable task (no locks: see tasks.claimable).
@@ -137,10 +147,11 @@ ORDER BY created_at LIMIT :limit
 -- ------------------------------------------------------- callbacks (store/callbacks.py)
 
 -- insert_callback --
+-- Usually 'new'; a step's modify_task stores its callback as its delivery settled it.
 INSERT INTO callbacks (process_id, node_id, form, ref, task_id, dedupe_key, idem_token,
-  payload, source_ip, received_at, status)
+  payload, source_ip, received_at, status, applied_at, applied_task_id)
 VALUES (:process_id, :node_id, :form, :ref, :task_id, :dedupe_key, :idem_token,
-  :payload, :source_ip, :received_at, 'new')
+  :payload, :source_ip, :received_at, :status, :applied_at, :applied_task_id)
 ON CONFLICT DO NOTHING RETURNING id
 
 -- set_callback_status --
@@ -151,26 +162,18 @@ WHERE id = :w_id AND status IN ('new', 'pending')
 -- new_callback --
 SELECT {callbacks.columns} FROM callbacks WHERE id = :callback_id AND status = 'new'
 
--- new_callback_ids --
-SELECT id FROM callbacks WHERE status = 'new' ORDER BY id LIMIT :limit
+-- new_callbacks --
+SELECT {callbacks.columns} FROM callbacks WHERE status = 'new' ORDER BY id LIMIT :limit
 
--- pending_by_task --
+-- unsettled_by_task --
+-- A task without a ref.
 SELECT {callbacks.columns} FROM callbacks
-WHERE status IN ('new', 'pending') AND task_id = :task_id AND node_id IN (:node_id, '*')
-ORDER BY id
-
--- pending_by_task_or_ref --
--- A UNION, so each half uses its own index (an OR made SQLite scan every unsettled
--- callback, on each entry into a wait node).
-SELECT {callbacks.columns} FROM callbacks
-WHERE status IN ('new', 'pending') AND task_id = :task_id AND node_id IN (:node_id, '*')
-UNION
-SELECT {callbacks.columns} FROM callbacks
-WHERE status IN ('new', 'pending') AND process_id = :process_id AND ref = :ref
-  AND node_id IN (:node_id, '*')
+WHERE status IN ('new', 'pending') AND task_id = :task_id
 ORDER BY id
 
 -- unsettled_for_task --
+-- A UNION, so each half uses its own index (an OR made SQLite scan every unsettled
+-- callback).
 SELECT {callbacks.columns} FROM callbacks
 WHERE status IN ('new', 'pending') AND task_id = :task_id
 UNION

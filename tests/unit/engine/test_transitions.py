@@ -165,7 +165,7 @@ def apply(rt: Runtime, cb: CallbackRecord) -> list[TaskRecord]:
 def pending(rt: Runtime, task_id: str) -> int:
     """How many callbacks wait in the inbox for a task to reach its wait node."""
     with rt.db.read() as conn:
-        return len(inbox.pending_for_task(conn, task_id, 0, None, "waiting"))
+        return len(inbox.unsettled_for_task(conn, task_id, 0, None))
 
 
 def test_a_callback_releases_a_waiting_task(world: tuple[Runtime, Deployed]) -> None:
@@ -250,3 +250,87 @@ def test_an_attempt_rolled_back_leaves_the_step_as_it_was(
     assert released.id == task.id and saved.entry == "resume"
     assert saved.data == {"keep": {"more": 1}, "list": [{"y": 1}], "status": "early"}
     assert kinds(rt, task.id) == ["note", "transition", "callback"]
+
+
+def test_a_callback_held_while_the_step_runs_is_applied_on_entering(
+    world: tuple[Runtime, Deployed],
+) -> None:
+    """The step read its task before the callback was kept for it: the flag the delivery
+    set is read back by the step's save, so entering the wait node still finds it."""
+    rt, where = world
+    task = put_task(rt, where, "work")
+    running = load_task(rt, task.id)  # as the claim read it
+    assert running.held_callbacks == 0
+    assert apply(rt, store_callback(rt, where, task, {"status": "early"})) == []
+    assert load_task(rt, task.id).held_callbacks == 1
+    [runnable] = commit(rt, where, running, StepResult(data={}, to="waiting"))
+    assert runnable.id == task.id and runnable.state == "active"
+    assert load_task(rt, task.id).data == {"status": "early"}
+    assert pending(rt, task.id) == 0
+
+
+def test_a_wait_node_that_finds_nothing_held_clears_the_flag(
+    world: tuple[Runtime, Deployed],
+) -> None:
+    rt, where = world
+    task = put_task(rt, where, "work", ref="R1")
+    assert task.held_callbacks == 1  # a callback for its ref may have come first
+    assert commit(rt, where, task, StepResult(data={}, to="waiting")) == []
+    saved = load_task(rt, task.id)
+    assert saved.state == "waiting" and saved.held_callbacks == 0
+    plain = put_task(rt, where, "work")
+    assert plain.held_callbacks == 0  # no ref, nothing delivered: nothing to look for
+    assert commit(rt, where, plain, StepResult(data={}, to="waiting")) == []
+
+
+def test_a_callback_for_a_ref_before_its_task_exists_is_applied_on_entering(
+    world: tuple[Runtime, Deployed],
+) -> None:
+    rt, where = world
+    now = time.time()
+    with rt.db.write() as conn:
+        cb_id = inbox.insert_callback(
+            conn,
+            process_id=where.process_id,
+            node_id="waiting",
+            form="json",
+            payload={"status": "first"},
+            received_at=now,
+            ref="R2",
+        )
+    assert cb_id is not None
+    cb = CallbackRecord(
+        cb_id, where.process_id, "waiting", "json", {"status": "first"}, now, "new", ref="R2"
+    )
+    assert apply(rt, cb) == []  # no task yet: an orphan, pending
+    task = put_task(rt, where, "work", ref="R2")
+    [runnable] = commit(rt, where, task, StepResult(data={}, to="waiting"))
+    assert runnable.id == task.id
+    assert load_task(rt, task.id).data == {"status": "first"}
+
+
+def test_a_callback_held_for_another_wait_node_keeps_the_flag(
+    world: tuple[Runtime, Deployed],
+) -> None:
+    rt, where = world
+    task = put_task(rt, where, "work")
+    cb = store_callback(rt, where, task, {"status": "later"})
+    with rt.db.write() as conn:
+        conn.exec_driver_sql(f"UPDATE callbacks SET node_id = 'elsewhere' WHERE id = {cb.id}")
+    cb.node_id = "elsewhere"
+    assert apply(rt, cb) == []
+    assert commit(rt, where, load_task(rt, task.id), StepResult(data={}, to="waiting")) == []
+    saved = load_task(rt, task.id)
+    assert saved.state == "waiting" and saved.held_callbacks == 1
+    assert pending(rt, task.id) == 1
+
+
+def test_the_only_held_callback_applied_clears_the_flag_with_the_release(
+    world: tuple[Runtime, Deployed],
+) -> None:
+    rt, where = world
+    task = put_task(rt, where, "work")
+    assert apply(rt, store_callback(rt, where, task, {"status": "early"})) == []
+    [runnable] = commit(rt, where, load_task(rt, task.id), StepResult(data={}, to="waiting"))
+    saved = load_task(rt, task.id)
+    assert saved.entry == "resume" and saved.held_callbacks == 0

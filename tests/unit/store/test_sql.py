@@ -147,8 +147,8 @@ def test_callback_insert_dedupes_and_status_moves_once(db: Database) -> None:
             dup = inbox.insert_callback(conn, dedupe_key="k1", ref="r", **kw)  # type: ignore[arg-type]
             other = inbox.insert_callback(conn, task_id="t" * 24, **kw)  # type: ignore[arg-type]
             assert first is not None and other is not None and dup is None
-            assert inbox.new_ids(conn, 10) == [first, other]
-            found = inbox.pending_for_task(conn, "t" * 24, 1, "r", "n")
+            assert [c.id for c in inbox.new_callbacks(conn, 10)] == [first, other]
+            found = inbox.unsettled_for_task(conn, "t" * 24, 1, "r")
             assert [c.id for c in found] == [first, other]  # by ref and by task id, once each
             assert [c.id for c in inbox.unsettled_for_task(conn, "z" * 24, 1, "r")] == [first]
             assert inbox.set_status(conn, first, "applied", now=2.0, task_id="t" * 24)

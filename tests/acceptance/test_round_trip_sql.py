@@ -1,0 +1,127 @@
+"""How many SQL statements one SMS round trip costs (issue 14), by kind, so that a change
+adding a statement to the hot path shows here. The simulator spaces its callbacks far
+apart, so each lands on a waiting task (the common case under load too)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from stack import ACCOUNT, TOKEN, Stack, running_stack
+
+from orchestrator.store import sql, sqlcount
+from orchestrator.store.tables import tasks
+from orchestrator.twilio.simulator import SimulatorConfig
+
+# Statements that depend on how often the idle engine polls, not on the round trip.
+POLLS = {sql.QUERIES[name].sqlite for name in ("claimable", "new_callbacks")}
+# Savepoints (group commit's business), session SETs, pg_notify (a bare SELECT, on
+# PostgreSQL only), and reads of what the servers cache for a second (callbacks a second
+# apart miss it).
+NOT_COUNTED = {
+    "SAVEPOINT",
+    "RELEASE",
+    "BEGIN",
+    "COMMIT",
+    "SET",
+    "SELECT",
+    "SELECT processes",
+    "SELECT api_keys",
+}
+
+# Create (2), claim (2), start (2), send with copy (9), the copy's start (2, and 2 for
+# held_callbacks below); per status callback: receive (2-3), deliver (4: the claim read
+# the callback), the copy's step modifying the original (5: the original as looked up,
+# the modify callback stored as applied, one INSERT of both tasks' events) and the
+# original's step (2). Only the copy, which has a ref (its sid), looks for callbacks
+# that came early, once, on reaching its wait node (SELECT callbacks, and UPDATE tasks
+# clearing held_callbacks); the other wait entries and finishes know from
+# held_callbacks that none can be there.
+EXPECTED = {
+    "INSERT tasks": 2,
+    "INSERT task_events": 10,
+    "UPDATE tasks": 13,
+    "SELECT tasks": 7,
+    "SELECT callbacks": 1,
+    "INSERT callbacks": 4,
+    "UPDATE callbacks": 2,
+    "SELECT twilio_messages": 2,
+    "INSERT twilio_messages": 1,
+    "UPDATE twilio_messages": 1,
+    "SELECT sms_opt_outs": 1,
+    "INSERT effects": 1,
+    "UPDATE effects": 1,
+}
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[str]]:
+    """Every statement the servers started here run, as its text (not the test's own
+    reads, in this thread)."""
+    seen: list[str] = []
+    lock = threading.Lock()
+    test_thread = threading.current_thread()
+
+    def record(text: str, conn: object = None) -> None:
+        if threading.current_thread() is not test_thread:
+            with lock:
+                seen.append(text)
+
+    monkeypatch.setenv(sqlcount.ENV, str(tmp_path))
+    # Counting on, without the thread writing the totals to files.
+    monkeypatch.setattr(sqlcount, "_writer", threading.current_thread())
+    monkeypatch.setattr(sqlcount, "statement", record)
+    yield seen
+
+
+@pytest.fixture
+def stack(db_url: str, counted: list[str]) -> Iterator[Stack]:
+    sim = SimulatorConfig(account_sid=ACCOUNT, auth_token=TOKEN, callback_delay=1.0)
+    with running_stack(db_url, sim) as s:
+        yield s
+
+
+def _both_done(stack: Stack, task_id: str) -> bool:
+    with stack.db.read() as conn:
+        rows = conn.execute(
+            select(tasks.c.state).where(
+                (tasks.c.id == task_id) | (tasks.c.parent_task_id == task_id)
+            )
+        ).all()
+    return len(rows) == 2 and all(r.state == "done" for r in rows)
+
+
+def _counted_round_trip(stack: Stack, counted: list[str], to: str) -> dict[str, int]:
+    counted.clear()
+    task_id = stack.sms(to, "counted")["task_id"]
+    deadline = time.time() + 30
+    while not _both_done(stack, task_id):
+        assert time.time() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)
+    kinds = Counter(sqlcount.kind_of(s) for s in list(counted) if s not in POLLS)
+    for kind in NOT_COUNTED:
+        kinds.pop(kind, None)
+    return dict(kinds)
+
+
+def test_one_round_trip_costs_these_statements(stack: Stack, counted: list[str]) -> None:
+    warm = stack.sms("+15551230001", "warm-up")["task_id"]  # caches, first deploys
+    deadline = time.time() + 30
+    while not _both_done(stack, warm):
+        assert time.time() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)
+    # On a loaded machine a step can outlast the simulator's spacing, so a callback
+    # takes the early path (other statements, all correct): up to three round trips,
+    # one of which must cost exactly these.
+    for attempt in range(3):
+        kinds = _counted_round_trip(stack, counted, f"+1555123001{attempt}")
+        if kinds == EXPECTED:
+            return
+    assert kinds == EXPECTED
