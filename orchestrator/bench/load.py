@@ -55,11 +55,19 @@ def recipient(i: int, waiting: bool) -> str:
 
 
 async def submit(
-    api: str, n: int, concurrency: int, rate: float, waiting: bool, sent: list[int]
+    api: str,
+    n: int,
+    concurrency: int,
+    rate: float,
+    waiting: bool,
+    sent: list[int],
+    refused: dict[str, int] | None = None,
 ) -> int:
     """Submits ``n`` tasks; the number refused. ``sent[0]`` counts the answered
-    submissions as they come (for progress)."""
+    submissions as they come (for progress); ``refused`` counts why submissions were
+    refused (the last attempt's HTTP status or exception)."""
     failures = 0
+    why = refused if refused is not None else {}
     run = time.strftime("%Y%m%dT%H%M%S")
     url = f"{api}/api/v1/processes/sending-sms/tasks"
     headers = {"Content-Type": "application/json"}
@@ -79,17 +87,21 @@ async def submit(
             content = json.dumps(body, separators=(",", ":"))
             # A dropped connection is retried: the same ref and data is an idempotent
             # create, so the POST is repeatable.
+            reason = ""
             for _attempt in range(3):
                 try:
                     async with client.post(url, data=content, headers=headers) as r:
                         await r.read()
-                except (aiohttp.ClientError, TimeoutError):
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    reason = type(exc).__name__
                     continue
                 if r.status in (200, 201):
                     sent[0] += 1
                     return
+                reason = f"HTTP {r.status}"
                 break
             failures += 1
+            why[reason] = why.get(reason, 0) + 1
 
         start = time.time()
         jobs = []

@@ -107,8 +107,15 @@ async def _run(
     sent = [0]
     stop_watch = asyncio.Event()
     progress = asyncio.create_task(watch(db, pg, target_state, sent, started, stop_watch))
+    refused: dict[str, int] = {}
     failures = await load.submit(
-        f"http://127.0.0.1:{api_port}", args.tasks, args.concurrency, args.rate, waiting, sent
+        f"http://127.0.0.1:{api_port}",
+        args.tasks,
+        args.concurrency,
+        args.rate,
+        waiting,
+        sent,
+        refused,
     )
     submitted = time.time()
     end = started + args.timeout
@@ -147,6 +154,8 @@ async def _run(
     )
     for line in report.results(measured) + sql_report(sql, measured.round_trips):
         print(line)
+    if refused:
+        print(f"refused by     {refused} (the server logs are kept)")
     if pg.enabled:
         # Idle backends report their statistics up to 10 s late.
         await asyncio.sleep(PG_STATS_DELAY)
@@ -155,4 +164,5 @@ async def _run(
             print(line)
     for line in report.memory_and_wal(mems, wal.path, wal.peak, wal.size()):
         print(line)
-    return 0 if done >= args.tasks - failures else 1
+    # Refused submissions fail the run too: its logs are kept, to see why.
+    return 0 if done >= args.tasks - failures and not failures else 1

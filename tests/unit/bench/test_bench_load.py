@@ -46,8 +46,10 @@ def test_refused_submissions_are_counted_not_retried() -> None:
     seen: list[dict[str, object]] = []
     sent = [0]
     with run_app(_tasks_app(seen, refuse_every=5)) as url:
-        failures = asyncio.run(load.submit(url, 20, 4, 0.0, False, sent))
+        refused: dict[str, int] = {}
+        failures = asyncio.run(load.submit(url, 20, 4, 0.0, False, sent, refused))
     assert (failures, sent[0], len(seen)) == (4, 16, 20)
+    assert refused == {"HTTP 400": 4}  # why, for the report
 
 
 def test_a_rate_spreads_the_submissions() -> None:
