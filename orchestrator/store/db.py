@@ -31,7 +31,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 
 from orchestrator import resources
-from orchestrator.store import sqlcount
+from orchestrator.store import notify, sqlcount
 from orchestrator.store.checkpoint import Checkpointer
 from orchestrator.store.savepoint import optimistic_batch
 
@@ -154,12 +154,14 @@ class Database:
             with engine.begin() as conn:
                 self._local.batch = conn
                 try:
-                    if optimistic:
-                        with optimistic_batch(conn) as state:
-                            self._local.optimistic = state
+                    # The jobs' notifications: one, just before the COMMIT (store/notify.py).
+                    with notify.deferred(conn):
+                        if optimistic:
+                            with optimistic_batch(conn) as state:
+                                self._local.optimistic = state
+                                yield conn
+                        else:
                             yield conn
-                    else:
-                        yield conn
                 finally:
                     self._local.batch = self._local.release = self._local.optimistic = None
             return

@@ -4,13 +4,19 @@ Whoever makes work runnable for any engine (a new task, a stored callback) calls
 ``notify`` inside its transaction; PostgreSQL delivers it on commit. Each engine keeps
 one ``Listener`` connection and wakes on every notification. Engines also poll, so a
 lost notification (or SQLite, which has none) only costs latency, never work.
+
+Inside a group-commit batch (``Database.batch``) many jobs notify; since PostgreSQL
+delivers notifications only at COMMIT anyway, they are collected (``deferred``) and the
+batch sends one, just before its COMMIT; a batch rolled back sends none. (Each was a
+statement, a network round trip, of its own: ~3 per SMS round trip.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
@@ -23,9 +29,43 @@ _NOTIFY = sql.QUERIES["notify"]
 log = logging.getLogger("orchestrator.notify")
 
 
+# This thread's open batch whose notifications are deferred: [its connection, whether
+# one of its jobs notified].
+_local = threading.local()
+
+
 def notify(conn: Connection) -> None:
-    if conn.dialect.name == "postgresql":
-        sql.execute(conn, _NOTIFY, {"channel": CHANNEL}).fetchall()
+    """Wake every engine once this transaction commits."""
+    if conn.dialect.name != "postgresql":
+        return
+    pending: list[object] | None = getattr(_local, "pending", None)
+    if pending is not None and pending[0] is conn:
+        pending[1] = True  # sent once, by ``deferred``, before the batch's COMMIT
+        return
+    _send(conn)
+
+
+def _send(conn: Connection) -> None:
+    sql.execute(conn, _NOTIFY, {"channel": CHANNEL}).fetchall()
+
+
+@contextlib.contextmanager
+def deferred(conn: Connection) -> Iterator[None]:
+    """Collect the ``notify`` calls on ``conn`` (this thread) in the block into one, sent
+    when the block ends well: the caller commits right after. A block that raises (its
+    transaction is rolled back) sends none."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    pending: list[object] = [conn, False]
+    outer = getattr(_local, "pending", None)
+    _local.pending = pending
+    try:
+        yield
+    finally:
+        _local.pending = outer
+    if pending[1]:
+        _send(conn)
 
 
 class Listener:
