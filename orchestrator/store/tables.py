@@ -73,6 +73,12 @@ nodes = Table(
     Column("kind", String(20), nullable=False),
 )
 
+
+def _partial(name: str, *columns: str, where: str) -> Index:
+    """An index of the rows meeting ``where`` only (on PostgreSQL and SQLite alike)."""
+    return Index(name, *columns, postgresql_where=text(where), sqlite_where=text(where))
+
+
 tasks = Table(
     "tasks",
     metadata,
@@ -117,7 +123,13 @@ tasks = Table(
     # wait node or finish need not look in the inbox (engine/deliveries.py).
     Column("held_callbacks", Integer, nullable=False, server_default=text("0")),
     UniqueConstraint("process_id", "active_ref"),
-    Index("ix_tasks_process_ref", "process_id", "ref"),
+    # Every UPDATE that is not HOT (most change state or updated_at) adds an entry to each
+    # index whose predicate the new row meets, so the indexes below are partial where
+    # their queries allow it: those of a state hold only that state's rows, those of an
+    # optional column only the rows that have it. Each query's WHERE implies the predicate
+    # ("state = 'done'" as such; "x = :v" or "x <= :v" implies "x IS NOT NULL"), which is
+    # what lets PostgreSQL and SQLite use them (tests/unit/store/test_task_indexes.py).
+    _partial("ix_tasks_ref", "process_id", "ref", where="ref IS NOT NULL"),
     # The console: a node's tasks newest first, paged without sorting the node, and the
     # per-process state counts answered from the index alone.
     Index("ix_tasks_process_node_created", "process_id", "node_id", "created_at", "id"),
@@ -126,14 +138,13 @@ tasks = Table(
     # or a time range); created_at never changes, so only inserts maintain it.
     Index("ix_tasks_process_created", "process_id", "created_at", "id"),
     # Claims: runnable tasks oldest first, read in index order (no sort of the backlog).
-    Index("ix_tasks_state_updated_lease", "state", "updated_at", "lease_until"),
-    # Due timers: waiting tasks by wake time (the state first, so no planner prefers the
-    # claims index above and sorts every waiting task).
-    Index("ix_tasks_state_wake_at", "state", "wake_at"),
-    Index("ix_tasks_parent", "parent_task_id"),
-    # Retention: finished tasks by age (the state first, for the same reason).
-    Index("ix_tasks_state_finished_at", "state", "finished_at"),
-    Index("ix_tasks_root_id", "root_id"),
+    _partial("ix_tasks_runnable", "updated_at", "lease_until", where="state = 'active'"),
+    # Due timers: waiting tasks by wake time.
+    _partial("ix_tasks_timers", "wake_at", where="state = 'waiting' AND wake_at IS NOT NULL"),
+    _partial("ix_tasks_parent_id", "parent_task_id", where="parent_task_id IS NOT NULL"),
+    # Retention: finished tasks by age.
+    _partial("ix_tasks_finished", "finished_at", where="state = 'done'"),
+    _partial("ix_tasks_root", "root_id", where="root_id IS NOT NULL"),
 )
 
 task_events = Table(
