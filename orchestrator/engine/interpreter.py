@@ -42,6 +42,71 @@ def template_context(
     return {**secretdata.merge(secrets, data), "root": root}
 
 
+def direct_start(definition: ProcessDefinition, *, waits: bool = False) -> Node | None:
+    """The node a new task of ``definition`` may be placed in at once instead of its
+    start node: the target of a start node whose only logic is an unconditional ``go``
+    and which has no time limit (a step there decides nothing, yet costs a claim and a
+    commit). A logic or call node, or with ``waits`` a wait node (whose entry the
+    caller completes: ``place_at_start``); never a delay or final node. None: the task
+    starts at its start node."""
+    start = definition.nodes.get(definition.start)
+    if start is None or start.time_limit is not None or len(start.logics) != 1:
+        return None
+    logic = start.logics[0]
+    if logic.type != "go" or logic.on_error is not None:
+        return None
+    target = definition.nodes.get(str(logic.get("to")))
+    if target is None or target.is_final or target.kind in ("delay", "start"):
+        return None
+    if target.kind == "wait" and not waits:
+        return None
+    return target
+
+
+def place_at_start(
+    task: TaskRecord, definition: ProcessDefinition, *, waits: bool = False
+) -> tuple[list[Event], tuple[str, str] | None]:
+    """Put a new task (at its start node, not stored yet) where its first step would
+    take it when that step decides nothing (``direct_start``), with the fields that step
+    and its commit would leave. Returns the history that step would write after
+    ``created``, and for a ``wait_reply`` node the conversation to listen on. Entering a
+    wait node (``waits``, for a task without ref or secrets) computes its deadline as
+    the step would; the caller still looks for held callbacks once the task is stored,
+    as a step's commit does (none can be held). Anything the step would fail on leaves
+    the task at its start node: its step fails there as before."""
+    target = direct_start(definition, waits=waits) if task.node_id == definition.start else None
+    if target is None:
+        return [], None
+    wake_at: float | None = None
+    listen: tuple[str, str] | None = None
+    if target.kind == "wait":
+        # Only a task without a ref: a callback for a ref may come while the task is
+        # not committed yet, find no task and be kept as an orphan unseen by a look in
+        # this same transaction (its own step looks later, once the task is visible).
+        # Without a ref nothing can be held for it: nobody knows its id yet.
+        if task.ref is not None or task.secrets is not None:
+            return [], None
+        ctx = template_context(task, task.data, {}, task.process_id)
+        try:
+            if target.time_limit is not None:
+                wake_at = Interpreter.deadline(target, ctx, task.data)
+            if target.logics[0].type == "wait_reply":
+                listen = conversation(target.logics[0], ctx)
+        except (TemplateError, LogicFailure, ValueError):
+            return [], None
+        task.state = "waiting"
+        task.wake_at = wake_at
+        task.lease_owner = task.lease_until = None
+        task.hops = 0
+    else:
+        task.hops += 1
+    event = Event("transition", task.node_id, target.id)
+    task.node_id = target.id
+    task.step += 1
+    task.entry = "enter"
+    return [event], listen
+
+
 class Interpreter:
     """Stateless apart from the runtime it reads through."""
 
@@ -182,7 +247,7 @@ class Interpreter:
             data, _hidden = secretdata.split(data)
             target = await self.rt.run_db(copy_target, self.rt, logic.get("process"), None, task, 0)
             if node.time_limit is not None:
-                wake_at = self._deadline(node, ctx, result.data)
+                wake_at = self.deadline(node, ctx, result.data)
             else:
                 seconds = parse_duration(logic.get("timeout", DEFAULT_CALL_TIMEOUT))
                 wake_at = time.time() + float(seconds or DEFAULT_CALL_TIMEOUT)
@@ -219,7 +284,7 @@ class Interpreter:
         if node.kind in ("wait", "delay") and node.time_limit is not None:
             ctx = template_context(task, result.data, secrets, process_id)
             try:
-                result.wake_at = self._deadline(node, ctx, result.data)
+                result.wake_at = self.deadline(node, ctx, result.data)
             except (TemplateError, ValueError) as exc:
                 message = exc.message if isinstance(exc, TemplateError) else str(exc)
                 fields = {
@@ -244,7 +309,7 @@ class Interpreter:
         return result
 
     @staticmethod
-    def _deadline(node: Node, ctx: dict[str, Any], data: dict[str, Any]) -> float:
+    def deadline(node: Node, ctx: dict[str, Any], data: dict[str, Any]) -> float:
         limit = node.time_limit
         assert limit is not None
         if limit.at_param is not None and data.get(limit.at_param) is not None:

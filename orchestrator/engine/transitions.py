@@ -17,6 +17,7 @@ from orchestrator import secretdata
 from orchestrator.engine.calls import CallerChanged, send_reply
 from orchestrator.engine.definition import ProcessDefinition
 from orchestrator.engine.deliveries import apply_pending, deliver, settle_late
+from orchestrator.engine.interpreter import place_at_start
 from orchestrator.engine.runtime import Runtime, new_task_id
 from orchestrator.engine.steps import LOOP_LIMIT, Conflict, LogicFailure, Recheck, Reply, StepResult
 from orchestrator.engine.targets import copy_target, modified_task
@@ -78,6 +79,9 @@ def commit_step(
     expected = task.rev
     runnable: list[TaskRecord] = []
     histories: list[tuple[str, list[Event]]] = []
+    # Copies placed straight into a wait node: they look for held callbacks once their
+    # history is written, as their own step's commit would have.
+    entered: list[tuple[TaskRecord, tuple[str, str] | None]] = []
     for index, outcome in result.effects_done:
         sealed = secretdata.seal(rt.vault, outcome)
         effect_store.finish(conn, task.id, task.step, index, sealed, now)
@@ -88,7 +92,7 @@ def commit_step(
             version_id=copy.version_id,
             node_id=copy.start,
             state="active",
-            data=copy.data,
+            data=dict(copy.data),  # a held callback merged in must not change the result
             created_at=now,
             updated_at=now,
             ref=copy.ref,
@@ -99,12 +103,20 @@ def commit_step(
             root_id=task.root_id or task.id,
             generation=task.generation + 1,
         )
-        task_store.insert_task(conn, child)
         by = "call_process" if copy.reply_to else "copy_task"
         detail = {"by": by, "parent_task_id": task.id}
+        created = Event("created", None, child.node_id, detail)
+        # A start node that only says "go to X": the child is stored at X as its first
+        # step would leave it (one claim and one commit fewer per child).
+        _pid, _v, child_definition = rt.definition(copy.version_id, conn)
+        moved, listen = place_at_start(child, child_definition, waits=True)
+        task_store.insert_task(conn, child)
         # Written with the step's own events, in one statement.
-        histories.append((child.id, [Event("created", None, child.node_id, detail)]))
-        runnable.append(child)
+        histories.append((child.id, [created, *moved]))
+        if child.state == "active":
+            runnable.append(child)
+        else:
+            entered.append((child, listen))
     for mod in result.modifications:
         # Not stored yet (id 0): the delivery stores it with the status it gets there
         # (applied, pending, ...), in one INSERT. Its events are written with the
@@ -185,6 +197,12 @@ def commit_step(
     task_store.add_histories(conn, [*histories, (task.id, events)], now)
     if not task_store.save_task(conn, task, expected):
         raise Conflict(task.id)
+    for child, listen in entered:
+        released = apply_pending(conn, rt, child, owner, now)
+        if released is not None:
+            runnable.append(released)
+        elif listen is not None:
+            conversations.listen(conn, child.id, *listen, now)
     if task.state == "done":
         # After the save (which locks the row): a callback stored meanwhile either sees
         # the task done, or is found here. Either way it lands in the history.

@@ -19,11 +19,13 @@ from sqlalchemy import Connection
 from orchestrator import secretdata
 from orchestrator.engine import phones
 from orchestrator.engine.deliveries import awaits_reply, deliver
+from orchestrator.engine.interpreter import place_at_start
 from orchestrator.engine.runtime import Runtime, new_task_id
 from orchestrator.services import errors
 from orchestrator.services.callbacks import CallbackInbox, storable
 from orchestrator.services.processes import Processes, iso
 from orchestrator.store import callbacks as inbox
+from orchestrator.store import conversations
 from orchestrator.store import tasks as task_store
 from orchestrator.store.notify import notify
 from orchestrator.store.records import CallbackRecord, Event, TaskRecord, dumps
@@ -121,13 +123,20 @@ class Service(Processes):
                 input_hash=digest,
                 secrets=self.rt.vault.encrypt(json.dumps(hidden)) if hidden else None,
             )
+            created = Event("created", None, task.node_id, {"by": source})
+            # A start node that only says "go to X": the task is stored at X, as its
+            # first step would leave it, with that step's history (one claim and one
+            # commit fewer per task).
+            moved, listen = place_at_start(task, definition, waits=True)
             try:
                 task_store.insert_new_task(conn, task)
             except task_store.RefTaken as exc:
                 raise errors.Conflict("REF_CONFLICT", f"ref {ref!r} is taken") from exc
-            task_store.add_events(
-                conn, task.id, [Event("created", None, task.node_id, {"by": source})], now
-            )
+            task_store.add_events(conn, task.id, [created, *moved], now)
+            if listen is not None:
+                # Placed in a wait_reply node (a task without ref: no callback can be
+                # held for it, so there is none to look for): it listens from now.
+                conversations.listen(conn, task.id, *listen, now)
             notify(conn)
             view = self.task_view(conn, task)
         self.rt.wake()

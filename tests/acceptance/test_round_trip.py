@@ -26,8 +26,11 @@ def _kinds(events: list[dict[str, object]]) -> list[object]:
 
 def test_delivered_sms_ends_in_success(stack: Stack) -> None:
     task = stack.sms("+15551230001", "Hello")
-    assert task["node"]["id"] == "start"
+    # Its start node only says "go to calling_api": the task is created there.
+    assert task["node"]["id"] == "calling_api"
     done = stack.wait(task["task_id"])
+    first = [(e["kind"], e["node_id"], e["to_node_id"]) for e in stack.history(task["task_id"])]
+    assert first[:2] == [("created", None, "start"), ("transition", "start", "calling_api")]
     assert done["outcome"] == "success"
     assert done["node"] == {"id": "delivered", "title": "SMS delivered", "kind": "success"}
     assert done["data"]["status"] == "delivered"
@@ -35,6 +38,8 @@ def test_delivered_sms_ends_in_success(stack: Stack) -> None:
     child = stack.wait(stack.child(task["task_id"])["task_id"])
     assert child["ref"] == done["data"]["sid"]
     assert child["node"]["id"] == "final_status"
+    child_first = [(e["kind"], e["to_node_id"]) for e in stack.history(child["task_id"])][:2]
+    assert child_first == [("created", "start"), ("transition", "waiting_for_callback")]
     assert child["data"]["MessageStatus"] == "delivered"
     statuses = [
         e["detail"]["fields"]["MessageStatus"]

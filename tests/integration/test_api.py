@@ -60,8 +60,19 @@ def test_create_get_and_history(stack: Stack) -> None:
     waiting = stack.wait(task["task_id"], state="waiting")
     assert waiting["node"] == {"id": "wait", "title": "wait", "kind": "wait"}
     assert waiting["outcome"] is None and waiting["version"] == 1
-    kinds = [e["kind"] for e in stack.history(task["task_id"])]
-    assert kinds == ["created", "transition"]
+    moves = [(e["kind"], e["node_id"], e["to_node_id"]) for e in stack.history(task["task_id"])]
+    assert moves == [("created", None, "start"), ("transition", "start", "wait")]
+
+
+def test_a_task_without_ref_is_created_in_the_node_its_start_goes_to(stack: Stack) -> None:
+    """The start node only says "go to wait": the task is stored waiting there, with the
+    history its start step would have written. (With a ref it takes that step: a
+    callback for the ref may come before the task is committed.)"""
+    r = stack.client.post("/api/v1/processes/waiter/tasks", json={"data": {"a": 1}})
+    task = r.json()
+    assert r.status_code == 201 and (task["node"]["id"], task["state"]) == ("wait", "waiting")
+    moves = [(e["kind"], e["node_id"], e["to_node_id"]) for e in stack.history(task["task_id"])]
+    assert moves == [("created", None, "start"), ("transition", "start", "wait")]
 
 
 def test_same_ref_same_data_is_an_idempotent_retry(stack: Stack) -> None:

@@ -225,7 +225,8 @@ def test_time_window_is_configurable(db_url: str) -> None:
 
 
 def test_modify_of_a_task_not_waiting(sqlite_url: str) -> None:
-    """Without an engine, a new task stays in its start node: it cannot be modified."""
+    """Without an engine, a new task stays where it was created (Sending SMS: at
+    calling_api, its start node only saying "go"): it cannot be modified."""
     import asyncio
 
     from orchestrator.config import Settings
@@ -237,7 +238,7 @@ def test_modify_of_a_task_not_waiting(sqlite_url: str) -> None:
     rt = Runtime(settings)
     ensure_shipped(rt)
     app = create_app(settings, runtime=rt, run_engine=False)
-    op = {"obj": "task", "conv_id": "getting-callback", "ref": "still", "data": {"a": 1}}
+    op = {"obj": "task", "conv_id": "sending-sms", "ref": "still", "data": {"a": 1}}
 
     async def send(ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
         raw = json.dumps({"ops": ops}).encode()

@@ -334,3 +334,89 @@ def test_the_only_held_callback_applied_clears_the_flag_with_the_release(
     [runnable] = commit(rt, where, load_task(rt, task.id), StepResult(data={}, to="waiting"))
     saved = load_task(rt, task.id)
     assert saved.entry == "resume" and saved.held_callbacks == 0
+
+
+# A start node that only says "go" (issue 14): copies are stored where its step would
+# have taken them, in the step that copies them.
+STATUSES: dict[str, Any] = {
+    "slug": "statuses",
+    "title": "Statuses",
+    "nodes": {
+        "start": {"kind": "start", "logics": [{"type": "go", "to": "waiting"}]},
+        "waiting": {
+            "kind": "wait",
+            "time_limit": {"after": "{{ t | default(60) }}", "to": "late"},
+            "logics": [{"type": "wait_callback"}, {"type": "go", "to": "done"}],
+        },
+        "done": {"kind": "success"},
+        "late": {"kind": "escalation"},
+    },
+}
+
+
+def placed(rt: Runtime, task_id: str) -> list[tuple[str, str | None, str | None]]:
+    return [(e["kind"], e["node_id"], e["to_node_id"]) for e in history(rt, task_id)]
+
+
+def test_a_copy_skips_a_start_node_that_only_goes(world: tuple[Runtime, Deployed]) -> None:
+    rt, where = world
+    task = put_task(rt, where, "work")
+    copy = NewTask(where.process_id, where.version_id, "start", None, {"c": 1}, task.id)
+    runnable = commit(rt, where, task, StepResult(data={}, to="waiting", copies=[copy]))
+    with rt.db.read() as conn:
+        [child] = task_store.children(conn, task.id)
+    assert [t.id for t in runnable] == [child.id]
+    assert (child.node_id, child.state, child.step, child.hops, child.entry) == (
+        "work",
+        "active",
+        1,
+        1,
+        "enter",
+    )
+    assert child.lease_owner == OWNER
+    assert placed(rt, child.id) == [("created", None, "start"), ("transition", "start", "work")]
+
+
+def test_a_copy_enters_a_wait_target_as_its_step_would(world: tuple[Runtime, Deployed]) -> None:
+    """Its time limit is rendered from its data. One with a ref is left at its start
+    node: a callback for the ref may come before the copy is committed, be kept as an
+    orphan, and only the copy's own later step (a transaction that sees it) finds it."""
+    rt, where = world
+    statuses = deploy(rt, STATUSES)["statuses"]
+    task = put_task(rt, where, "work")
+    now = time.time()
+    quiet = NewTask(statuses.process_id, statuses.version_id, "start", None, {"t": 500}, task.id)
+    refd = NewTask(statuses.process_id, statuses.version_id, "start", "SM1", {"t": 5}, task.id)
+    result = StepResult(data={}, to="waiting", copies=[quiet, refd])
+    runnable = commit(rt, where, task, result)
+    with rt.db.read() as conn:
+        children = {c.ref: c for c in task_store.children(conn, task.id)}
+    waiting, started = children[None], children["SM1"]
+    assert [t.id for t in runnable] == [started.id]
+    assert (started.node_id, started.state, started.step) == ("start", "active", 0)
+    assert kinds(rt, started.id) == ["created"]
+    assert (waiting.state, waiting.lease_owner, waiting.step, waiting.hops) == (
+        "waiting",
+        None,
+        1,
+        0,
+    )
+    assert waiting.node_id == "waiting" and waiting.entry == "enter"
+    assert waiting.wake_at is not None and now + 499 < waiting.wake_at < now + 560
+    assert placed(rt, waiting.id) == [
+        ("created", None, "start"),
+        ("transition", "start", "waiting"),
+    ]
+
+
+def test_a_copy_whose_time_limit_fails_starts_at_its_start_node(
+    world: tuple[Runtime, Deployed],
+) -> None:
+    """Its own step then fails as before (BAD_TIME_LIMIT, on the error path)."""
+    rt, where = world
+    statuses = deploy(rt, STATUSES)["statuses"]
+    task = put_task(rt, where, "work")
+    bad = NewTask(statuses.process_id, statuses.version_id, "start", None, {"t": "x"}, task.id)
+    [child] = commit(rt, where, task, StepResult(data={}, to="waiting", copies=[bad]))
+    assert (child.node_id, child.state, child.step) == ("start", "active", 0)
+    assert kinds(rt, child.id) == ["created"]
