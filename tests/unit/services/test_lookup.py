@@ -55,7 +55,7 @@ def test_filters(client: TestClient) -> None:
     assert ids(q=sid) == [b["task_id"]]  # no "Getting callback" copy: found in the data
     assert ids(q="r-a") == [a["task_id"]]
     assert ids(state="active") == every and ids(state="escalation") == []
-    assert ids(node="start") == every and ids(node="delivered") == []
+    assert ids(node="calling_api") == every and ids(node="delivered") == []
     future = str(time.time() + 3600)
     assert ids(since=future) == [] and ids(until=future) == every
     assert ids(since="2000-01-01", until="2000-01-02T00:00:00+00:00") == []
