@@ -19,7 +19,7 @@ from orchestrator.engine.logics import copy_target
 from orchestrator.engine.plugins import StepHandler
 from orchestrator.engine.replies import conversation
 from orchestrator.engine.runtime import Runtime
-from orchestrator.engine.steps import LogicFailure, NewTask, StepResult
+from orchestrator.engine.steps import LogicFailure, NewTask, StepResult, enter_waiting
 from orchestrator.engine.task_size import TASK_SIZE_OVERFLOW, oversize_part
 from orchestrator.engine.templates import TemplateError, render
 from orchestrator.store.records import Event, TaskRecord
@@ -94,10 +94,7 @@ def place_at_start(
                 listen = conversation(target.logics[0], ctx)
         except (TemplateError, LogicFailure, ValueError):
             return [], None
-        task.state = "waiting"
-        task.wake_at = wake_at
-        task.lease_owner = task.lease_until = None
-        task.hops = 0
+        enter_waiting(task, wake_at)
     else:
         task.hops += 1
     event = Event("transition", task.node_id, target.id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.store.records import Event
+from orchestrator.store.records import Event, TaskRecord
 
 LOOP_LIMIT = 50
 
@@ -101,3 +101,12 @@ class Recheck(Conflict):
     and quotas) failed: nothing was written; run the step again with its lookups up
     front (``StepResult.careful``), so the failure takes the logic's error path.
     ``effects`` as for ``Conflict``."""
+
+
+def enter_waiting(task: TaskRecord, wake_at: float | None) -> None:
+    """The fields of a task that enters a wait or delay node (a step's commit, or a new
+    task placed in its wait node at creation)."""
+    task.state = "waiting"
+    task.wake_at = wake_at
+    task.hops = 0
+    task.lease_owner = task.lease_until = None

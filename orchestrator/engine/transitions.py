@@ -19,7 +19,15 @@ from orchestrator.engine.definition import ProcessDefinition
 from orchestrator.engine.deliveries import apply_pending, deliver, settle_late
 from orchestrator.engine.interpreter import place_at_start
 from orchestrator.engine.runtime import Runtime, new_task_id
-from orchestrator.engine.steps import LOOP_LIMIT, Conflict, LogicFailure, Recheck, Reply, StepResult
+from orchestrator.engine.steps import (
+    LOOP_LIMIT,
+    Conflict,
+    LogicFailure,
+    Recheck,
+    Reply,
+    StepResult,
+    enter_waiting,
+)
 from orchestrator.engine.targets import copy_target, modified_task
 from orchestrator.logs import task_fields
 from orchestrator.store import conversations
@@ -143,7 +151,7 @@ def commit_step(
     task.failures = 0  # the step went through
     events = list(result.events)
     if result.to is None:  # stays: a wait or delay node being (re-)entered
-        _enter_waiting(task, result.wake_at)
+        enter_waiting(task, result.wake_at)
     else:
         target = result.to
         task.hops += 1
@@ -180,7 +188,7 @@ def commit_step(
             task.lease_owner = task.lease_until = task.wake_at = None
             task.secrets = None  # a finished task needs no credentials
         elif node.kind in ("wait", "delay"):
-            _enter_waiting(task, result.wake_at)
+            enter_waiting(task, result.wake_at)
         else:
             task.state = "active"
     if result.reply is not None:
@@ -242,10 +250,3 @@ def _finished(rt: Runtime, definition: ProcessDefinition, task: TaskRecord, now:
 def _sid(data: dict[str, Any]) -> str | None:
     sid = data.get("sid") or data.get("MessageSid") or data.get("CallSid")
     return sid if isinstance(sid, str) else None
-
-
-def _enter_waiting(task: TaskRecord, wake_at: float | None) -> None:
-    task.state = "waiting"
-    task.wake_at = wake_at
-    task.hops = 0
-    task.lease_owner = task.lease_until = None
