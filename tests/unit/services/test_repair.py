@@ -210,7 +210,12 @@ def test_a_step_in_flight_is_refused_and_finishes(stack: Stack) -> None:
     stack.sim_config(response_delay=1.0)
     task = stack.sms("+15551230001")
     deadline = time.time() + 5
-    while stack.task(task["task_id"])["node"]["id"] != "calling_api":
+    # A task placed in calling_api at creation waits there unleased until an engine claims
+    # it, and may rightly be cancelled then: the send being in flight is what proves the lease.
+    while (
+        stack.task(task["task_id"])["node"]["id"] != "calling_api"
+        or stack.sim_stats()["messages_created"] != 1
+    ):
         assert time.time() < deadline
         time.sleep(0.02)
     for action, body in (("cancel", {}), ("retry", {}), ("move", {"node": "reconcile"})):
