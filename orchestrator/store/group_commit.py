@@ -12,11 +12,14 @@ transaction:
   savepoint is a network round trip, and its jobs can all run twice, so its batches are
   optimistic: no savepoints; a ``write()`` (or ``all_or_nothing``) block that raises, even
   one its job catches, or a statement that leaves the transaction aborted, poisons the
-  batch, which is then rolled back, and its jobs run again one by one, each in
-  transactions of its own (where blocks are savepoints again);
+  batch, which is then rolled back; the job that poisoned it runs again alone, in
+  transactions of its own (where blocks are savepoints again), and the others make up a
+  new batch (and so on: a flood of failing jobs still commits the others in batches;
+  ``REBATCH_RUNS`` bounds the work rolled back);
 - a job's caller resumes only after the COMMIT that made its writes durable, so nothing
   outside (an HTTP answer, a Twilio request) ever acts on an uncommitted write;
-- a job whose caller was cancelled before the batch ran is skipped, as if never called;
+- a job whose caller was cancelled before the batch (or a new attempt of it) ran is
+  skipped, as if never called;
 - if the COMMIT itself fails, every job of the batch fails with that error.
 
 SQLite: every database job of a process runs on its event loop (one writer anyway, and a
@@ -30,9 +33,9 @@ loaded server commits at once and adds no delay.
 PostgreSQL (``executor``): a batch runs in a thread of its own, at most ``max_batches``
 at once; jobs that arrive meanwhile make up the next batch. A batch holds its jobs' row
 locks until its COMMIT, so batches of two processes could wait on each other; a job that
-waits longer than BATCH_LOCK_WAIT_MS for a row lock rolls its batch back, and the
-batch's jobs run again one by one, each in a transaction of its own (as after a poisoned
-batch). Batches run on connections opened with that lock_timeout (Database.batch): a
+waits longer than BATCH_LOCK_WAIT_MS for a row lock rolls its batch back; that job runs
+again alone (waiting as long as it takes) and the others in a new batch, as after a
+poisoned batch. Batches run on connections opened with that lock_timeout (Database.batch): a
 clean batch costs BEGIN, its jobs' statements and COMMIT, nothing more.
 """
 
@@ -59,11 +62,17 @@ BUSY_JOBS = 4
 
 
 # PostgreSQL: a job of a batch that waits longer than this for a row lock (another
-# process's transaction holds it) rolls its batch back, and the batch's jobs run again one
-# by one. A batch holds its jobs' row locks until its COMMIT, so two processes' batches
+# process's transaction holds it) rolls its batch back; it runs again alone, the others
+# in a new batch. A batch holds its jobs' row locks until its COMMIT, so two processes' batches
 # that wait on each other would otherwise deadlock (PostgreSQL breaks a deadlock only
 # after deadlock_timeout, 1 s, and a retry inside the batch meets the same cycle).
 BATCH_LOCK_WAIT_MS = 100
+
+# PostgreSQL: a batch rolled back by one job runs again without it; such attempts stop
+# (the jobs left run one by one) once this many job runs per job of the batch were
+# rolled back. A flood of failing jobs costs about one run per job (the jobs that had not
+# run yet go first in each new attempt); this bounds the rest.
+REBATCH_RUNS = 2  # at least 1
 
 
 def contended(exc: BaseException) -> bool:
@@ -71,12 +80,14 @@ def contended(exc: BaseException) -> bool:
     return sqlstate(exc) in ("55P03", "40P01")
 
 
-class _Contended(Exception):
-    pass
+class _RolledBack(Exception):
+    """An optimistic batch was rolled back: its ``index``-th job waited for a row lock
+    (``contended``) or poisoned it (a failed block, an aborted transaction)."""
 
-
-class _Poisoned(Exception):
-    pass
+    def __init__(self, index: int, *, contended: bool) -> None:
+        super().__init__(index, contended)
+        self.index = index
+        self.contended = contended
 
 
 def _outcome(job: Job) -> tuple[bool, Any]:
@@ -102,9 +113,10 @@ class GroupCommit:
     once; jobs that arrive meanwhile make up the next batch. Without it (SQLite) a batch
     runs on the loop itself.
 
-    With an executor, a job may run twice: a batch that waits on another process's row
-    lock, or in which a job's write block fails (optimistic batches take no savepoints),
-    is rolled back and its jobs run again, each on its own. Only jobs that can start
+    With an executor, a job may run more than once: a batch that waits on another
+    process's row lock, or in which a job's write block fails (optimistic batches take no
+    savepoints), is rolled back; that job runs again on its own, the others in a new
+    batch. Only jobs that can start
     over (they keep no state of a first run) belong in such a GroupCommit."""
 
     def __init__(
@@ -125,10 +137,11 @@ class GroupCommit:
         self._last_size = 0
         self._queues: dict[asyncio.AbstractEventLoop, list[Job]] = {}
         self._running: dict[asyncio.AbstractEventLoop, int] = {}
-        self.batches = 0
-        self.jobs = 0
-        self.contended = 0  # batches rolled back for a row lock (run again job by job)
-        self.poisoned = 0  # optimistic batches rolled back for a failed block (likewise)
+        self.batches = 0  # transactions committed (a lone job's too)
+        self.jobs = 0  # ...and the jobs in them
+        self.contended = 0  # optimistic batches rolled back for a row lock
+        self.poisoned = 0  # optimistic batches rolled back for a failed block
+        self.alone = 0  # jobs run alone after that (the one that failed it, or all left)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -192,33 +205,26 @@ class GroupCommit:
 
     def _run_batch(self, batch: list[Job]) -> Outcomes:
         """Each job's outcome; if the transaction fails as a whole, every job fails."""
-        optimistic = self.executor is not None
-        if optimistic and len(batch) == 1:
+        if self.executor is None:
+            return self._run_locked(batch)
+        if len(batch) == 1:
             # Alone, a job is a plain transaction: no lock wait limit.
             self.batches += 1
             self.jobs += 1
-            return self._run_alone(batch)
+            return [_outcome(batch[0])]
+        return self._run_optimistic(batch)
+
+    def _run_locked(self, batch: list[Job]) -> Outcomes:
+        """SQLite: one transaction, each job's blocks savepoints of it."""
         outcomes: Outcomes = []
         try:
-            with self.db.batch(lock_timeout_ms=BATCH_LOCK_WAIT_MS, optimistic=optimistic) as conn:
+            with self.db.batch() as conn:
                 for job in batch:
-                    ok, value = _outcome(job)
-                    if optimistic:
-                        if not ok and contended(value):
-                            raise _Contended from value
-                        if self.db.batch_poisoned(conn):
-                            raise _Poisoned
-                    outcomes.append((ok, value))
+                    outcomes.append(_outcome(job))
                     if not self.db.batch_alive(conn):
                         raise TransactionLost(
                             "the database ended the transaction; nothing was stored"
                         )
-        except _Contended:
-            self.contended += 1
-            return self._run_alone(batch)
-        except _Poisoned:
-            self.poisoned += 1
-            return self._run_alone(batch)
         except Exception as exc:
             # Nothing of the batch is stored: every caller hears so.
             return [(False, exc)] * len(batch)
@@ -226,11 +232,63 @@ class GroupCommit:
         self.jobs += len(batch)
         return outcomes
 
-    def _run_alone(self, batch: list[Job]) -> Outcomes:
-        """The jobs of a batch that was rolled back (a row lock, a failed block), again,
-        each in transactions of its own that wait for locks as usual and take savepoints
-        where they ask for them (nothing of the batch was stored)."""
-        return [_outcome(job) for job in batch]
+    def _run_optimistic(self, batch: list[Job]) -> Outcomes:
+        """PostgreSQL: the batch in one transaction without savepoints. When a job rolls
+        it back (a failed block, a row lock), that job runs alone, in transactions of its
+        own, and the others make up a new batch: the jobs that had not run yet first
+        (the next failure is among them, if any), then those that ran well. Every failed
+        attempt takes a job out, so this ends; and once REBATCH_RUNS job runs per job
+        of the batch were rolled back, what is left runs job by job."""
+        outcomes: list[tuple[bool, Any] | None] = [None] * len(batch)
+        order = list(range(len(batch)))
+        budget = REBATCH_RUNS * len(batch)
+        while True:
+            order = [i for i in order if not batch[i][3].done()]  # cancelled callers
+            if len(order) < 2 or budget <= 0:
+                break  # (REBATCH_RUNS >= 1: a batch is tried at least once)
+            try:
+                done = self._attempt([batch[i] for i in order])
+            except _RolledBack as failed:
+                if failed.contended:
+                    self.contended += 1
+                else:
+                    self.poisoned += 1
+                budget -= failed.index + 1
+                culprit = order[failed.index]
+                outcomes[culprit] = self._alone(batch[culprit])
+                order = order[failed.index + 1 :] + order[: failed.index]
+                continue
+            except Exception as exc:
+                # Nothing of the batch is stored: every caller hears so.
+                done = [(False, exc)] * len(order)
+            for i, outcome in zip(order, done, strict=True):
+                outcomes[i] = outcome
+            order = []
+        for i in order:
+            outcomes[i] = self._alone(batch[i])
+        return [(False, None) if o is None else o for o in outcomes]
+
+    def _attempt(self, batch: list[Job]) -> Outcomes:
+        """One optimistic batch: committed with every job's outcome, or rolled back
+        (``_RolledBack``, naming the job that failed it)."""
+        outcomes: Outcomes = []
+        with self.db.batch(lock_timeout_ms=BATCH_LOCK_WAIT_MS, optimistic=True) as conn:
+            for index, job in enumerate(batch):
+                ok, value = _outcome(job)
+                if not ok and contended(value):
+                    raise _RolledBack(index, contended=True) from value
+                if self.db.batch_poisoned(conn):
+                    raise _RolledBack(index, contended=False)
+                outcomes.append((ok, value))
+        self.batches += 1
+        self.jobs += len(batch)
+        return outcomes
+
+    def _alone(self, job: Job) -> tuple[bool, Any]:
+        """A job of a rolled-back batch, again, in transactions of its own that wait for
+        locks as usual and take savepoints where they ask for them."""
+        self.alone += 1
+        return _outcome(job)
 
     @staticmethod
     def _settle(batch: list[Job], outcomes: Outcomes) -> None:

@@ -72,5 +72,6 @@ def test_creations_in_one_batch_with_a_taken_ref(rt: Runtime) -> None:
         "b": {"n": 3},
     }
     if rt.pg_group_commit is not None:
-        # The conflict was raised inside the batch: it was run again job by job.
-        assert rt.pg_group_commit.poisoned == 1
+        # The conflict was raised inside the batch: it ran again alone, the others in a
+        # new batch.
+        assert rt.pg_group_commit.poisoned == 1 and rt.pg_group_commit.alone == 1
