@@ -151,8 +151,17 @@ def _start_task(
         lease_owner=owner,
         lease_until=now + rt.settings.lease_seconds if owner else None,
     )
+    created = Event("created", None, task.node_id, {"by": "incoming_sms", "callback_id": cb.id})
+    # A start node that only says "go to X": the task is stored at X, as its first step
+    # would leave it, with that step's history (as a task created through the API). Its
+    # ref (the MessageSid) keeps it out of a wait node: see place_at_start. (Imported
+    # here: the interpreter imports this module for ``conversation``.)
+    from orchestrator.engine.interpreter import place_at_start
+
+    moved, listen = place_at_start(task, definition, waits=True)
     task_store.insert_task(conn, task)
-    detail = {"by": "incoming_sms", "callback_id": cb.id}
-    task_store.add_events(conn, task.id, [Event("created", None, task.node_id, detail)], now)
+    task_store.add_events(conn, task.id, [created, *moved], now)
+    if listen is not None:
+        conversations.listen(conn, task.id, *listen, now)
     inbox.set_status(conn, cb.id, "applied", now=now, task_id=task.id)
-    return [task]
+    return [task] if task.state == "active" else []
