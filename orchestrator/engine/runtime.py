@@ -285,9 +285,10 @@ class Runtime:
         """``run_db`` for the hot jobs (the engine's claims, step commits and deliveries,
         a send's intent, a task's creation, a callback's receipt): on PostgreSQL too,
         those ready together share one transaction, one thread hop and one COMMIT for a
-        batch instead of one each. Such a job may run twice (a batch that meets another
-        process's row lock starts over job by job), so it must keep no state of a first
-        run: it copies what it changes, or reads it anew. (On SQLite every job is grouped.)"""
+        batch instead of one each. Such a job may run more than once (a batch that meets
+        another process's row lock, or a failing block, starts over), so it must keep no
+        state of a first run: it copies what it changes, or reads it anew. (On SQLite
+        every job is grouped.)"""
         if self.pg_group_commit is not None:
             return await self.pg_group_commit.run(fn, *args)
         return await self.run_db(fn, *args)
