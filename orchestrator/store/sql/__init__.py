@@ -22,15 +22,26 @@ Statements run on the DB-API cursor of the caller's SQLAlchemy connection, insid
 transaction: through SQLAlchemy Core each cost some 40 µs of Python before the database
 saw it, more than SQLite then takes to run it. Driver errors are raised as SQLAlchemy's
 (``IntegrityError``, ``OperationalError``), as Core would.
+
+PostgreSQL: psycopg's own work per statement was some 40 µs of the server's CPU (about
+47 statements per SMS round trip). So each statement is sent with positional parameters
+(``%s``, the values put in order here: psycopg's reordering of a dict is Python), on one
+cursor kept per connection (a new cursor copies the connection's adapters), and a
+statement's column names are read once (psycopg builds a ``Column`` per column for every
+``description``). The cursor ``execute`` returns is therefore only valid until the next
+statement on that connection: read it (``fetchone``, ``fetchall``, ``rowcount``) first.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from importlib.resources import files
+from operator import itemgetter
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, StatementError
 
@@ -45,7 +56,19 @@ _SLOT = re.compile(r"\{(\w+)\}")
 
 
 def _to_pg(text: str) -> str:
-    return _PARAM.sub(r"%(\1)s", text.replace("%", "%%"))
+    """psycopg's text of a statement: positional ``%s`` marks (see ``Query.order``)."""
+    return _PARAM.sub("%s", text.replace("%", "%%"))
+
+
+def _order(names: list[str]) -> Callable[[Mapping[str, Any]], Sequence[Any]]:
+    """The values of a statement's parameters, in the order its ``%s`` marks take them
+    (a name used twice is there twice)."""
+    if not names:
+        return lambda _params: ()
+    if len(names) == 1:
+        name = names[0]
+        return lambda params: (params[name],)
+    return itemgetter(*names)
 
 
 # Filled shapes kept per template: the hot ones are few (claims of 1..limit tasks, the
@@ -57,7 +80,7 @@ class Query:
     """One statement: ``sqlite`` (also the text counted and shown), ``pg``, and
     ``pg_locked`` (``pg`` with its row lock, when it has one)."""
 
-    __slots__ = ("name", "text", "sqlite", "pg", "pg_locked", "slots", "_filled")
+    __slots__ = ("name", "text", "sqlite", "pg", "pg_locked", "slots", "order", "names", "_filled")
 
     def __init__(self, name: str, text: str) -> None:
         self.name = name
@@ -67,6 +90,11 @@ class Query:
         self.pg = _to_pg(self.sqlite)
         self.pg_locked = _to_pg(_LOCK.sub(r" \1", text)) if lock else self.pg
         self.slots = frozenset(_SLOT.findall(self.sqlite))
+        # The row lock adds no parameter: both texts take the same values.
+        self.order = _order(_PARAM.findall(self.sqlite))
+        # PostgreSQL: the names of the columns it returns, once known (every statement
+        # names its columns, none is a ``SELECT *``: they cannot change under it).
+        self.names: list[str] | None = None
         self._filled: dict[tuple[tuple[str, str], ...], Query] = {}
 
     def fill(self, **parts: str) -> Query:
@@ -139,6 +167,27 @@ def _raw(conn: Connection) -> Any:
     return conn.connection.dbapi_connection
 
 
+class _Cursor(psycopg.Cursor[Any]):
+    """The one cursor of a psycopg connection, and the statement it ran last."""
+
+    __slots__ = ("query",)
+
+    def __init__(self, connection: psycopg.Connection[Any]) -> None:
+        super().__init__(connection)
+        self.query: Query | None = None
+
+
+_cursors: weakref.WeakKeyDictionary[Any, _Cursor] = weakref.WeakKeyDictionary()
+
+
+def _cursor(raw: Any) -> _Cursor:
+    """The connection's cursor (a connection is used by one thread at a time)."""
+    cursor = _cursors.get(raw)
+    if cursor is None or cursor.closed:
+        cursor = _cursors[raw] = _Cursor(raw)
+    return cursor
+
+
 def _error(conn: Connection, query: Query, params: Any, exc: Exception) -> StatementError:
     dbapi = conn.dialect.loaded_dbapi
     return DBAPIError.instance(query.sqlite, params, exc, dbapi.Error, dialect=conn.dialect)
@@ -147,15 +196,18 @@ def _error(conn: Connection, query: Query, params: Any, exc: Exception) -> State
 def execute(
     conn: Connection, query: Query, params: Mapping[str, Any] | None = None, *, lock: bool = False
 ) -> Any:
-    """Run ``query``; returns the DB-API cursor (rowcount, fetchone, fetchall). ``lock``:
-    with its ``{FOR UPDATE}`` clause on PostgreSQL (SQLite's writers are serialized)."""
+    """Run ``query``; returns the DB-API cursor (rowcount, fetchone, fetchall), valid
+    until the next statement on ``conn``. ``lock``: with its ``{FOR UPDATE}`` clause on
+    PostgreSQL (SQLite's writers are serialized)."""
     sqlcount.statement(query.sqlite, conn)
     values = params if params is not None else {}
     try:
         if conn.dialect.name == "sqlite":
             return _raw(conn).execute(query.sqlite, values)
-        cursor = _raw(conn).cursor()
-        cursor.execute(query.pg_locked if lock else query.pg, values)
+        cursor = _cursor(_raw(conn))
+        cursor.query = None  # until it ran: a failed statement leaves no names behind
+        cursor.execute(query.pg_locked if lock else query.pg, query.order(values))
+        cursor.query = query
         return cursor
     except conn.dialect.loaded_dbapi.Error as exc:
         raise _error(conn, query, values, exc) from exc
@@ -167,14 +219,27 @@ def execute_many(conn: Connection, query: Query, rows: Sequence[Mapping[str, Any
         if conn.dialect.name == "sqlite":
             _raw(conn).executemany(query.sqlite, rows)
             return
-        _raw(conn).cursor().executemany(query.pg, rows)
+        cursor = _cursor(_raw(conn))
+        cursor.query = None
+        cursor.executemany(query.pg, [query.order(row) for row in rows])
     except conn.dialect.loaded_dbapi.Error as exc:
         raise _error(conn, query, rows, exc) from exc
 
 
+def _names(cursor: Any) -> list[str]:
+    """The column names of the rows ``cursor`` returns."""
+    query = getattr(cursor, "query", None)
+    if query is None:
+        return [d[0] for d in cursor.description]
+    names: list[str] | None = query.names
+    if names is None:
+        names = query.names = [d[0] for d in cursor.description]
+    return names
+
+
 def mappings(cursor: Any) -> list[dict[str, Any]]:
     """Every row of a SELECT or RETURNING as a dict by column name."""
-    names = [d[0] for d in cursor.description]
+    names = _names(cursor)
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
@@ -182,7 +247,7 @@ def first(cursor: Any) -> dict[str, Any] | None:
     row = cursor.fetchone()
     if row is None:
         return None
-    return dict(zip([d[0] for d in cursor.description], row, strict=True))
+    return dict(zip(_names(cursor), row, strict=True))
 
 
 def scalar(cursor: Any) -> Any:

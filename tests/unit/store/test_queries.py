@@ -41,15 +41,27 @@ def test_parameters_are_converted_for_psycopg_once_at_load() -> None:
         == "SELECT a FROM t WHERE b = :b AND c IN (:c, '*') AND d = 'x:y' AND e::text = '5%'"
     )
     assert q.pg == (
-        "SELECT a FROM t WHERE b = %(b)s AND c IN (%(c)s, '*') AND d = 'x:y' AND e::text = '5%%'"
+        "SELECT a FROM t WHERE b = %s AND c IN (%s, '*') AND d = 'x:y' AND e::text = '5%%'"
     )
+    # Positional: the values in the order the marks take them, extra names ignored.
+    assert q.order({"c": 2, "b": 1, "x": 0}) == (1, 2)
+
+
+def test_positional_values_follow_the_marks_repeats_included() -> None:
+    assert sql.Query("q", "SELECT 1").order({"a": 1}) == ()
+    assert sql.Query("q", "SELECT :a").order({"a": 1, "b": 2}) == (1,)
+    q = sql.Query("q", "SELECT x FROM t WHERE a <= :now AND (b IS NULL OR b < :now) AND c = :c")
+    assert q.pg == "SELECT x FROM t WHERE a <= %s AND (b IS NULL OR b < %s) AND c = %s"
+    assert q.order({"c": "z", "now": 5}) == (5, 5, "z")
+    with pytest.raises(KeyError):
+        q.order({"now": 5})
 
 
 def test_row_lock_is_postgresql_only_and_asked_for() -> None:
     q = sql.Query("q", "SELECT id FROM t WHERE a = :a LIMIT 1 {FOR UPDATE SKIP LOCKED}")
     assert q.sqlite == "SELECT id FROM t WHERE a = :a LIMIT 1"
-    assert q.pg == "SELECT id FROM t WHERE a = %(a)s LIMIT 1"
-    assert q.pg_locked == "SELECT id FROM t WHERE a = %(a)s LIMIT 1 FOR UPDATE SKIP LOCKED"
+    assert q.pg == "SELECT id FROM t WHERE a = %s LIMIT 1"
+    assert q.pg_locked == "SELECT id FROM t WHERE a = %s LIMIT 1 FOR UPDATE SKIP LOCKED"
 
 
 def test_templates_fill_their_slots_only() -> None:
@@ -57,7 +69,8 @@ def test_templates_fill_their_slots_only() -> None:
     assert q.slots == {"ids"}
     filled = q.fill(ids=sql.marks("i", 3))
     assert filled.sqlite == "UPDATE t SET x = 1 WHERE id IN (:i0, :i1, :i2)"
-    assert filled.pg_locked.endswith("IN (%(i0)s, %(i1)s, %(i2)s) FOR UPDATE")
+    assert filled.pg_locked.endswith("IN (%s, %s, %s) FOR UPDATE")
+    assert filled.order(sql.numbered("i", ["a", "b", "c"])) == ("a", "b", "c")
     assert sql.numbered("i", ["a", "b"]) == {"i0": "a", "i1": "b"}
     assert q.fill(ids=sql.marks("i", 3)) is filled  # converted once per shape
     with pytest.raises(ValueError):

@@ -176,3 +176,31 @@ def test_effect_begin_once_then_returns_the_record(db: Database) -> None:
             assert done is not None and (done["status"], done["result"]) == ("done", {"sid": "SM1"})
     finally:
         db.dispose()
+
+
+def test_statements_share_one_cursor_and_each_keeps_its_column_names(db: Database) -> None:
+    """PostgreSQL: one cursor per connection, reused by every statement (a new one per
+    statement cost psycopg's adapter copy); each statement's rows keep their own names,
+    also after a statement that failed on that cursor."""
+    from orchestrator.store import sql
+
+    a = sql.Query("a", "SELECT :x AS one, :y AS two")
+    b = sql.Query("b", "SELECT :y AS three")
+    bad = sql.Query("bad", "SELECT nope FROM no_such_table WHERE x = :zero")
+    try:
+        with db.write() as conn:
+            first = sql.execute(conn, a, {"y": 2, "x": 1})
+            assert sql.first(first) == {"one": 1, "two": 2}
+            second = sql.execute(conn, b, {"y": 3, "x": 9})
+            assert sql.mappings(second) == [{"three": 3}]
+            assert sql.first(sql.execute(conn, a, {"x": 4, "y": 5})) == {"one": 4, "two": 5}
+            if db.is_postgres:
+                assert second is first  # the same cursor, run again
+        with pytest.raises(Exception, match="no_such_table"):
+            with db.write() as conn:
+                sql.execute(conn, bad, {"zero": 0})
+        with db.write() as conn:  # the connection and its cursor are fine afterwards
+            assert sql.first(sql.execute(conn, b, {"y": 6})) == {"three": 6}
+            assert sql.scalar(sql.execute(conn, a, {"x": 7, "y": 8})) == 7
+    finally:
+        db.dispose()
