@@ -20,13 +20,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from orchestrator import secretdata
-from orchestrator.engine.deliveries import deliver
+from orchestrator.engine.deliveries import Histories, deliver
 from orchestrator.engine.interpreter import Interpreter
 from orchestrator.engine.lock import SqliteEngineLock
 from orchestrator.engine.orphans import OrphanSweeper
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.steps import Conflict, Recheck, StepDeferred, StepResult
-from orchestrator.engine.transitions import commit_step
+from orchestrator.engine.transitions import commit_step, follower
 from orchestrator.logs import task_fields
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import effects as effect_store
@@ -216,9 +216,15 @@ class Worker:
     def _deliver(self, cb: CallbackRecord) -> list[TaskRecord]:
         """``cb`` as the claim read it (new then), not read again: another worker may
         have settled it since, and deliver() then changes nothing (every move of a
-        callback is conditional on it being unsettled, store/callbacks.set_status)."""
+        callback is conditional on it being unsettled, store/callbacks.set_status).
+        The task it releases takes its next step here when it can (follower)."""
+        now = time.time()
         with self.rt.db.write() as conn:
-            return deliver(conn, self.rt, cb, self.owner, time.time())
+            sink: Histories = []
+            follow = follower(conn, self.rt, self.interpreter.run_now, self.owner, now)
+            out = deliver(conn, self.rt, cb, self.owner, now, sink=sink, follow=follow)
+            task_store.add_histories(conn, sink, now)
+            return out
 
     def _spawn(self, task: TaskRecord) -> None:
         runner = asyncio.create_task(self._execute(task))
@@ -358,8 +364,10 @@ class Worker:
         def attempt() -> list[TaskRecord]:
             with self.rt.db.write() as conn:
                 mine, outcome = _for_attempt(task, result) if fresh else (task, result)
+                now = time.time()
+                follow = follower(conn, self.rt, self.interpreter.run_now, self.owner, now)
                 return commit_step(
-                    conn, self.rt, mine, definition, outcome, self.owner, time.time()
+                    conn, self.rt, mine, definition, outcome, self.owner, now, follow=follow
                 )
 
         try:
