@@ -247,7 +247,8 @@ def _release(
     for key in rt.plugins.hidden_fields(rt):
         plain.pop(key, None)
     limit = rt.settings.max_task_bytes
-    if len(dumps({**task.data, **plain}).encode()) > limit:
+    merged = dumps({**task.data, **plain})  # the task's data once updated, as stored
+    if len(merged.encode()) > limit:
         # Merged, the task would be over the size limit: recorded, not applied.
         if _settle(conn, cb, "ignored", now=now, task_id=task.id):
             reason = f"the task would be over {limit} bytes with it"
@@ -280,7 +281,7 @@ def _release(
     _add_events(
         conn, sink, task.id, [Event("callback", task.node_id, None, _cb_detail(rt, cb))], now
     )
-    if save and not task_store.save_task(conn, task, expected):
+    if save and not task_store.save_task(conn, task, expected, merged):
         raise Conflict(task.id)
     return task
 

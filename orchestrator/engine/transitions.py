@@ -134,7 +134,7 @@ def commit_step(
         # step would leave it (one claim and one commit fewer per child).
         _pid, _v, child_definition = rt.definition(copy.version_id, conn)
         moved, listen = place_at_start(child, child_definition, waits=True)
-        task_store.insert_task(conn, child)
+        task_store.insert_task(conn, child, copy.data_text)
         # Written with the step's own events, in one statement.
         histories.append((child.id, [created, *moved]))
         if child.state == "active":
@@ -221,7 +221,9 @@ def commit_step(
             reason = "not started by call_process, or already replied"
             events.append(Event("reply_ignored", task.node_id, None, {"reason": reason}))
     histories.append((task.id, events))
-    if not task_store.save_task(conn, task, expected):
+    # The data as the size check encoded it, unless the commit changed it since.
+    text = result.data_text if task.data == result.data else None
+    if not task_store.save_task(conn, task, expected, text):
         raise Conflict(task.id)
     for child, listen in entered:
         released = apply_pending(conn, rt, child, owner, now, histories)
