@@ -98,6 +98,17 @@ def apply_pending(
     return None
 
 
+def none_held(conn: Connection, rt: Runtime, task: TaskRecord) -> None:
+    """Before the save of a task entering a wait node, on SQLite: when no callback is
+    held for it, its save clears ``held_callbacks`` (no statement of its own after it,
+    apply_pending's). SQLite has one writer, so nothing can be stored for the task
+    between this look and the save; on PostgreSQL a callback stored meanwhile would go
+    unseen, so apply_pending looks after the save, which locks the row."""
+    if rt.db.is_sqlite and task.held_callbacks:
+        if not inbox.unsettled_for_task(conn, task.id, task.process_id, task.ref):
+            task.held_callbacks = 0
+
+
 def deliver(
     conn: Connection,
     rt: Runtime,

@@ -17,7 +17,14 @@ from sqlalchemy import Connection
 from orchestrator import secretdata
 from orchestrator.engine.calls import CallerChanged, send_reply
 from orchestrator.engine.definition import ProcessDefinition
-from orchestrator.engine.deliveries import Follow, Histories, apply_pending, deliver, settle_late
+from orchestrator.engine.deliveries import (
+    Follow,
+    Histories,
+    apply_pending,
+    deliver,
+    none_held,
+    settle_late,
+)
 from orchestrator.engine.interpreter import place_at_start
 from orchestrator.engine.runtime import Runtime, new_task_id
 from orchestrator.engine.steps import (
@@ -221,6 +228,9 @@ def commit_step(
             reason = "not started by call_process, or already replied"
             events.append(Event("reply_ignored", task.node_id, None, {"reason": reason}))
     histories.append((task.id, events))
+    waits = task.state == "waiting" and definition.node(task.node_id).kind == "wait"
+    if waits:
+        none_held(conn, rt, task)
     # The data as the size check encoded it, unless the commit changed it since.
     text = result.data_text if task.data == result.data else None
     if not task_store.save_task(conn, task, expected, text):
@@ -242,7 +252,7 @@ def commit_step(
         # Committed before the task's next step (which may send the SMS): a reply that
         # beats the task to its wait node is kept for it.
         conversations.listen(conn, task.id, *result.listen, now)
-    if task.state == "waiting" and definition.node(task.node_id).kind == "wait":
+    if waits:
         released = apply_pending(conn, rt, task, owner, now, histories)
         if released is not None:
             task = released
