@@ -102,7 +102,7 @@ def commit_step(
     if it is still active, copies, and tasks a modification released), all leased to it.
     It assigns attributes of ``task``, ``result`` and the result's copies and
     modifications, never changes a dict or list they hold: shallow copies of them are
-    enough to run it again (worker._for_attempt). ``follow``: tasks its modifications
+    enough to run it again (attempts.for_attempt). ``follow``: tasks its modifications
     release take their next step here too (``follower``); ``sink``: where its events
     go, after those gathered before it (a delivery's), for the caller to write (else it
     writes them all at its end, in one statement); ``busy``: see _look_up_targets."""

@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 from deployed import Deployed, deploy, history, load_task, put_task, runtime
 
-from orchestrator.engine import api_call, logics
+from orchestrator.engine import api_call, logics, transitions
 from orchestrator.engine.deliveries import Histories, deliver
 from orchestrator.engine.interpreter import Interpreter
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.steps import Modification, StepResult
 from orchestrator.engine.transitions import commit_step, follower
+from orchestrator.engine.worker import Worker
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import tasks as task_store
 from orchestrator.store.records import CallbackRecord, TaskRecord
@@ -213,3 +214,26 @@ def test_a_modification_a_step_sends_takes_its_task_on(
     assert _moves(rt, target.id) == [("callback", "pure", None), ("transition", "pure", "done")]
     assert _moves(rt, sender.id) == [("transition", "outside", "done")]
     assert load_task(rt, sender.id).state == "done"
+
+
+def test_a_followed_step_that_fails_is_left_out_of_the_delivery(
+    world: tuple[Runtime, Deployed, Interpreter], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in the followed step's commit does not keep the callback from being
+    delivered (nor blame the delivery): the released task is written as it was before
+    followed steps, and its step fails where the worker runs it."""
+    rt, where, _interpreter = world
+    task = put_task(rt, where, "pure", state="waiting")
+    cb = _callback(rt, where, task, {"status": "ok"})
+
+    def broken(*_args: Any) -> None:
+        raise RuntimeError("a bug in finishing")
+
+    monkeypatch.setattr(transitions, "_finished", broken)
+    [released] = Worker(rt)._deliver(cb)
+    saved = load_task(rt, task.id)
+    assert (saved.state, saved.node_id, saved.entry) == ("active", "pure", "resume")
+    assert released.id == task.id and saved.rev == task.rev + 1
+    assert _moves(rt, task.id) == [("callback", "pure", None)]
+    with rt.db.read() as conn:
+        assert inbox.unsettled_for_task(conn, task.id, where.process_id, None) == []
