@@ -9,6 +9,8 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from orchestrator.engine.steps import Conflict, StepResult
 from orchestrator.store.records import TaskRecord
 
@@ -21,14 +23,22 @@ def followed_or_not(attempt: Callable[[bool], T], what: str) -> T:
     failed for another reason than a conflict: a followed step's failure (a bug) is
     then the released task's own, met when the worker runs it, and is not charged to
     the step or delivery that released it. (The failed attempt left nothing: its
-    ``write()`` block was rolled back, or poisoned its batch, whose jobs run again.)"""
+    ``write()`` block was rolled back, or poisoned its batch, whose jobs run again.) A
+    database error (a lock wait timed out, an outage) is the caller's, as before: a
+    batch that meets one starts over job by job (store/group_commit.py)."""
     try:
         return attempt(True)
-    except Conflict:
+    except (Conflict, SQLAlchemyError):
         raise
-    except Exception:
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] in DRIVERS:
+            raise
         log.exception("committing %s with the steps that follow failed; without them", what)
         return attempt(False)
+
+
+# Database drivers whose errors may come unwrapped (a statement run on their cursor).
+DRIVERS = frozenset({"psycopg", "sqlite3"})
 
 
 def for_attempt(task: TaskRecord, result: StepResult) -> tuple[TaskRecord, StepResult]:

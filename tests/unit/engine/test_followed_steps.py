@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from deployed import Deployed, deploy, history, load_task, put_task, runtime
+from sqlalchemy.exc import OperationalError
 
 from orchestrator.engine import api_call, logics, transitions
 from orchestrator.engine.deliveries import Histories, deliver
@@ -237,3 +238,21 @@ def test_a_followed_step_that_fails_is_left_out_of_the_delivery(
     assert _moves(rt, task.id) == [("callback", "pure", None)]
     with rt.db.read() as conn:
         assert inbox.unsettled_for_task(conn, task.id, where.process_id, None) == []
+
+
+def test_a_database_error_in_a_followed_step_is_the_callers(
+    world: tuple[Runtime, Deployed, Interpreter], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock wait timed out or an outage is not a followed step's bug: it goes up as
+    before (a batch that meets one starts over job by job), nothing is written."""
+    rt, where, _interpreter = world
+    task = put_task(rt, where, "pure", state="waiting")
+    cb = _callback(rt, where, task, {"status": "ok"})
+
+    def timed_out(*_args: Any) -> None:
+        raise OperationalError("UPDATE tasks", {}, Exception("lock timeout"))
+
+    monkeypatch.setattr(transitions, "_finished", timed_out)
+    with pytest.raises(OperationalError):
+        Worker(rt)._deliver(cb)
+    assert load_task(rt, task.id).rev == task.rev
