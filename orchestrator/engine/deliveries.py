@@ -6,6 +6,7 @@ commit in transitions.py)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection
@@ -22,6 +23,10 @@ log = logging.getLogger("orchestrator.engine")
 # Events still to write, by task: a step's commit gathers those of the deliveries it
 # makes with its own, and writes them all in one statement (task_store.add_histories).
 Histories = list[tuple[str, list[Event]]]
+# The step a delivery's released task takes next, run in the delivery's own transaction
+# (transitions.follower): what commit_step returned, or None when that step cannot run
+# there (the released task is then saved and runs as usual). Its events go to the sink.
+Follow = Callable[[TaskRecord, Histories], list[TaskRecord] | None]
 
 
 def _add_events(
@@ -33,14 +38,16 @@ def _add_events(
         sink.append((task_id, events))
 
 
-def settle_late(conn: Connection, rt: Runtime, task: TaskRecord, now: float) -> None:
+def settle_late(
+    conn: Connection, rt: Runtime, task: TaskRecord, now: float, sink: Histories | None = None
+) -> None:
     """Callbacks that were waiting for a task that has now finished: kept as late. Only
     looked for when one may be held (``held_callbacks``, as the task's save read it)."""
     if not task.held_callbacks:
         return
     for cb in inbox.unsettled_for_task(conn, task.id, task.process_id, task.ref):
         if _settle(conn, cb, "ignored", now=now, task_id=task.id):
-            _record_late(conn, rt, task, cb, now)
+            _record_late(conn, rt, task, cb, now, sink)
 
 
 def _record_late(
@@ -63,7 +70,12 @@ def _record_late(
 
 
 def apply_pending(
-    conn: Connection, rt: Runtime, task: TaskRecord, owner: str, now: float
+    conn: Connection,
+    rt: Runtime,
+    task: TaskRecord,
+    owner: str,
+    now: float,
+    sink: Histories | None = None,
 ) -> TaskRecord | None:
     """Apply the first callback held for the wait node ``task`` has just entered (and
     saved: its row is locked, and ``held_callbacks`` is as the save read it). When none
@@ -80,10 +92,21 @@ def apply_pending(
         if len(held) == 1:
             # The only one held, settled now: the release's save clears the flag.
             task.held_callbacks = 0
-        released = _release(conn, rt, task, cb, owner, now)
+        released = _release(conn, rt, task, cb, owner, now, sink)
         if released is not None:
             return released
     return None
+
+
+def none_held(conn: Connection, rt: Runtime, task: TaskRecord) -> None:
+    """Before the save of a task entering a wait node, on SQLite: when no callback is
+    held for it, its save clears ``held_callbacks`` (no statement of its own after it,
+    apply_pending's). SQLite has one writer, so nothing can be stored for the task
+    between this look and the save; on PostgreSQL a callback stored meanwhile would go
+    unseen, so apply_pending looks after the save, which locks the row."""
+    if rt.db.is_sqlite and task.held_callbacks:
+        if not inbox.unsettled_for_task(conn, task.id, task.process_id, task.ref):
+            task.held_callbacks = 0
 
 
 def deliver(
@@ -95,12 +118,15 @@ def deliver(
     *,
     task: TaskRecord | None = None,
     sink: Histories | None = None,
+    follow: Follow | None = None,
 ) -> list[TaskRecord]:
     """Try to apply a stored callback to its task. An unknown task or one not yet waiting
     leaves it pending (it is applied when the task reaches the node); a finished task
     keeps it in its history as a late callback. ``task``: the callback's task, already
     read and locked in this transaction (a step's modify_task); ``sink``: where the
-    events go when the caller writes them with its own (else they are written here)."""
+    events go when the caller writes them with its own (else they are written here).
+    ``follow`` (with a sink and an owner): the released task's next step runs here too,
+    so its row is written once, with where that step leaves it."""
     delivered = rt.callback_form(cb.form).deliver(conn, cb, owner, now)
     if delivered is not None:
         return delivered  # the form applies it its own way (an incoming SMS)
@@ -121,8 +147,18 @@ def deliver(
         if _settle(conn, cb, "pending", now=now, task_id=task.id):
             task_store.hold_callbacks(conn, task)
         return []
-    released = _release(conn, rt, task, cb, owner, now, sink)
-    return [released] if released is not None else []
+    inline = follow is not None and sink is not None and owner is not None
+    released = _release(conn, rt, task, cb, owner, now, sink, save=not inline)
+    if released is None:
+        return []
+    if inline:
+        assert follow is not None and sink is not None
+        ran = follow(released, sink)
+        if ran is not None:
+            return ran
+        if not task_store.save_task(conn, released, released.rev):
+            raise Conflict(released.id)
+    return [released]
 
 
 def _settle(
@@ -179,11 +215,15 @@ def _release(
     owner: str | None,
     now: float,
     sink: Histories | None = None,
+    *,
+    save: bool = True,
 ) -> TaskRecord | None:
     """Merge the callback into a waiting task and make it runnable (leased to ``owner``,
     or to nobody, so that any engine may claim it), unless its form refuses it now (a
     Twilio callback signed by another account than the sender's) or says it does not
-    advance the task (a provider's status going backwards): then it is only recorded."""
+    advance the task (a provider's status going backwards): then it is only recorded.
+    Without ``save`` the released task is not written (its ``rev`` is still the row's):
+    the caller writes it, with its next step (``follow``) or as it is."""
     form = rt.callback_form(cb.form)
     reason = form.rejection(conn, cb)
     if reason is not None:
@@ -218,7 +258,8 @@ def _release(
     for key in rt.plugins.hidden_fields(rt):
         plain.pop(key, None)
     limit = rt.settings.max_task_bytes
-    if len(dumps({**task.data, **plain}).encode()) > limit:
+    merged = dumps({**task.data, **plain})  # the task's data once updated, as stored
+    if len(merged.encode()) > limit:
         # Merged, the task would be over the size limit: recorded, not applied.
         if _settle(conn, cb, "ignored", now=now, task_id=task.id):
             reason = f"the task would be over {limit} bytes with it"
@@ -251,7 +292,7 @@ def _release(
     _add_events(
         conn, sink, task.id, [Event("callback", task.node_id, None, _cb_detail(rt, cb))], now
     )
-    if not task_store.save_task(conn, task, expected):
+    if save and not task_store.save_task(conn, task, expected, merged):
         raise Conflict(task.id)
     return task
 

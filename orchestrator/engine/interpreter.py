@@ -15,7 +15,7 @@ from typing import Any
 from orchestrator import secretdata
 from orchestrator.engine.definition import Logic, Node, ProcessDefinition
 from orchestrator.engine.logic_checks import parse_duration
-from orchestrator.engine.logics import copy_target
+from orchestrator.engine.logics import PURE_LOGICS, copy_target
 from orchestrator.engine.plugins import StepHandler
 from orchestrator.engine.replies import conversation
 from orchestrator.engine.runtime import Runtime
@@ -138,6 +138,35 @@ class Interpreter:
             events=[Event("logic_error", task.node_id, definition.default_escalation, fields)],
         )
         return self._goto(kept, definition, definition.default_escalation, task, {}, process_id)
+
+    def run_now(
+        self, task: TaskRecord, process_id: int, definition: ProcessDefinition
+    ) -> StepResult | None:
+        """``run`` for a task a delivery has just released, inside the delivery's
+        transaction (transitions.follower), when its step only shapes its result: every
+        logic left to run in its node is pure (no request, no wait, its checks made in
+        the commit), so the step never suspends. None when it cannot run so: a node that
+        reaches outside, or a called task (its reply is checked against its caller)."""
+        node = definition.nodes.get(task.node_id)
+        if (
+            node is None
+            or node.calls
+            or task.entry != "resume"
+            or task.state != "active"
+            or task.reply_to is not None
+        ):
+            return None
+        start = 1 if node.kind == "wait" else 0
+        if not all(logic.type in PURE_LOGICS for logic in node.logics[start:]):
+            return None
+        step = self.run(task, process_id, definition)
+        try:
+            step.send(None)
+        except StopIteration as done:
+            result: StepResult = done.value
+            return result
+        step.close()  # it awaited after all: not here
+        return None
 
     async def _step(
         self, task: TaskRecord, process_id: int, definition: ProcessDefinition, careful: bool

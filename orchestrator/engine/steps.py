@@ -42,6 +42,7 @@ class NewTask:
     data: dict[str, Any]
     parent_task_id: str
     reply_to: str | None = None  # set by call_process: "task_id:step:node_id"
+    data_text: str | None = None  # ``data`` as stored (JSON), once the size check encoded it
     # (process key, copies before it in the step) of a copy_task whose process and
     # quotas are checked in the step's commit: the first three fields are set there.
     check: tuple[str, int] | None = None
@@ -83,6 +84,9 @@ class StepResult:
     # Lookups made before the commit rather than in it: a step run again because one
     # failed in the commit (steps.Recheck), so the failure takes the error path.
     careful: bool = False
+    # ``data`` as stored (JSON), as the size check encoded it (task_size.oversize_part):
+    # the commit writes it without encoding the same data again.
+    data_text: str | None = None
 
 
 class Conflict(RuntimeError):

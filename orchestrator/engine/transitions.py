@@ -9,6 +9,7 @@ a wait node looks in the inbox first, so a callback that arrived early is applie
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection
@@ -16,7 +17,14 @@ from sqlalchemy import Connection
 from orchestrator import secretdata
 from orchestrator.engine.calls import CallerChanged, send_reply
 from orchestrator.engine.definition import ProcessDefinition
-from orchestrator.engine.deliveries import apply_pending, deliver, settle_late
+from orchestrator.engine.deliveries import (
+    Follow,
+    Histories,
+    apply_pending,
+    deliver,
+    none_held,
+    settle_late,
+)
 from orchestrator.engine.interpreter import place_at_start
 from orchestrator.engine.runtime import Runtime, new_task_id
 from orchestrator.engine.steps import (
@@ -39,12 +47,18 @@ log = logging.getLogger("orchestrator.engine")
 
 
 def _look_up_targets(
-    conn: Connection, rt: Runtime, task: TaskRecord, result: StepResult
+    conn: Connection,
+    rt: Runtime,
+    task: TaskRecord,
+    result: StepResult,
+    busy: frozenset[str] = frozenset(),
 ) -> dict[str, TaskRecord]:
     """Resolve the step's copy and modification targets in its own transaction (before
     anything is written): a round trip then spends no read transaction on them. Returns
     the modified tasks found, by id, locked: their deliveries need not read them again
-    (one record per task, so a second modification of it sees what the first did)."""
+    (one record per task, so a second modification of it sees what the first did).
+    ``busy``: tasks released in this transaction whose rows are not written yet (a
+    followed step's, see ``follower``): one addressed here would be read as it was."""
     targets: dict[str, TaskRecord] = {}
     for copy in result.copies:
         if copy.check is None:
@@ -63,6 +77,8 @@ def _look_up_targets(
             addressed = modified_task(conn, rt, *mod.lookup, for_update=True)
         except LogicFailure as exc:
             raise Recheck(task.id) from exc
+        if addressed.id in busy:
+            raise Recheck(task.id)
         mod.process_id, mod.task_id = addressed.process_id, addressed.id
         targets.setdefault(addressed.id, addressed)
         mod.lookup = None
@@ -77,18 +93,25 @@ def commit_step(
     result: StepResult,
     owner: str,
     now: float,
+    *,
+    follow: Follow | None = None,
+    sink: Histories | None = None,
+    busy: frozenset[str] = frozenset(),
 ) -> list[TaskRecord]:
     """Write one transition. Returns tasks this worker should run next (the task itself
     if it is still active, copies, and tasks a modification released), all leased to it.
     It assigns attributes of ``task``, ``result`` and the result's copies and
     modifications, never changes a dict or list they hold: shallow copies of them are
-    enough to run it again (worker._for_attempt)."""
-    targets = _look_up_targets(conn, rt, task, result)
+    enough to run it again (attempts.for_attempt). ``follow``: tasks its modifications
+    release take their next step here too (``follower``); ``sink``: where its events
+    go, after those gathered before it (a delivery's), for the caller to write (else it
+    writes them all at its end, in one statement); ``busy``: see _look_up_targets."""
+    targets = _look_up_targets(conn, rt, task, result, busy)
     expected = task.rev
     runnable: list[TaskRecord] = []
-    histories: list[tuple[str, list[Event]]] = []
-    # Copies placed straight into a wait node: they look for held callbacks once their
-    # history is written, as their own step's commit would have.
+    histories: Histories = sink if sink is not None else []
+    # Copies placed straight into a wait node: they look for held callbacks once stored
+    # (their "created" event first in the history), as their own step's commit would.
     entered: list[tuple[TaskRecord, tuple[str, str] | None]] = []
     for index, outcome in result.effects_done:
         sealed = secretdata.seal(rt.vault, outcome)
@@ -118,7 +141,7 @@ def commit_step(
         # step would leave it (one claim and one commit fewer per child).
         _pid, _v, child_definition = rt.definition(copy.version_id, conn)
         moved, listen = place_at_start(child, child_definition, waits=True)
-        task_store.insert_task(conn, child)
+        task_store.insert_task(conn, child, copy.data_text)
         # Written with the step's own events, in one statement.
         histories.append((child.id, [created, *moved]))
         if child.state == "active":
@@ -141,7 +164,9 @@ def commit_step(
             source_ip=f"task:{task.id}",
         )
         known = targets.get(mod.task_id)
-        runnable.extend(deliver(conn, rt, cb, owner, now, task=known, sink=histories))
+        runnable.extend(
+            deliver(conn, rt, cb, owner, now, task=known, sink=histories, follow=follow)
+        )
 
     # An answer (api_call, a callback merged earlier) may bring secret-named values:
     # they are kept encrypted with the task, never in its data.
@@ -202,11 +227,16 @@ def commit_step(
         else:
             reason = "not started by call_process, or already replied"
             events.append(Event("reply_ignored", task.node_id, None, {"reason": reason}))
-    task_store.add_histories(conn, [*histories, (task.id, events)], now)
-    if not task_store.save_task(conn, task, expected):
+    histories.append((task.id, events))
+    waits = task.state == "waiting" and definition.node(task.node_id).kind == "wait"
+    if waits:
+        none_held(conn, rt, task)
+    # The data as the size check encoded it, unless the commit changed it since.
+    text = result.data_text if task.data == result.data else None
+    if not task_store.save_task(conn, task, expected, text):
         raise Conflict(task.id)
     for child, listen in entered:
-        released = apply_pending(conn, rt, child, owner, now)
+        released = apply_pending(conn, rt, child, owner, now, histories)
         if released is not None:
             runnable.append(released)
         elif listen is not None:
@@ -214,7 +244,7 @@ def commit_step(
     if task.state == "done":
         # After the save (which locks the row): a callback stored meanwhile either sees
         # the task done, or is found here. Either way it lands in the history.
-        settle_late(conn, rt, task, now)
+        settle_late(conn, rt, task, now, histories)
         _finished(rt, definition, task, now)
         if definition.listens:
             conversations.forget(conn, task.id)
@@ -222,15 +252,63 @@ def commit_step(
         # Committed before the task's next step (which may send the SMS): a reply that
         # beats the task to its wait node is kept for it.
         conversations.listen(conn, task.id, *result.listen, now)
-    if task.state == "waiting" and definition.node(task.node_id).kind == "wait":
-        released = apply_pending(conn, rt, task, owner, now)
+    if waits:
+        released = apply_pending(conn, rt, task, owner, now, histories)
         if released is not None:
             task = released
         elif result.wait_listen is not None:
             conversations.listen(conn, task.id, *result.wait_listen, now)
+    if sink is None:
+        # Every event of the step, of the deliveries it made and of the tasks it
+        # released and ran on (follow), in order, in one statement.
+        task_store.add_histories(conn, histories, now)
     if task.state == "active":
         runnable.insert(0, task)
     return runnable
+
+
+# How many released tasks deep a step's commit runs their next steps (``follower``).
+FOLLOW_DEPTH = 3
+RunNow = Callable[[TaskRecord, int, ProcessDefinition], StepResult | None]
+
+
+def follower(
+    conn: Connection,
+    rt: Runtime,
+    run_now: RunNow,
+    owner: str,
+    now: float,
+    busy: frozenset[str] = frozenset(),
+) -> Follow:
+    """For ``deliver``: run the next step of a task it releases (leased to ``owner``,
+    locked, not written yet) in the same transaction, when that step only shapes its
+    result (``Interpreter.run_now``), and commit it: the task's row is written once, with
+    where the step leaves it, instead of once released and once more by its step (a
+    claim of its own, another transaction). The step is the one the worker would run:
+    same events, same outcome; either both are committed or neither. When it cannot run
+    here (an outside call, a lookup that fails, a task addressed that is itself released
+    and not written yet) the delivery writes the released task as usual."""
+
+    def follow(task: TaskRecord, sink: Histories) -> list[TaskRecord] | None:
+        if len(busy) >= FOLLOW_DEPTH:
+            return None
+        process_id, _version, definition = rt.definition(task.version_id, conn)
+        try:
+            result = run_now(task, process_id, definition)
+        except Exception:  # the worker runs the step again and reports it
+            return None
+        if result is None:
+            return None
+        mine = busy | {task.id}
+        deeper = follower(conn, rt, run_now, owner, now, mine)
+        try:
+            return commit_step(
+                conn, rt, task, definition, result, owner, now, follow=deeper, sink=sink, busy=mine
+            )
+        except Recheck:  # raised before anything is written
+            return None
+
+    return follow
 
 
 def _finished(rt: Runtime, definition: ProcessDefinition, task: TaskRecord, now: float) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import functools
 import logging
 import os
@@ -19,14 +18,17 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from sqlalchemy import Connection
+
 from orchestrator import secretdata
-from orchestrator.engine.deliveries import deliver
+from orchestrator.engine.attempts import followed_or_not, for_attempt
+from orchestrator.engine.deliveries import Follow, Histories, deliver
 from orchestrator.engine.interpreter import Interpreter
 from orchestrator.engine.lock import SqliteEngineLock
 from orchestrator.engine.orphans import OrphanSweeper
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.steps import Conflict, Recheck, StepDeferred, StepResult
-from orchestrator.engine.transitions import commit_step
+from orchestrator.engine.transitions import commit_step, follower
 from orchestrator.logs import task_fields
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import effects as effect_store
@@ -216,9 +218,19 @@ class Worker:
     def _deliver(self, cb: CallbackRecord) -> list[TaskRecord]:
         """``cb`` as the claim read it (new then), not read again: another worker may
         have settled it since, and deliver() then changes nothing (every move of a
-        callback is conditional on it being unsettled, store/callbacks.set_status)."""
-        with self.rt.db.write() as conn:
-            return deliver(conn, self.rt, cb, self.owner, time.time())
+        callback is conditional on it being unsettled, store/callbacks.set_status).
+        The task it releases takes its next step here when it can (follower)."""
+
+        def attempt(follows: bool) -> list[TaskRecord]:
+            now = time.time()
+            with self.rt.db.write() as conn:
+                sink: Histories = []
+                follow = self._follower(conn, now) if follows else None
+                out = deliver(conn, self.rt, cb, self.owner, now, sink=sink, follow=follow)
+                task_store.add_histories(conn, sink, now)
+                return out
+
+        return followed_or_not(attempt, f"callback {cb.id}")
 
     def _spawn(self, task: TaskRecord) -> None:
         runner = asyncio.create_task(self._execute(task))
@@ -347,40 +359,33 @@ class Worker:
                 sealed = secretdata.seal(self.rt.vault, outcome)
                 effect_store.finish(conn, task_id, step, index, sealed, time.time())
 
+    def _follower(self, conn: Connection, now: float) -> Follow:
+        return follower(conn, self.rt, self.interpreter.run_now, self.owner, now)
+
     def _commit(self, task: TaskRecord, definition: Any, result: Any) -> list[TaskRecord]:
         """commit_step updates its arguments' attributes. PostgreSQL may run the
         transaction again (a deadlock; a group-commit batch rolled back and run job by
-        job): each attempt then gets its own shallow copies (``_for_attempt``). SQLite has
-        one writer and never does, so even those are skipped."""
+        job), and a followed step that fails is left out in another attempt: each
+        attempt gets its own shallow copies (``attempts.for_attempt``)."""
         step, effects_done = task.step, list(result.effects_done)
-        fresh = not self.rt.db.is_sqlite
 
-        def attempt() -> list[TaskRecord]:
-            with self.rt.db.write() as conn:
-                mine, outcome = _for_attempt(task, result) if fresh else (task, result)
-                return commit_step(
-                    conn, self.rt, mine, definition, outcome, self.owner, time.time()
-                )
+        def attempt(follows: bool) -> list[TaskRecord]:
+            def once() -> list[TaskRecord]:
+                with self.rt.db.write() as conn:
+                    mine, outcome = for_attempt(task, result)
+                    now = time.time()
+                    follow = self._follower(conn, now) if follows else None
+                    return commit_step(
+                        conn, self.rt, mine, definition, outcome, self.owner, now, follow=follow
+                    )
+
+            return once() if self.rt.db.is_sqlite else self.rt.db.retry(once)
 
         try:
-            return self.rt.db.retry(attempt) if fresh else attempt()
+            return followed_or_not(attempt, f"a step of task {task.id}")
         except Conflict as exc:
             exc.effects, exc.step = effects_done, step
             raise
-
-
-def _for_attempt(task: TaskRecord, result: StepResult) -> tuple[TaskRecord, StepResult]:
-    """Copies of what commit_step changes, so that a failed attempt leaves the step as it
-    was. It assigns attributes of the task, of the result and of the result's copies and
-    modifications, but changes no dict or list they hold (the task's new data is built
-    afresh from the result's: secretdata.split), so shallow copies suffice; a deep copy
-    cost some 8% of the GIL's time on PostgreSQL (50 µs against 4 per attempt). A test
-    (unit/engine/test_transitions.py) checks that the originals come out unchanged."""
-    mine = copy.copy(task)
-    outcome = copy.copy(result)
-    outcome.copies = [copy.copy(c) for c in result.copies]
-    outcome.modifications = [copy.copy(m) for m in result.modifications]
-    return mine, outcome
 
 
 WAKE_COALESCE_SECONDS = 0.002

@@ -72,15 +72,17 @@ class TaskRecord:
         record.__dict__ = values
         return record
 
-    def changed_columns(self) -> dict[str, Any]:
+    def changed_columns(self, data_text: str | None = None) -> dict[str, Any]:
         """columns(), less those the stored row already has (all of them if unknown)."""
-        values = self.columns()
+        values = self.columns(data_text)
         if self.stored is None:
             return values
         return {k: v for k, v in values.items() if self.stored.get(k, _MISSING) != v}
 
-    def columns(self) -> dict[str, Any]:
-        """The row of ``tasks`` (every column of store/tables.py; a test checks so)."""
+    def columns(self, data_text: str | None = None) -> dict[str, Any]:
+        """The row of ``tasks`` (every column of store/tables.py; a test checks so).
+        ``data_text``: ``dumps(self.data)`` when the caller has it already (a step's size
+        check encoded the same data), so it is not encoded again."""
         return {
             "id": self.id,
             "process_id": self.process_id,
@@ -90,7 +92,7 @@ class TaskRecord:
             "node_id": self.node_id,
             "state": self.state,
             "outcome": self.outcome,
-            "data": dumps(self.data),
+            "data": dumps(self.data) if data_text is None else data_text,
             "secrets": self.secrets,
             "parent_task_id": self.parent_task_id,
             "input_hash": self.input_hash,

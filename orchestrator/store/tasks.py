@@ -26,12 +26,13 @@ def _locks(conn: Connection, for_update: bool) -> bool:
     return for_update and conn.dialect.name == "postgresql"
 
 
-def insert_task(conn: Connection, task: TaskRecord) -> None:
+def insert_task(conn: Connection, task: TaskRecord, data_text: str | None = None) -> None:
+    """``data_text``: see TaskRecord.columns."""
     if task.ref is not None:
         # A callback for its ref may have come before the task (it waits as an orphan):
         # the first wait node looks for it (engine/deliveries.py).
         task.held_callbacks = 1
-    values = task.columns()
+    values = task.columns(data_text)
     sql.execute(conn, Q["insert_task"], values)
     task.stored = values
 
@@ -83,11 +84,14 @@ def active_ref_taken(conn: Connection, process_id: int, ref: str) -> bool:
     return sql.execute(conn, Q["active_ref_taken"], params).fetchone() is not None
 
 
-def save_task(conn: Connection, task: TaskRecord, expected_rev: int) -> bool:
+def save_task(
+    conn: Connection, task: TaskRecord, expected_rev: int, data_text: str | None = None
+) -> bool:
     """Write the task if nobody changed it since ``expected_rev``; bumps ``rev``. Only
-    changed columns are written: every index of a written column is rewritten too."""
+    changed columns are written: every index of a written column is rewritten too.
+    ``data_text``: see TaskRecord.columns."""
     task.rev = expected_rev + 1
-    changed = task.changed_columns()
+    changed = task.changed_columns(data_text)
     changed.pop("id", None)
     changed["rev"] = task.rev
     names = tuple(sorted(changed))

@@ -193,6 +193,9 @@ def _signed_post(
 def test_bad_or_missing_signature_is_403_and_changes_nothing(stack: Stack) -> None:
     task_id = stack.sms("+15551230000")["task_id"]  # no callbacks from the simulator
     sid = stack.wait(task_id, state="waiting")["data"]["sid"]
+    # Its "Getting callback" copy takes its start step after the send's commit: counted
+    # once it waits too (its transition event would otherwise land between the counts).
+    stack.wait(stack.child(task_id)["task_id"], state="waiting")
     url = stack.callback_url("getting-callback", "twilio")
     before = stack.counts()
     params = {"AccountSid": ACCOUNT, "MessageSid": sid, "MessageStatus": "delivered"}

@@ -37,18 +37,24 @@ NOT_COUNTED = {
 # Create (2: the task is stored at calling_api with its "created" and "transition"
 # events, its start node only saying "go"), claim (2), send with copy (9), the copy's
 # start (2, and 2 for held_callbacks below: a copy with a ref still takes its start step,
-# see interpreter.place_at_start); per status callback: receive (2-3), deliver (4: the
-# claim read the callback), the copy's step modifying the original (5: the original as
-# looked up, the modify callback stored as applied, one INSERT of both tasks' events) and
-# the original's step (2). Only the copy, which has a ref (its sid), looks for callbacks
-# that came early, once, on reaching its wait node (SELECT callbacks, and UPDATE tasks
-# clearing held_callbacks); the other wait entries and finishes know from
-# held_callbacks that none can be there. (Before the start shortcut of issue 14: 10
-# INSERT task_events and 13 UPDATE tasks, the original's start step.)
+# see interpreter.place_at_start); per status callback, one transaction: receive (2-3),
+# and the delivery (5: the claim read the callback), which runs the steps that follow
+# it (transitions.follower): the copy's, modifying the original (the original as looked
+# up, the modify callback stored as applied), and the original's, each task's row
+# written once with where its step leaves it, all the events in one INSERT. Only the
+# copy, which has a ref (its sid), looks for callbacks that came early, once, on
+# reaching its wait node (SELECT callbacks, and on PostgreSQL an UPDATE tasks clearing
+# held_callbacks after the save: SQLite, one writer, looks first and the save clears it,
+# see deliveries.none_held); the other wait entries and finishes know from
+# held_callbacks that none can be there.
+# (Before the start shortcut of issue 14: 10 INSERT task_events and 13 UPDATE tasks, the
+# original's start step; before the followed steps: 9 and 12, a released task written
+# once by its delivery and again by its step, each step's events in an INSERT of its
+# own.)
 EXPECTED = {
     "INSERT tasks": 2,
-    "INSERT task_events": 9,
-    "UPDATE tasks": 12,
+    "INSERT task_events": 5,
+    "UPDATE tasks": 8,
     "SELECT tasks": 7,
     "SELECT callbacks": 1,
     "INSERT callbacks": 4,
@@ -60,6 +66,8 @@ EXPECTED = {
     "INSERT effects": 1,
     "UPDATE effects": 1,
 }
+# SQLite: held_callbacks cleared by the copy's save, not by a statement of its own.
+ON_SQLITE = {**EXPECTED, "UPDATE tasks": EXPECTED["UPDATE tasks"] - 1}
 
 
 @pytest.fixture
@@ -113,7 +121,10 @@ def _counted_round_trip(stack: Stack, counted: list[str], to: str) -> dict[str, 
     return dict(kinds)
 
 
-def test_one_round_trip_costs_these_statements(stack: Stack, counted: list[str]) -> None:
+def test_one_round_trip_costs_these_statements(
+    stack: Stack, counted: list[str], db_url: str
+) -> None:
+    expected = ON_SQLITE if db_url.startswith("sqlite") else EXPECTED
     warm = stack.sms("+15551230001", "warm-up")["task_id"]  # caches, first deploys
     deadline = time.time() + 30
     while not _both_done(stack, warm):
@@ -125,6 +136,6 @@ def test_one_round_trip_costs_these_statements(stack: Stack, counted: list[str])
     # one of which must cost exactly these.
     for attempt in range(3):
         kinds = _counted_round_trip(stack, counted, f"+1555123001{attempt}")
-        if kinds == EXPECTED:
+        if kinds == expected:
             return
-    assert kinds == EXPECTED
+    assert kinds == expected

@@ -11,12 +11,12 @@ import pytest
 from deployed import Deployed, deploy, history, load_task, put_task, runtime
 
 from orchestrator.engine import logics
+from orchestrator.engine.attempts import for_attempt
 from orchestrator.engine.deliveries import deliver
 from orchestrator.engine.plugins import CallbackForm, Plugin
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.steps import Conflict, NewTask, StepResult
 from orchestrator.engine.transitions import commit_step
-from orchestrator.engine.worker import _for_attempt
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import tasks as task_store
 from orchestrator.store.records import CallbackRecord, Event, TaskRecord
@@ -221,7 +221,7 @@ def test_an_attempt_rolled_back_leaves_the_step_as_it_was(
     world: tuple[Runtime, Deployed],
 ) -> None:
     """A commit may run again (PostgreSQL: a deadlock, a group-commit batch run again job
-    by job). The worker gives each attempt shallow copies (worker._for_attempt): that is
+    by job). The worker gives each attempt shallow copies (attempts.for_attempt): that is
     enough only while commit_step changes attributes, never the dicts and lists its task
     and result hold, even where it merges a callback into the task's data."""
     rt, where = world
@@ -238,13 +238,13 @@ def test_an_attempt_rolled_back_leaves_the_step_as_it_was(
     task_before, result_before = copy.deepcopy(task), copy.deepcopy(result)
 
     with pytest.raises(RuntimeError), rt.db.write() as conn:
-        mine, outcome = _for_attempt(task, result)
+        mine, outcome = for_attempt(task, result)
         commit_step(conn, rt, mine, where.definition, outcome, OWNER, time.time())
         raise RuntimeError("rolled back, to run again")
     assert (task, task.stored) == (task_before, task_before.stored)
     assert result == result_before
 
-    [released, _child] = commit(rt, where, *_for_attempt(task, result))
+    [released, _child] = commit(rt, where, *for_attempt(task, result))
     assert (task, result) == (task_before, result_before)
     saved = load_task(rt, task.id)
     assert released.id == task.id and saved.entry == "resume"
