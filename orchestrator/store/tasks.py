@@ -16,7 +16,6 @@ from orchestrator.store.savepoint import all_or_nothing
 Q = sql.QUERIES
 # Statements whose shape depends on their arguments, filled once per shape.
 _SAVES: dict[tuple[str, ...], sql.Query] = {}
-_LEASES: dict[tuple[str, int], sql.Query] = {}
 _EVENT_INSERTS: dict[int, sql.Query] = {}
 # Up to this many events go in one multi-row insert (a step writes a handful at most).
 _MULTI_ROW_MAX = 16
@@ -151,7 +150,13 @@ def claim_runnable(
     conn: Connection, owner: str, limit: int, now: float, lease: float
 ) -> list[TaskRecord]:
     """Lease runnable tasks to ``owner``; expired leases of dead workers are taken over."""
-    return _claim(conn, "runnable_ids", "lease_runnable", owner, limit, now, now + lease)
+    claimed = _claim(conn, "claim_runnable", owner, limit, now, now + lease)
+    claimed.sort(key=_by_age)  # RETURNING keeps no order: the longest waiting first
+    return claimed
+
+
+def _by_age(task: TaskRecord) -> float:
+    return task.updated_at
 
 
 def claimable(conn: Connection, now: float) -> tuple[bool, bool]:
@@ -166,28 +171,17 @@ def claim_due_timers(
     conn: Connection, owner: str, limit: int, now: float, lease: float
 ) -> list[TaskRecord]:
     """Lease waiting tasks whose time limit has passed, marked to take the timeout exit."""
-    return _claim(conn, "due_ids", "lease_due", owner, limit, now, now + lease)
+    return _claim(conn, "claim_due", owner, limit, now, now + lease)
 
 
 def _claim(
-    conn: Connection,
-    select_ids: str,
-    lease: str,
-    owner: str,
-    limit: int,
-    now: float,
-    until: float,
+    conn: Connection, name: str, owner: str, limit: int, now: float, until: float
 ) -> list[TaskRecord]:
-    cursor = sql.execute(conn, Q[select_ids], {"now": now, "limit": limit}, lock=True)
-    ids = sql.column(cursor)
-    if not ids:
-        return []
-    stmt = _LEASES.get((lease, len(ids)))
-    if stmt is None:
-        stmt = _LEASES[(lease, len(ids))] = Q[lease].fill(ids=sql.marks("i", len(ids)))
-    params = sql.numbered("i", ids)
-    params.update(lease_owner=owner, lease_until=until)
-    return [TaskRecord.from_mapping(m) for m in sql.mappings(sql.execute(conn, stmt, params))]
+    # One statement picks and leases (a constant text: one prepared statement, where
+    # a list of the picked ids made a new shape for each count).
+    params = {"now": now, "limit": limit, "lease_owner": owner, "lease_until": until}
+    cursor = sql.execute(conn, Q[name], params, lock=True)
+    return [TaskRecord.from_mapping(m) for m in sql.mappings(cursor)]
 
 
 def release_leases(conn: Connection, owner: str, task_ids: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ a plugin keeps its own file (``orchestrator/twilio/queries.sql``) and loads it w
 ``load``. Files are read once, through ``importlib.resources`` (so from a wheel too).
 
 Written with ``:name`` parameters (SQLite's style); the PostgreSQL text (psycopg's
-``%(name)s``) is made once, when the file is loaded. At load time, also:
+positional ``%s``) is made once, when the file is loaded. At load time, also:
 
 - ``{tasks.columns}`` becomes the table's column list from ``store/tables.py`` (the one
   list besides migrations), ``{tasks.columns t}`` the same prefixed ``t.``, and

@@ -41,25 +41,23 @@ SELECT
   (SELECT id FROM tasks WHERE state = 'active' AND (lease_until IS NULL OR lease_until < :now)
    ORDER BY updated_at LIMIT 1)
 
--- runnable_ids --
+-- claim_runnable --
+-- Runnable tasks leased in one statement (expired leases of dead workers taken over).
 -- Several workers share PostgreSQL: each skips rows another one is claiming.
-SELECT id FROM tasks WHERE state = 'active' AND (lease_until IS NULL OR lease_until < :now)
-ORDER BY updated_at LIMIT :limit {FOR UPDATE SKIP LOCKED}
-
--- due_ids --
-SELECT id FROM tasks WHERE state = 'waiting' AND wake_at <= :now
-ORDER BY wake_at LIMIT :limit {FOR UPDATE SKIP LOCKED}
-
--- lease_runnable --
--- {ids}: the claimed ids' parameters.
 UPDATE tasks SET lease_owner = :lease_owner, lease_until = :lease_until, rev = rev + 1
-WHERE id IN ({ids}) RETURNING {tasks.columns}
+WHERE id IN (
+  SELECT id FROM tasks WHERE state = 'active' AND (lease_until IS NULL OR lease_until < :now)
+  ORDER BY updated_at LIMIT :limit {FOR UPDATE SKIP LOCKED}
+) RETURNING {tasks.columns}
 
--- lease_due --
--- A due timer's task takes its node's timeout exit.
+-- claim_due --
+-- Waiting tasks whose time limit has passed, leased and marked to take the timeout exit.
 UPDATE tasks SET lease_owner = :lease_owner, lease_until = :lease_until, state = 'active',
   entry = 'timeout', wake_at = NULL, rev = rev + 1
-WHERE id IN ({ids}) RETURNING {tasks.columns}
+WHERE id IN (
+  SELECT id FROM tasks WHERE state = 'waiting' AND wake_at <= :now
+  ORDER BY wake_at LIMIT :limit {FOR UPDATE SKIP LOCKED}
+) RETURNING {tasks.columns}
 
 -- release_all_leases --
 UPDATE tasks SET lease_owner = NULL, lease_until = NULL
