@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from orchestrator.engine.steps import Conflict, StepResult
+from orchestrator.engine.steps import Conflict, Recheck, StepResult
 from orchestrator.store.records import TaskRecord
 
 log = logging.getLogger("orchestrator.engine")
@@ -20,7 +20,8 @@ T = TypeVar("T")
 
 def followed_or_not(attempt: Callable[[bool], T], what: str) -> T:
     """``attempt(True)`` (with followed steps), else once more without them when that
-    failed for another reason than a conflict: a followed step's failure (a bug) is
+    failed (a conflict raises again there if it was the attempt's own): a followed step's
+    failure (a bug, a task it met changed) is
     then the released task's own, met when the worker runs it, and is not charged to
     the step or delivery that released it. (The failed attempt left nothing: its
     ``write()`` block was rolled back, or poisoned its batch, whose jobs run again.) A
@@ -28,7 +29,15 @@ def followed_or_not(attempt: Callable[[bool], T], what: str) -> T:
     batch that meets one starts over job by job (store/group_commit.py)."""
     try:
         return attempt(True)
-    except (Conflict, SQLAlchemyError):
+    except Recheck:
+        raise
+    except Conflict:
+        # Possibly a followed step's (a task it wrote, met again stale): without them
+        # the attempt is as before followed steps existed, and a real conflict (a
+        # lease lost) raises again.
+        log.warning("committing %s with the steps that follow conflicted; without them", what)
+        return attempt(False)
+    except SQLAlchemyError:
         raise
     except Exception as exc:
         if type(exc).__module__.split(".")[0] in DRIVERS:

@@ -148,6 +148,7 @@ def commit_step(
             runnable.append(child)
         else:
             entered.append((child, listen))
+    fresh = True
     for mod in result.modifications:
         # Not stored yet (id 0): the delivery stores it with the status it gets there
         # (applied, pending, ...), in one INSERT. Its events are written with the
@@ -163,10 +164,13 @@ def commit_step(
             task_id=mod.task_id,
             source_ip=f"task:{task.id}",
         )
-        known = targets.get(mod.task_id)
+        # Once a delivery ran with followed steps, those may have written a task looked
+        # up above (a released task's own modify_task): the others are read again.
+        known = targets.get(mod.task_id) if fresh else None
         runnable.extend(
             deliver(conn, rt, cb, owner, now, task=known, sink=histories, follow=follow)
         )
+        fresh = follow is None
 
     # An answer (api_call, a callback merged earlier) may bring secret-named values:
     # they are kept encrypted with the task, never in its data.

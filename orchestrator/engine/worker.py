@@ -202,7 +202,12 @@ class Worker:
             # transaction. Work that appears after it wakes the engine (or the next poll).
             due, runnable = task_store.claimable(conn, time.time())
         for cb in new:
-            out += self.rt.db.retry(functools.partial(self._deliver, cb))
+            try:
+                out += self.rt.db.retry(functools.partial(self._deliver, cb))
+            except Conflict:
+                # Its task changed under it: the callback stays new for the next poll,
+                # and the others (and the claims below) go on.
+                log.warning("callback %s met a changed task; delivered later", cb.id)
         if len(out) < limit and (due or runnable):
             now = time.time()
             lease = self.rt.settings.lease_seconds
