@@ -22,6 +22,7 @@ from sqlalchemy import Connection
 
 from orchestrator import secretdata
 from orchestrator.engine.attempts import followed_or_not, for_attempt
+from orchestrator.engine.definition import ProcessDefinition
 from orchestrator.engine.deliveries import Follow, Histories, deliver
 from orchestrator.engine.interpreter import Interpreter
 from orchestrator.engine.lock import SqliteEngineLock
@@ -365,7 +366,18 @@ class Worker:
                 effect_store.finish(conn, task_id, step, index, sealed, time.time())
 
     def _follower(self, conn: Connection, now: float) -> Follow:
-        return follower(conn, self.rt, self.interpreter.run_now, self.owner, now)
+        def run_now(
+            task: TaskRecord, process_id: int, definition: ProcessDefinition
+        ) -> StepResult | None:
+            # A followed step is a step: counted and timed as the worker's own are.
+            started = time.perf_counter()
+            result = self.interpreter.run_now(task, process_id, definition)
+            if result is not None:
+                self.steps += 1
+                self._step_seconds.observe(time.perf_counter() - started)
+            return result
+
+        return follower(conn, self.rt, run_now, self.owner, now)
 
     def _commit(self, task: TaskRecord, definition: Any, result: Any) -> list[TaskRecord]:
         """commit_step updates its arguments' attributes. PostgreSQL may run the
