@@ -8,9 +8,13 @@ from typing import Any
 
 from orchestrator.store.tables import tasks
 
+# One encoder for every call: json.dumps with these options builds a new one each time
+# (some ten per round trip).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _ENCODER.encode(value)
 
 
 def loads(text: str | None) -> Any:

@@ -10,13 +10,18 @@ though the error it guards against (a duplicate ref, say) is rare.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 from collections.abc import Iterator
 
 from sqlalchemy import Connection
 
+from orchestrator.store import sqlcount
+
 # This thread's open optimistic batch: (its connection, its state).
 _local = threading.local()
+# SQLite savepoint names (unique within the process).
+_names = itertools.count()
 
 
 class Optimistic:
@@ -58,5 +63,22 @@ def all_or_nothing(conn: Connection) -> Iterator[None]:
             batch.poisoned = True
             raise
         return
-    with conn.begin_nested():
+    # Raw driver calls, as Database._savepoint: SQLAlchemy's nested transaction cost
+    # several times more (on SQLite some 4% of a round trip's CPU), and nothing here needs
+    # its bookkeeping. Released at once (SQLite: left open, it made later writes dearer).
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    name = f"a{next(_names)}"
+    sqlcount.count("txn savepoint")
+    sqlcount.statement("SAVEPOINT")
+    raw.execute(f"SAVEPOINT {name}")
+    try:
         yield
+    except BaseException:
+        # (SQLite ends the transaction by itself after some errors; PostgreSQL never.)
+        if getattr(raw, "in_transaction", True):
+            raw.execute(f"ROLLBACK TO {name}")
+            raw.execute(f"RELEASE {name}")
+        raise
+    sqlcount.statement("RELEASE")
+    raw.execute(f"RELEASE {name}")

@@ -215,3 +215,33 @@ def test_under_load_batches_are_spaced_and_light_load_commits_at_once(db: Databa
     assert started["later1"] - started["busy0"] >= 0.29
     assert group.batches == 4
     assert len(names(db)) == 4 + BUSY_JOBS
+
+
+def test_all_or_nothing_in_a_batch_undoes_only_its_block(db: Database) -> None:
+    """all_or_nothing (a raw savepoint on SQLite, store/savepoint.py) inside a batch's
+    write: a block that raises leaves nothing behind, what its job wrote before and after
+    it stays, and the other jobs of the batch commit."""
+    from orchestrator.store.savepoint import all_or_nothing
+
+    group = GroupCommit(db)
+
+    def job() -> str:
+        with db.write() as conn:
+            conn.execute(text("INSERT INTO item (name) VALUES ('before')"))
+            with pytest.raises(Exception, match="UNIQUE"):
+                with all_or_nothing(conn):
+                    conn.execute(text("INSERT INTO item (name) VALUES ('inside')"))
+                    conn.execute(text("INSERT INTO item (name) VALUES ('before')"))
+            with all_or_nothing(conn):
+                conn.execute(text("INSERT INTO item (name) VALUES ('kept')"))
+            conn.execute(text("INSERT INTO item (name) VALUES ('after')"))
+        return "done"
+
+    async def main() -> list[str]:
+        return await asyncio.gather(
+            group.run(insert, db, "first"), group.run(job), group.run(insert, db, "last")
+        )
+
+    assert asyncio.run(main()) == ["first", "done", "last"]
+    assert group.batches == 1
+    assert names(db) == ["first", "before", "kept", "after", "last"]
