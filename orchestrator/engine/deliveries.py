@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from orchestrator import secretdata
+from orchestrator.engine.early import task_for_ref
 from orchestrator.engine.runtime import Runtime
 from orchestrator.engine.steps import Conflict
 from orchestrator.logs import task_fields
@@ -195,7 +196,7 @@ def _addressee(conn: Connection, cb: CallbackRecord) -> TaskRecord | None:
         task = task_store.get_task(conn, cb.task_id, for_update=True)
         return task if task is not None and task.process_id == cb.process_id else None
     if cb.ref:
-        return task_store.find_by_ref(conn, cb.process_id, cb.ref, for_update=True)
+        return task_for_ref(conn, cb.process_id, cb.ref)
     return None
 
 

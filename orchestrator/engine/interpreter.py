@@ -64,7 +64,7 @@ def direct_start(definition: ProcessDefinition, *, waits: bool = False) -> Node 
 
 
 def place_at_start(
-    task: TaskRecord, definition: ProcessDefinition, *, waits: bool = False
+    task: TaskRecord, definition: ProcessDefinition, *, waits: bool = False, looks: bool = False
 ) -> tuple[list[Event], tuple[str, str] | None]:
     """Put a new task (at its start node, not stored yet) where its first step would
     take it when that step decides nothing (``direct_start``), with the fields that step
@@ -73,18 +73,21 @@ def place_at_start(
     wait node (``waits``, for a task without ref or secrets) computes its deadline as
     the step would; the caller still looks for held callbacks once the task is stored,
     as a step's commit does (none can be held). Anything the step would fail on leaves
-    the task at its start node: its step fails there as before."""
+    the task at its start node: its step fails there as before. ``looks``: a task with a
+    ref may be placed in a wait node too, its caller looking for callbacks that came
+    before it as engine/early.py says (before inserting it, with the ref's lock)."""
     target = direct_start(definition, waits=waits) if task.node_id == definition.start else None
     if target is None:
         return [], None
     wake_at: float | None = None
     listen: tuple[str, str] | None = None
     if target.kind == "wait":
-        # Only a task without a ref: a callback for a ref may come while the task is
-        # not committed yet, find no task and be kept as an orphan unseen by a look in
-        # this same transaction (its own step looks later, once the task is visible).
-        # Without a ref nothing can be held for it: nobody knows its id yet.
-        if task.ref is not None or task.secrets is not None:
+        # A task with a ref only when its caller ``looks``: a callback for a ref may
+        # come while the task is not committed yet, find no task and be kept as an
+        # orphan unseen by a plain look in this same transaction (engine/early.py: the
+        # look under the ref's lock; else its own step looks later, once the task is
+        # visible). Without a ref nothing can be held for it: nobody knows its id yet.
+        if (task.ref is not None and not looks) or task.secrets is not None:
             return [], None
         ctx = template_context(task, task.data, {}, task.process_id)
         try:

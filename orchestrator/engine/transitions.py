@@ -25,6 +25,7 @@ from orchestrator.engine.deliveries import (
     none_held,
     settle_late,
 )
+from orchestrator.engine.early import look_before_insert
 from orchestrator.engine.interpreter import place_at_start
 from orchestrator.engine.runtime import Runtime, new_task_id
 from orchestrator.engine.steps import (
@@ -140,8 +141,13 @@ def commit_step(
         # A start node that only says "go to X": the child is stored at X as its first
         # step would leave it (one claim and one commit fewer per child).
         _pid, _v, child_definition = rt.definition(copy.version_id, conn)
-        moved, listen = place_at_start(child, child_definition, waits=True)
-        task_store.insert_task(conn, child, copy.data_text)
+        moved, listen = place_at_start(child, child_definition, waits=True, looks=True)
+        looked = child.state == "waiting" and child.ref is not None
+        if looked:
+            # Callbacks that came before the child (a Twilio status for its sid): looked
+            # for here, holding its ref's lock, and applied once it is stored.
+            look_before_insert(conn, child)
+        task_store.insert_task(conn, child, copy.data_text, looked=looked)
         # Written with the step's own events, in one statement.
         histories.append((child.id, [created, *moved]))
         if child.state == "active":

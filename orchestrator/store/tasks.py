@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,9 +26,12 @@ def _locks(conn: Connection, for_update: bool) -> bool:
     return for_update and conn.dialect.name == "postgresql"
 
 
-def insert_task(conn: Connection, task: TaskRecord, data_text: str | None = None) -> None:
-    """``data_text``: see TaskRecord.columns."""
-    if task.ref is not None:
+def insert_task(
+    conn: Connection, task: TaskRecord, data_text: str | None = None, *, looked: bool = False
+) -> None:
+    """``data_text``: see TaskRecord.columns. ``looked``: the caller has looked for
+    callbacks held for the task's ref and set ``held_callbacks`` (engine/early.py)."""
+    if task.ref is not None and not looked:
         # A callback for its ref may have come before the task (it waits as an orphan):
         # the first wait node looks for it (engine/deliveries.py).
         task.held_callbacks = 1
@@ -117,6 +121,15 @@ def hold_callbacks(conn: Connection, task: TaskRecord) -> None:
     if not task.held_callbacks:
         sql.execute(conn, Q["hold_callbacks"], {"task_id": task.id})
         _set_held(task, 1)
+
+
+def lock_ref(conn: Connection, process_id: int, ref: str) -> None:
+    """PostgreSQL: wait for, then hold until this transaction ends, the lock of this ref
+    of the process (engine/early.py). SQLite's writers are serialized already."""
+    if conn.dialect.name == "postgresql":
+        digest = hashlib.blake2b(ref.encode(), digest_size=4).digest()
+        params = {"process_id": process_id, "ref_key": int.from_bytes(digest, signed=True)}
+        sql.execute(conn, Q["lock_ref"], params).fetchall()
 
 
 def callbacks_settled(conn: Connection, task: TaskRecord) -> None:

@@ -30,6 +30,12 @@ UPDATE tasks SET {sets} WHERE id = :w_id AND rev = :w_rev RETURNING held_callbac
 -- change of the task (rev stays): a step running meanwhile commits, and reads it back.
 UPDATE tasks SET held_callbacks = 1 WHERE id = :task_id
 
+-- lock_ref --
+-- Serializes, until the transaction ends, a task with this ref being created at its
+-- wait node (which then looks for callbacks held for the ref) and a delivery that found
+-- no task for the ref (which looks again once it has the lock): engine/early.py.
+SELECT pg_advisory_xact_lock(:process_id, :ref_key)
+
 -- callbacks_settled --
 -- None is held any more (the caller has the row locked, and looked).
 UPDATE tasks SET held_callbacks = 0 WHERE id = :task_id

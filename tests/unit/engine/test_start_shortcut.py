@@ -116,8 +116,8 @@ def test_an_incoming_message_into_a_wait_node_takes_its_start_step(rt: Runtime) 
 
 def test_a_twilio_follower_starts_past_a_go_only_start(rt: Runtime) -> None:
     """``follow:`` tasks are copies of the sending step (TwilioActions.follow_task): its
-    commit places them as it places any copy; with their ref (the sid) never in a wait
-    node."""
+    commit places them as it places any copy; with their ref (the sid) in a wait node
+    too, having looked for its callbacks (engine/early.py)."""
     deployed = deploy(
         rt,
         process("sender", WORK),
@@ -150,5 +150,6 @@ def test_a_twilio_follower_starts_past_a_go_only_start(rt: Runtime) -> None:
         ("created", None, "start"),
         ("transition", "start", "first"),
     ]
-    assert (waiter.node_id, waiter.state, waiter.step) == ("start", "active", 0)
-    assert moves(rt, waiter.id) == [("created", None, "start")]
+    assert (waiter.node_id, waiter.state, waiter.step) == ("first", "waiting", 1)
+    assert waiter.held_callbacks == 0
+    assert moves(rt, waiter.id) == [("created", None, "start"), ("transition", "start", "first")]

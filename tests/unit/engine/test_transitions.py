@@ -378,9 +378,9 @@ def test_a_copy_skips_a_start_node_that_only_goes(world: tuple[Runtime, Deployed
 
 
 def test_a_copy_enters_a_wait_target_as_its_step_would(world: tuple[Runtime, Deployed]) -> None:
-    """Its time limit is rendered from its data. One with a ref is left at its start
-    node: a callback for the ref may come before the copy is committed, be kept as an
-    orphan, and only the copy's own later step (a transaction that sees it) finds it."""
+    """Its time limit is rendered from its data. One with a ref too: it looked for
+    callbacks that came before it (none), and is stored with nothing held (engine/early.py,
+    tests/unit/engine/test_early_callbacks.py)."""
     rt, where = world
     statuses = deploy(rt, STATUSES)["statuses"]
     task = put_task(rt, where, "work")
@@ -391,10 +391,15 @@ def test_a_copy_enters_a_wait_target_as_its_step_would(world: tuple[Runtime, Dep
     runnable = commit(rt, where, task, result)
     with rt.db.read() as conn:
         children = {c.ref: c for c in task_store.children(conn, task.id)}
-    waiting, started = children[None], children["SM1"]
-    assert [t.id for t in runnable] == [started.id]
-    assert (started.node_id, started.state, started.step) == ("start", "active", 0)
-    assert kinds(rt, started.id) == ["created"]
+    waiting, refd_waiting = children[None], children["SM1"]
+    assert runnable == []
+    assert (refd_waiting.node_id, refd_waiting.state, refd_waiting.step) == (
+        "waiting",
+        "waiting",
+        1,
+    )
+    assert refd_waiting.held_callbacks == 0
+    assert refd_waiting.wake_at is not None and now + 4 < refd_waiting.wake_at < now + 65
     assert (waiting.state, waiting.lease_owner, waiting.step, waiting.hops) == (
         "waiting",
         None,
