@@ -36,9 +36,18 @@ waiting for the lock.
   goes with it, D finds no task and keeps the orphan; C's step runs again (its Twilio
   send kept by its effect record), its copy is created again, and its look finds it.
 - SIGKILL after C's commit: nothing is left to do, the look was part of C.
-- Deadlock: D holds no lock before it takes the ref's (it found nothing to lock); C
-  takes it before touching any callback. PostgreSQL would break one anyway, and the
-  transaction is retried (db.retry).
+- Deadlock: a D in a transaction of its own holds no lock before it takes the ref's
+  (it found nothing to lock); C takes it before touching any callback. In a group
+  commit batch (a claim's deliveries, other jobs) row and ref locks may already be
+  held: a wait past the batch's lock_timeout (100 ms, advisory locks included) rolls
+  the batch back and its jobs run again (store/group_commit.py); PostgreSQL breaks any
+  other cycle, and the transaction is retried (db.retry).
+- A ref used again (a process copying twice with one ref, the first copy finished): D
+  finding only the finished task takes the lock and looks again too, or the callback
+  would be recorded as late on the old task while the new one is committing.
+- Rolling upgrades: an engine older than this look keeps orphans without the lock, so
+  every engine must run this code before copies are placed at creation (see
+  docs/production.md, "Shutdown and upgrades").
 
 SQLite has one writer: C's look, in C, cannot be overtaken by a D; no lock, no second
 look. The task is stored with ``held_callbacks`` as its look found it (set only when a
@@ -66,11 +75,11 @@ def look_before_insert(conn: Connection, task: TaskRecord) -> None:
 
 
 def task_for_ref(conn: Connection, process_id: int, ref: str) -> TaskRecord | None:
-    """The task with this ref (task_store.find_by_ref), locked; when there is none, on
-    PostgreSQL, looked for again holding the ref's lock: a task being created with it
-    may be committing (see above)."""
+    """The task with this ref (task_store.find_by_ref), locked; when there is none or
+    only a finished one, on PostgreSQL, looked for again holding the ref's lock: a task
+    being created with it may be committing (see above)."""
     task = task_store.find_by_ref(conn, process_id, ref, for_update=True)
-    if task is None and conn.dialect.name == "postgresql":
+    if (task is None or task.state == "done") and conn.dialect.name == "postgresql":
         task_store.lock_ref(conn, process_id, ref)
         task = task_store.find_by_ref(conn, process_id, ref, for_update=True)
     return task

@@ -183,8 +183,9 @@ def _in_thread(work: Any) -> tuple[threading.Thread, list[Any]]:
     return thread, out
 
 
+@pytest.mark.parametrize("earlier", [False, True], ids=["first", "ref-used-again"])
 def test_a_callback_delivered_while_the_copy_commits_waits_for_it(
-    pg_url: str,
+    pg_url: str, earlier: bool
 ) -> None:
     """PostgreSQL: C (the creating step) has looked and not committed; the callback is
     received (R, committed) and delivered (D). D finds no task: without the ref's lock it
@@ -194,6 +195,10 @@ def test_a_callback_delivered_while_the_copy_commits_waits_for_it(
     try:
         deployed = deploy(rt, SENDER, STATUSES)
         sender, statuses = deployed["sender"], deployed["statuses"]
+        if earlier:
+            # A finished task of the same ref: D finds it first, and must look again
+            # under the lock rather than record the callback as late on it.
+            put_task(rt, statuses, "done", state="done", outcome="success", ref=SID)
         task = put_task(rt, sender, "send")
         copy = NewTask(statuses.process_id, statuses.version_id, "start", SID, {}, task.id)
         result = StepResult(data={}, to="done", copies=[copy])
