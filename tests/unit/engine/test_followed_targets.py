@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from deployed import Deployed, deploy, load_task, put_task, runtime
+from test_followed_steps import _callback
 
 from orchestrator.engine import api_call, logics, transitions
 from orchestrator.engine.interpreter import Interpreter
@@ -81,19 +82,7 @@ def test_a_delivery_whose_followed_steps_write_a_later_target(
 ) -> None:
     rt, where = world
     x, y, z = _three(rt, where, "waiting")
-    now = time.time()
-    with rt.db.write() as conn:
-        cb_id = inbox.insert_callback(
-            conn,
-            process_id=where.process_id,
-            node_id="*",
-            form="json",
-            payload={"go": 1},
-            received_at=now,
-            task_id=x.id,
-        )
-    assert cb_id is not None
-    cb = CallbackRecord(cb_id, where.process_id, "*", "json", {"go": 1}, now, "new", task_id=x.id)
+    cb = _callback(rt, where, x, {"go": 1})
     Worker(rt)._deliver(cb)
     # X's step ran in the delivery (not the fallback without followed steps): X is done.
     assert [load_task(rt, t.id).state for t in (x, y, z)] == ["done", "done", "done"]
@@ -114,24 +103,6 @@ def test_a_step_whose_followed_steps_write_a_later_target(
     assert "conflicted" not in caplog.text
 
 
-def _callback_for(rt: Runtime, where: Deployed, task: TaskRecord) -> CallbackRecord:
-    now = time.time()
-    with rt.db.write() as conn:
-        cb_id = inbox.insert_callback(
-            conn,
-            process_id=where.process_id,
-            node_id="*",
-            form="json",
-            payload={"go": 1},
-            received_at=now,
-            task_id=task.id,
-        )
-    assert cb_id is not None
-    return CallbackRecord(
-        cb_id, where.process_id, "*", "json", {"go": 1}, now, "new", task_id=task.id
-    )
-
-
 def test_a_conflict_in_a_followed_step_delivers_without_it(
     world: tuple[Runtime, Deployed], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -139,7 +110,7 @@ def test_a_conflict_in_a_followed_step_delivers_without_it(
     before followed steps: the released task written, its step left to the worker."""
     rt, where = world
     z = put_task(rt, where, "z", state="waiting")
-    cb = _callback_for(rt, where, z)
+    cb = _callback(rt, where, z, {"go": 1})
 
     def changed(*_args: Any) -> None:
         raise Conflict("another-task")
@@ -160,8 +131,8 @@ def test_a_callback_whose_delivery_conflicts_does_not_hold_up_the_others(
 ) -> None:
     rt, where = world
     first, second = (put_task(rt, where, "z", state="waiting") for _ in range(2))
-    stuck = _callback_for(rt, where, first)
-    _callback_for(rt, where, second)
+    stuck = _callback(rt, where, first, {"go": 1})
+    _callback(rt, where, second, {"go": 1})
     worker = Worker(rt)
     deliver = worker._deliver
 
