@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, text
+from test_group_commit_pg import insert
 
 from orchestrator.store import group_commit
 from orchestrator.store.db import Database
@@ -61,12 +62,6 @@ def transactions() -> Iterator[Transactions]:
 def names(db: Database) -> list[str]:
     with db.read() as conn:
         return sorted(r[0] for r in conn.execute(text("SELECT name FROM item")))
-
-
-def insert(db: Database, name: str) -> str:
-    with db.write() as conn:
-        conn.execute(text("INSERT INTO item (name) VALUES (:n)"), {"n": name})
-    return name
 
 
 def failing(db: Database, name: str) -> str:
@@ -123,11 +118,8 @@ def test_one_poisoned_job_runs_alone_and_the_others_commit_in_one_batch(
     assert runs == twice | {f"n{i}": 1 for i in range(6, 10)}
 
 
-def test_a_flood_of_failing_jobs_still_commits_the_others_in_batches(
-    db: Database, group: GroupCommit, transactions: Transactions
-) -> None:
-    """Every other job fails: the good ones still share one COMMIT, and each job runs
-    about once in batches that were rolled back (not once per failure before it)."""
+def _flood(db: Database, group: GroupCommit) -> tuple[list[object], dict[str, int]]:
+    """40 jobs, every other one failing: their results, and how often each ran."""
     runs: dict[str, int] = {}
 
     def counted(name: str) -> str:
@@ -139,6 +131,15 @@ def test_a_flood_of_failing_jobs_still_commits_the_others_in_batches(
         return await asyncio.gather(*jobs, return_exceptions=True)
 
     results = asyncio.run(main())
+    return results, runs
+
+
+def test_a_flood_of_failing_jobs_still_commits_the_others_in_batches(
+    db: Database, group: GroupCommit, transactions: Transactions
+) -> None:
+    """Every other job fails: the good ones still share one COMMIT, and each job runs
+    about once in batches that were rolled back (not once per failure before it)."""
+    results, runs = _flood(db, group)
     commits = transactions.commits
     good = [f"ok{i}" for i in range(0, 40, 2)]
     assert [r for r in results if isinstance(r, str)] == good
@@ -161,17 +162,7 @@ def test_the_work_rolled_back_is_bounded(
     """Once REBATCH_RUNS job runs per job of the batch were rolled back, the jobs left
     run one by one (here: a bound of one run per job, met by the flood)."""
     monkeypatch.setattr(group_commit, "REBATCH_RUNS", 1)
-    runs: dict[str, int] = {}
-
-    def counted(name: str) -> str:
-        runs[name] = runs.get(name, 0) + 1
-        return insert(db, name) if name.startswith("ok") else failing(db, name)
-
-    async def main() -> list[object]:
-        jobs = [group.run(counted, f"ok{i}" if i % 2 == 0 else f"bad{i}") for i in range(40)]
-        return await asyncio.gather(*jobs, return_exceptions=True)
-
-    results = asyncio.run(main())
+    results, runs = _flood(db, group)
     good = [f"ok{i}" for i in range(0, 40, 2)]
     assert [r for r in results if isinstance(r, str)] == good
     assert names(db) == sorted(good)
