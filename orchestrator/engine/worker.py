@@ -28,6 +28,7 @@ from orchestrator.engine.interpreter import Interpreter
 from orchestrator.engine.lock import SqliteEngineLock
 from orchestrator.engine.orphans import OrphanSweeper
 from orchestrator.engine.runtime import Runtime
+from orchestrator.engine.step_failures import record_step_failure
 from orchestrator.engine.steps import Conflict, Recheck, StepDeferred, StepResult
 from orchestrator.engine.transitions import commit_step, follower
 from orchestrator.logs import task_fields
@@ -35,7 +36,7 @@ from orchestrator.store import callbacks as inbox
 from orchestrator.store import effects as effect_store
 from orchestrator.store import tasks as task_store
 from orchestrator.store.notify import Listener
-from orchestrator.store.records import CallbackRecord, Event, TaskRecord
+from orchestrator.store.records import CallbackRecord, TaskRecord
 from orchestrator.store.retention import purge_batch
 
 log = logging.getLogger("orchestrator.engine")
@@ -325,33 +326,11 @@ class Worker:
                 "step of task %s failed", task.id, extra=task_fields(task.id, node=task.node_id)
             )
             try:
-                await self._db(self._step_failed, task.id, type(exc).__name__)
+                await self._db(
+                    record_step_failure, self.rt, self.owner, task.id, type(exc).__name__
+                )
             except Exception:
                 log.exception("recording the failure of task %s failed", task.id)
-
-    def _step_failed(self, task_id: str, error: str) -> None:
-        """Count the failure in the task's history; retry after a growing delay, or after
-        MAX_STEP_FAILURES in a row, move the task to its escalation node (STEP_FAILED)."""
-        now = time.time()
-        with self.rt.db.write() as conn:
-            task = task_store.get_task(conn, task_id, for_update=True)
-            if task is None or task.lease_owner != self.owner or task.state != "active":
-                return  # the lease went elsewhere meanwhile: that worker owns it now
-            attempt = task.failures + 1
-            event = Event("step_failed", task.node_id, None, {"attempt": attempt, "error": error})
-            _pid, _v, definition = self.rt.definition(task.version_id, conn)
-            if attempt >= MAX_STEP_FAILURES:
-                message = f"the step failed {attempt} times in a row ({error}); see the logs"
-                data = {**task.data, "error": "STEP_FAILED", "code": "STEP_FAILED"}
-                data["message"] = message
-                result = StepResult(data=data, to=definition.default_escalation, events=[event])
-                commit_step(conn, self.rt, task, definition, result, self.owner, now)
-                return
-            expected = task.rev
-            task.failures = attempt
-            task.lease_until = now + retry_delay(attempt)
-            task_store.add_events(conn, task.id, [event], now)
-            task_store.save_task(conn, task, expected)
 
     def _defer(self, task_id: str, until: float) -> None:
         with self.rt.db.write() as conn:
@@ -413,12 +392,3 @@ CALLBACK_BATCH = 200
 CLAIM_RETRY_DELAY = 1.0
 RETENTION_INTERVAL = 60.0
 RETENTION_BATCH = 500
-# A step that failed for a reason other than a lost lease is tried again after this long,
-# doubling each time up to STEP_RETRY_MAX; after MAX_STEP_FAILURES in a row it escalates.
-STEP_RETRY_DELAY = 2.0
-STEP_RETRY_MAX = 300.0
-MAX_STEP_FAILURES = 8
-
-
-def retry_delay(attempt: int) -> float:
-    return float(min(STEP_RETRY_DELAY * 2 ** (attempt - 1), STEP_RETRY_MAX))

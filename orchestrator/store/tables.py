@@ -100,7 +100,7 @@ tasks = Table(
     Column("step", Integer, nullable=False, server_default=text("0")),
     Column("hops", Integer, nullable=False, server_default=text("0")),
     Column("rev", Integer, nullable=False, server_default=text("0")),
-    # Consecutive attempts of the current step that failed unexpectedly (engine/worker.py).
+    # Consecutive attempts of the current step that failed unexpectedly (engine/step_failures.py).
     Column("failures", Integer, nullable=False, server_default=text("0")),
     # How the node is run next: "enter" runs its logics from the top, "resume" continues
     # after the wait logic that released it, "timeout" follows the node's time limit.

@@ -110,10 +110,10 @@ def _failing_at(node: str, times: int | None) -> tuple[Any, list[str]]:
 def test_a_step_that_keeps_failing_is_escalated_with_its_attempts_in_history(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from orchestrator.engine import worker
+    from orchestrator.engine import step_failures, worker
 
-    monkeypatch.setattr(worker, "STEP_RETRY_DELAY", 0.05)
-    monkeypatch.setattr(worker, "MAX_STEP_FAILURES", 3)
+    monkeypatch.setattr(step_failures, "STEP_RETRY_DELAY", 0.05)
+    monkeypatch.setattr(step_failures, "MAX_STEP_FAILURES", 3)
     run, failed = _failing_at("calling_api", None)
     monkeypatch.setattr(worker.Interpreter, "run", run)
     with running_stack(db_url) as stack:
@@ -134,10 +134,10 @@ def test_a_step_that_keeps_failing_is_escalated_with_its_attempts_in_history(
 def test_a_step_that_fails_then_works_carries_on_and_forgets_its_failures(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from orchestrator.engine import worker
+    from orchestrator.engine import step_failures, worker
     from orchestrator.store import tasks as task_store
 
-    monkeypatch.setattr(worker, "STEP_RETRY_DELAY", 0.05)
+    monkeypatch.setattr(step_failures, "STEP_RETRY_DELAY", 0.05)
     run, failed = _failing_at("calling_api", 2)
     monkeypatch.setattr(worker.Interpreter, "run", run)
     with running_stack(db_url) as stack:
