@@ -160,6 +160,7 @@ class Database:
                             with optimistic_batch(conn) as state:
                                 self._local.optimistic = state
                                 yield conn
+                                state.flush(conn)  # rows its jobs deferred, then COMMIT
                         else:
                             yield conn
                 finally:

@@ -12,11 +12,15 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from sqlalchemy import Connection
 
 from orchestrator.store import sqlcount
+
+# Writes a deferred kind of rows (Optimistic.defer) on the batch's connection.
+Writer = Callable[[Connection, list[dict[str, Any]]], None]
 
 # This thread's open optimistic batch: (its connection, its state).
 _local = threading.local()
@@ -25,12 +29,34 @@ _names = itertools.count()
 
 
 class Optimistic:
-    """An optimistic batch's state: whether a job's block failed inside it."""
+    """An optimistic batch's state: whether a job's block failed inside it, and the rows
+    its jobs deferred to its COMMIT (``defer``)."""
 
-    __slots__ = ("poisoned",)
+    __slots__ = ("poisoned", "_deferred")
 
     def __init__(self) -> None:
         self.poisoned = False
+        # Per kind of row: its writer and the rows waiting for it, in the order deferred.
+        self._deferred: dict[str, tuple[Writer, list[dict[str, Any]]]] = {}
+
+    def defer(self, kind: str, rows: list[dict[str, Any]], write: Writer) -> None:
+        """Write ``rows`` with ``write`` just before the batch's COMMIT, in one go with
+        every other job's rows of that ``kind``; never, if the batch is rolled back. For
+        rows nothing reads back in the batch except through ``flush``: each was a network
+        round trip of its own (history: some 4 per SMS round trip)."""
+        pending = self._deferred.get(kind)
+        if pending is None:
+            self._deferred[kind] = (write, list(rows))
+        else:
+            pending[1].extend(rows)
+
+    def flush(self, conn: Connection, kind: str | None = None) -> None:
+        """Write the deferred rows now (of one ``kind``, or all): before the COMMIT, and
+        before a statement of the batch reads them back."""
+        for name in [kind] if kind is not None else list(self._deferred):
+            pending = self._deferred.pop(name, None)
+            if pending is not None:
+                pending[0](conn, pending[1])
 
 
 def optimistic(conn: Connection) -> Optimistic | None:

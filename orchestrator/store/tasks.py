@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from orchestrator.secretdata import redact
 from orchestrator.store import sql
 from orchestrator.store.records import TASK_COLUMNS, Event, TaskRecord, dumps, loads
-from orchestrator.store.savepoint import all_or_nothing
+from orchestrator.store.savepoint import all_or_nothing, optimistic
 
 Q = sql.QUERIES
 # Statements whose shape depends on their arguments, filled once per shape.
@@ -20,6 +20,7 @@ _SAVES: dict[tuple[str, ...], sql.Query] = {}
 _EVENT_INSERTS: dict[int, sql.Query] = {}
 # Up to this many events go in one multi-row insert (a step writes a handful at most).
 _MULTI_ROW_MAX = 16
+_EVENT_FIELDS = ("task_id", "at", "kind", "node_id", "to_node_id", "detail")
 
 
 def _locks(conn: Connection, for_update: bool) -> bool:
@@ -231,7 +232,7 @@ def add_events(conn: Connection, task_id: str, events: Iterable[Event], now: flo
 def _event_insert(rows: int) -> sql.Query:
     stmt = _EVENT_INSERTS.get(rows)
     if stmt is None:
-        fields = ("task_id", "at", "kind", "node_id", "to_node_id", "detail")
+        fields = _EVENT_FIELDS
         suffixes = [""] if rows == 1 else [str(n) for n in range(rows)]
         values = ", ".join("(" + ", ".join(f":{f}{n}" for f in fields) + ")" for n in suffixes)
         stmt = _EVENT_INSERTS[rows] = Q["insert_events"].fill(rows=values)
@@ -258,7 +259,19 @@ def add_histories(
     ]
     if not rows:
         return
-    if len(rows) == 1:
+    batch = optimistic(conn)
+    if batch is not None:
+        batch.defer("task_events", rows, _insert_event_rows)
+        return
+    _insert_event_rows(conn, rows)
+
+
+def _insert_event_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if len(rows) > _MULTI_ROW_MAX and conn.dialect.name == "postgresql":
+        # (A batch's deferred events: one statement, one shape, whatever their number.)
+        columns = {f: [row[f] for row in rows] for f in _EVENT_FIELDS}
+        sql.execute(conn, Q["insert_events_unnest"], columns)
+    elif len(rows) == 1:
         sql.execute(conn, _event_insert(1), rows[0])
     elif len(rows) > _MULTI_ROW_MAX:
         sql.execute_many(conn, _event_insert(1), rows)
@@ -267,9 +280,17 @@ def add_histories(
         sql.execute(conn, _event_insert(len(rows)), params)
 
 
+def _flush_events(conn: Connection) -> None:
+    """Events deferred in this batch are written before one is read back."""
+    batch = optimistic(conn)
+    if batch is not None:
+        batch.flush(conn, "task_events")
+
+
 def history(
     conn: Connection, task_id: str, *, after_id: int = 0, limit: int = 1000
 ) -> list[dict[str, Any]]:
+    _flush_events(conn)
     params = {"task_id": task_id, "after_id": after_id, "limit": limit}
     rows = sql.mappings(sql.execute(conn, Q["history"], params))
     for row in rows:
@@ -360,6 +381,7 @@ def find_by_data_text(conn: Connection, needle: str, *, limit: int = 50) -> list
 
 def last_source(conn: Connection, task_id: str, node_id: str) -> str | None:
     """The node the task last came from into ``node_id`` (a retry's default start)."""
+    _flush_events(conn)
     params = {"task_id": task_id, "node_id": node_id}
     value = sql.scalar(sql.execute(conn, Q["last_source"], params))
     return str(value) if value else None

@@ -84,6 +84,14 @@ UPDATE tasks SET lease_until = :until WHERE id = :task_id AND lease_owner = :own
 -- {rows}: "(:task_id0, :at0, ...), ..." (one statement for a step's few events).
 INSERT INTO task_events (task_id, at, kind, node_id, to_node_id, detail) VALUES {rows}
 
+-- insert_events_unnest --
+-- PostgreSQL only: any number of events in one statement of one shape (the events an
+-- optimistic batch deferred to its COMMIT: store/savepoint.py). Each parameter is an
+-- array, one element per event.
+INSERT INTO task_events (task_id, at, kind, node_id, to_node_id, detail)
+SELECT * FROM unnest(CAST(:task_id AS text[]), CAST(:at AS float8[]), CAST(:kind AS text[]),
+  CAST(:node_id AS text[]), CAST(:to_node_id AS text[]), CAST(:detail AS text[]))
+
 -- history --
 SELECT id, at, kind, node_id, to_node_id, detail FROM task_events
 WHERE task_id = :task_id AND id > :after_id ORDER BY id LIMIT :limit

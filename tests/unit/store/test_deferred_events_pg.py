@@ -1,0 +1,124 @@
+"""History in an optimistic PostgreSQL batch (store/savepoint.py ``Optimistic.defer``):
+every job's events are written in one statement just before the COMMIT, never if the
+batch is rolled back, and a read of history inside the batch sees what was deferred."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection
+
+from orchestrator.store import tasks as task_store
+from orchestrator.store.db import Database
+from orchestrator.store.group_commit import GroupCommit
+from orchestrator.store.records import Event
+
+
+@pytest.fixture
+def db(pg_url: str) -> Iterator[Database]:
+    database = Database(pg_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def group(db: Database) -> Iterator[GroupCommit]:
+    pool = ThreadPoolExecutor(2)
+    yield GroupCommit(db, executor=pool, max_batches=2)
+    pool.shutdown()
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of rows of each statement that wrote events."""
+    seen: list[int] = []
+    real = task_store._insert_event_rows
+
+    def counted(conn: Connection, rows: list[dict[str, Any]]) -> None:
+        seen.append(len(rows))
+        real(conn, rows)
+
+    monkeypatch.setattr(task_store, "_insert_event_rows", counted)
+    return seen
+
+
+def _events(n: int) -> list[Event]:
+    # A detail, and NULLs in every nullable column: each kind of value goes through.
+    return [
+        Event("transition", node_id="a", to_node_id=f"n{i}", detail={"i": i}, at=float(i + 1))
+        if i % 2 == 0
+        else Event("note", at=float(i + 1))
+        for i in range(n)
+    ]
+
+
+def _stored(db: Database, task_id: str) -> list[tuple[Any, ...]]:
+    with db.read() as conn:
+        rows = task_store.history(conn, task_id)
+    return [(r["kind"], r["node_id"], r["to_node_id"], r["detail"], r["at"]) for r in rows]
+
+
+def _expected(n: int) -> list[tuple[Any, ...]]:
+    return [(e.kind, e.node_id, e.to_node_id, e.detail, e.at) for e in _events(n)]
+
+
+def _add(db: Database, task_id: str, n: int) -> str:
+    with db.write() as conn:
+        task_store.add_events(conn, task_id, _events(n), 0.0)
+    return task_id
+
+
+@pytest.mark.parametrize("per_job", [1, 3])
+def test_a_batchs_events_are_one_statement_at_its_commit(
+    db: Database, group: GroupCommit, writes: list[int], per_job: int
+) -> None:
+    async def main() -> list[str]:
+        return await asyncio.gather(*(group.run(_add, db, f"t{i}", per_job) for i in range(12)))
+
+    asyncio.run(main())
+    assert group.batches == 1
+    assert writes == [12 * per_job]  # one statement, every job's events, in any number
+    for i in range(12):
+        assert _stored(db, f"t{i}") == _expected(per_job)
+
+
+def test_a_rolled_back_batch_writes_no_deferred_event(
+    db: Database, group: GroupCommit, writes: list[int]
+) -> None:
+    def poisons() -> None:
+        with db.write() as conn:
+            task_store.add_events(conn, "bad", _events(2), 0.0)
+            raise RuntimeError("the step failed")
+
+    async def main() -> list[object]:
+        jobs = [group.run(_add, db, "a", 2), group.run(poisons), group.run(_add, db, "b", 2)]
+        return await asyncio.gather(*jobs, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert results[0] == "a" and results[2] == "b"
+    assert isinstance(results[1], RuntimeError)
+    assert group.poisoned == 1
+    assert _stored(db, "bad") == []  # neither in the rolled-back batch nor alone
+    assert _stored(db, "a") == _expected(2)  # once each, not once per attempt
+    assert _stored(db, "b") == _expected(2)
+
+
+def test_history_read_in_the_batch_sees_the_deferred_events(
+    db: Database, group: GroupCommit
+) -> None:
+    def reads_back() -> tuple[list[str], str | None]:
+        with db.write() as conn:
+            task_store.add_events(conn, "t", [Event("transition", "a", "b")], 1.0)
+            kinds = [row["kind"] for row in task_store.history(conn, "t")]
+            return kinds, task_store.last_source(conn, "t", "b")
+
+    async def main() -> list[object]:
+        return list(await asyncio.gather(group.run(_add, db, "u", 1), group.run(reads_back)))
+
+    assert asyncio.run(main())[1] == (["transition"], "a")
+    assert group.batches == 1
+    assert [row[0] for row in _stored(db, "t")] == ["transition"]  # written once
