@@ -270,6 +270,7 @@ def _insert_event_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if len(rows) > _MULTI_ROW_MAX and conn.dialect.name == "postgresql":
         # (A batch's deferred events: one statement, one shape, whatever their number.)
         columns = {f: [row[f] for row in rows] for f in _EVENT_FIELDS}
+        columns["at"] = [float(at) for at in columns["at"]]  # (an array: of one type)
         sql.execute(conn, Q["insert_events_unnest"], columns)
     elif len(rows) == 1:
         sql.execute(conn, _event_insert(1), rows[0])

@@ -30,7 +30,6 @@ from sqlalchemy import Connection
 
 from orchestrator.engine.runtime import Runtime
 from orchestrator.store import kv
-from orchestrator.twilio import messages_store as message_store
 from orchestrator.twilio.context import twilio_of
 from orchestrator.twilio.credentials import Credentials
 from orchestrator.twilio.signature import validate_signature
@@ -60,7 +59,7 @@ def verify_on_receipt(
     it was checked against the recorded sender of ``sid``; otherwise the signed request
     is kept in ``payload`` for the check at apply time (``signed_by_sender``)."""
     payload.pop(SIGNED_REQUEST, None)  # only ever set here
-    sender = message_store.sender(conn, sid) if sid else None
+    sender = twilio_of(rt).sender(conn, sid) if sid else None
     account = sender or str(payload.get("AccountSid") or "")
     token = twilio_of(rt).account_token(conn, account) if account else None
     if not token or not signature or url is None:
@@ -76,7 +75,7 @@ def verify_on_receipt(
 def signed_by_sender(conn: Connection, rt: Runtime, sid: str | None, sealed: str) -> bool:
     """At apply time, for a callback kept with its signed request: does the token of the
     sid's recorded sender (if there is one by now) match its signature?"""
-    sender = message_store.sender(conn, sid) if sid else None
+    sender = twilio_of(rt).sender(conn, sid) if sid else None
     if sender is None:
         return True  # still unknown: the check on receipt is all there can be
     plain = rt.vault.decrypt(sealed)

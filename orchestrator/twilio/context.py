@@ -1,5 +1,6 @@
-"""What the Twilio plugin keeps per runtime (``Runtime.extension``): the API client and
-the account tokens that verify callbacks. The engine core holds neither."""
+"""What the Twilio plugin keeps per runtime (``Runtime.extension``): the API client, the
+account tokens that verify callbacks and the known senders of sids. The engine core
+holds none of them."""
 
 from __future__ import annotations
 
@@ -7,14 +8,24 @@ from sqlalchemy import Connection
 
 from orchestrator.engine.runtime import Runtime
 from orchestrator.store import kv
+from orchestrator.twilio import messages_store as message_store
 from orchestrator.twilio.client import TwilioClient
 from orchestrator.twilio.retry import RetryPolicy
+
+# Senders of messages and calls kept in memory (sid -> account), some 10,000 round trips
+# worth; past that the map starts again empty (a miss only costs the query).
+SENDERS_KEPT = 10_000
 
 
 class TwilioContext:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self._client: TwilioClient | None = None
+        # Which account sent a sid is a fact that never changes, so it is kept once
+        # known: each status callback needs it to pick the token that verifies it (a
+        # query per callback, two per SMS round trip). Only known senders are kept: a
+        # sid's record may appear later.
+        self._senders: dict[str, str] = {}
 
     @property
     def client(self) -> TwilioClient:
@@ -34,6 +45,22 @@ class TwilioContext:
             return self.rt.settings.twilio_auth_token
         stored = kv.get_account_token(conn, account_sid)
         return self.rt.vault.decrypt(stored) if stored else None
+
+    def note_sender(self, sid: str, account_sid: str) -> None:
+        """Twilio answered ``sid`` for ``account_sid`` (a create, or a recorded sender)."""
+        if len(self._senders) >= SENDERS_KEPT:
+            self._senders.clear()
+        self._senders[sid] = account_sid
+
+    def sender(self, conn: Connection, sid: str) -> str | None:
+        """The account that sent ``sid``, when this engine sent it (message_store.sender)."""
+        known = self._senders.get(sid)
+        if known is not None:
+            return known
+        found = message_store.sender(conn, sid)
+        if found is not None:
+            self.note_sender(sid, found)
+        return found
 
     async def aclose(self) -> None:
         if self._client is not None:

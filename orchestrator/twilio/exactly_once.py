@@ -101,6 +101,9 @@ class OnceSender:
         if "message" in outcome and "track" not in outcome:
             track = self.tracking(outcome["message"], creds, target, kind)
             outcome = {**outcome, "track": track} if track else outcome
+        if outcome.get("track"):
+            # Known before the step's commit records it: a callback may come first.
+            self.twilio.note_sender(outcome["track"]["sid"], outcome["track"]["account_sid"])
         result.effects_done.append((index, outcome))
         if outcome.get("adopted"):
             # Visible recovery: the history says which message was adopted, and why.

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 from stack import ACCOUNT, FROM, TOKEN, Stack, running_stack
 
 from orchestrator.engine.runtime import Runtime
@@ -147,3 +148,25 @@ def test_an_early_callback_is_checked_again_against_the_sender_when_applied(
         done = stack.wait(task_id)
         assert done["data"]["MessageStatus"] == "delivered"
         assert "__signed_request__" not in done["data"]
+
+
+def test_the_callbacks_of_a_message_sent_here_need_no_query_for_its_sender(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The send noted its sender (twilio/context.py): verifying each status callback
+    reads no record of it."""
+    from orchestrator.twilio import context
+    from orchestrator.twilio import messages_store as message_store
+
+    asked: list[str] = []
+    real = message_store.sender
+
+    def sender(conn: Any, sid: str) -> str | None:
+        asked.append(sid)
+        return real(conn, sid)
+
+    monkeypatch.setattr(context.message_store, "sender", sender)
+    with running_stack(db_url) as stack:
+        done = stack.wait(_sms(stack, "+15551230009", TOKEN))
+        assert done["node"]["id"] == "delivered"
+    assert asked == []

@@ -47,11 +47,12 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def _events(n: int) -> list[Event]:
-    # A detail, and NULLs in every nullable column: each kind of value goes through.
+    # A detail, NULLs in every nullable column, times of both numeric types: each kind
+    # of value goes through.
     return [
-        Event("transition", node_id="a", to_node_id=f"n{i}", detail={"i": i}, at=float(i + 1))
+        Event("transition", node_id="a", to_node_id=f"n{i}", detail={"i": i}, at=i + 1.5)
         if i % 2 == 0
-        else Event("note", at=float(i + 1))
+        else Event("note", at=i + 1)
         for i in range(n)
     ]
 
