@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from sqlalchemy import Connection
 
-from orchestrator.store import sqlcount
+from orchestrator.store import aftercommit, sqlcount
 
 # This thread's open optimistic batch: (its connection, its state).
 _local = threading.local()
@@ -72,9 +72,11 @@ def all_or_nothing(conn: Connection) -> Iterator[None]:
     sqlcount.count("txn savepoint")
     sqlcount.statement("SAVEPOINT")
     raw.execute(f"SAVEPOINT {name}")
+    queued = aftercommit.mark(conn)
     try:
         yield
     except BaseException:
+        aftercommit.undo(conn, queued)
         # (SQLite ends the transaction by itself after some errors; PostgreSQL never.)
         if getattr(raw, "in_transaction", True):
             raw.execute(f"ROLLBACK TO {name}")
