@@ -18,6 +18,7 @@ from orchestrator.engine.steps import Conflict
 from orchestrator.logs import task_fields
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import tasks as task_store
+from orchestrator.store.aftercommit import after_commit
 from orchestrator.store.records import CallbackRecord, Event, TaskRecord, dumps
 
 log = logging.getLogger("orchestrator.engine")
@@ -239,7 +240,7 @@ def _release(
         return None
     if not form.advances(cb.payload, task.data):
         if _settle(conn, cb, "ignored", now=now, task_id=task.id):
-            rt.metrics.callbacks(cb.form, "ignored").inc()
+            after_commit(conn, rt.metrics.callbacks(cb.form, "ignored").inc)
             _add_events(
                 conn,
                 sink,
@@ -271,7 +272,8 @@ def _release(
         return None
     if not _settle(conn, cb, "applied", now=now, task_id=task.id):
         return None  # another worker applied it
-    rt.metrics.callbacks(cb.form, "applied").inc()
+    # Counted once its transaction commits: an attempt rolled back and run again is not.
+    after_commit(conn, rt.metrics.callbacks(cb.form, "applied").inc)
     if log.isEnabledFor(logging.INFO):
         slug = rt.process(conn, task.process_id).slug
         status = form.status(cb.payload)

@@ -42,6 +42,7 @@ from orchestrator.logs import task_fields
 from orchestrator.store import conversations
 from orchestrator.store import effects as effect_store
 from orchestrator.store import tasks as task_store
+from orchestrator.store.aftercommit import after_commit
 from orchestrator.store.records import CallbackRecord, Event, TaskRecord
 
 log = logging.getLogger("orchestrator.engine")
@@ -255,7 +256,7 @@ def commit_step(
         # After the save (which locks the row): a callback stored meanwhile either sees
         # the task done, or is found here. Either way it lands in the history.
         settle_late(conn, rt, task, now, histories)
-        _finished(rt, definition, task, now)
+        _finished(conn, rt, definition, task, now)
         if definition.listens:
             conversations.forget(conn, task.id)
     elif result.listen is not None:
@@ -321,9 +322,14 @@ def follower(
     return follow
 
 
-def _finished(rt: Runtime, definition: ProcessDefinition, task: TaskRecord, now: float) -> None:
+def _finished(
+    conn: Connection, rt: Runtime, definition: ProcessDefinition, task: TaskRecord, now: float
+) -> None:
     outcome = task.outcome or "unknown"
-    rt.metrics.task_duration(definition.slug, outcome).observe(max(0.0, now - task.created_at))
+    seconds = max(0.0, now - task.created_at)
+    # Observed once the step's transaction commits (it may be rolled back and run again).
+    duration = rt.metrics.task_duration(definition.slug, outcome)
+    after_commit(conn, lambda: duration.observe(seconds))
     if log.isEnabledFor(logging.INFO):
         log.info(
             "task finished in %s (%s)",

@@ -35,6 +35,7 @@ from orchestrator.logs import task_fields
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import effects as effect_store
 from orchestrator.store import tasks as task_store
+from orchestrator.store.aftercommit import after_commit
 from orchestrator.store.notify import Listener
 from orchestrator.store.records import CallbackRecord, TaskRecord
 from orchestrator.store.retention import purge_batch
@@ -299,8 +300,7 @@ class Worker:
                         await self._db(self._keep_effects, task.id, exc.step, exc.effects)
                     result = await self.interpreter.run(task, process_id, definition, careful=True)
                     runnable = await self._db(self._commit, task, definition, result)
-                self.steps += 1
-                self._step_seconds.observe(time.perf_counter() - started)
+                self._stepped(time.perf_counter() - started)
                 if not runnable or runnable[0].id != task.id:
                     await self._take_on(runnable)
                     return
@@ -344,16 +344,21 @@ class Worker:
                 sealed = secretdata.seal(self.rt.vault, outcome)
                 effect_store.finish(conn, task_id, step, index, sealed, time.time())
 
+    def _stepped(self, seconds: float) -> None:
+        self.steps += 1
+        self._step_seconds.observe(seconds)
+
     def _follower(self, conn: Connection, now: float) -> Follow:
         def run_now(
             task: TaskRecord, process_id: int, definition: ProcessDefinition
         ) -> StepResult | None:
-            # A followed step is a step: counted and timed as the worker's own are.
+            # A followed step is a step: counted and timed as the worker's own are, once
+            # the transaction it runs in commits (an attempt rolled back is not).
             started = time.perf_counter()
             result = self.interpreter.run_now(task, process_id, definition)
             if result is not None:
-                self.steps += 1
-                self._step_seconds.observe(time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                after_commit(conn, lambda: self._stepped(seconds))
             return result
 
         return follower(conn, self.rt, run_now, self.owner, now)

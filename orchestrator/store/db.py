@@ -11,7 +11,8 @@ PostgreSQL) every ``write()`` and ``read()`` on that thread joins the batch's tr
 and is durable once the batch commits. On SQLite a write is a savepoint, so it still
 succeeds or fails as a whole. PostgreSQL's batches are optimistic: a write takes no
 savepoint (each was a network round trip); one that fails poisons the batch, which is
-rolled back and its jobs run again, each in transactions of its own.
+rolled back and its jobs run again, each in transactions of its own. What a transaction
+queues with ``aftercommit.after_commit`` runs once it commits (a batch: once it does).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar
 
 from psycopg.pq import TransactionStatus
@@ -31,7 +32,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 
 from orchestrator import resources
-from orchestrator.store import notify, sqlcount
+from orchestrator.store import aftercommit, notify, sqlcount
 from orchestrator.store.checkpoint import Checkpointer
 from orchestrator.store.savepoint import optimistic_batch
 
@@ -52,6 +53,7 @@ DEFAULT_WAL_LIMIT = 32 * 1024 * 1024
 # PostgreSQL: connections kept for group-commit batches (a few run at once; see
 # Database._batch_engine), besides the pool_size of the main pool.
 BATCH_POOL_SIZE = 4
+_NO_LOCK = nullcontext()  # PostgreSQL's writers need no lock of this process
 
 
 def _sqlite_setup(engine: Engine, wal_limit: int) -> None:
@@ -153,6 +155,8 @@ class Database:
             engine = self._batch_engine(lock_timeout_ms) if lock_timeout_ms > 0 else self.engine
             with engine.begin() as conn:
                 self._local.batch = conn
+                # A batch rolled back drops its jobs' queue: they run again and queue anew.
+                pending = aftercommit.begin(conn)
                 try:
                     # The jobs' notifications: one, just before the COMMIT (store/notify.py).
                     with notify.deferred(conn):
@@ -165,6 +169,8 @@ class Database:
                             yield conn
                 finally:
                     self._local.batch = self._local.release = self._local.optimistic = None
+                    aftercommit.end(pending)
+            aftercommit.run(pending)
             return
         self._start_checkpointer()
         with self._write_lock, self.engine.begin() as conn:
@@ -172,10 +178,13 @@ class Database:
             # inside a commit here, which would hold the event loop meanwhile.
             conn.connection.dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")  # type: ignore[union-attr]
             self._local.batch = conn
+            pending = aftercommit.begin(conn)
             try:
                 yield conn
             finally:
                 self._local.batch = None
+                aftercommit.end(pending)
+        aftercommit.run(pending)
 
     def _batch_engine(self, lock_timeout_ms: int) -> Engine:
         """PostgreSQL: a small pool of connections whose sessions have this
@@ -240,11 +249,13 @@ class Database:
             raw.execute(f"RELEASE {pending}; SAVEPOINT {name}")
         else:
             raw.execute(f"SAVEPOINT {name}")
+        queued = aftercommit.mark(conn)
         try:
             yield conn
         except BaseException:
             # Rolling back to this savepoint also ends any inside it that ended well.
             self._local.release = None
+            aftercommit.undo(conn, queued)
             if _in_transaction(raw):
                 raw.execute(f"ROLLBACK TO {name}")
                 raw.execute(f"RELEASE {name}")
@@ -261,7 +272,8 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A read-write transaction, committed on success, rolled back on error. Inside a
-        batch: a savepoint, or in an optimistic one nothing (a raise poisons it)."""
+        batch: a savepoint, or in an optimistic one nothing (a raise poisons it). What
+        its block queued with ``aftercommit.after_commit`` runs after the COMMIT."""
         batch = getattr(self._local, "batch", None)
         if batch is not None:
             state = getattr(self._local, "optimistic", None)
@@ -275,13 +287,15 @@ class Database:
                 state.poisoned = True
                 raise
             return
-        if self._write_lock is None:
-            with self.engine.begin() as conn:
+        if self._write_lock is not None:
+            self._start_checkpointer()
+        with self._write_lock or _NO_LOCK, self.engine.begin() as conn:
+            pending = aftercommit.begin(conn)
+            try:
                 yield conn
-            return
-        self._start_checkpointer()
-        with self._write_lock, self.engine.begin() as conn:
-            yield conn
+            finally:
+                aftercommit.end(pending)
+        aftercommit.run(pending)  # after the COMMIT (and out of SQLite's write lock)
 
     def retry(self, fn: Callable[[], T], attempts: int = 5) -> T:
         """Run a transaction again when PostgreSQL picked it as a deadlock victim, refused

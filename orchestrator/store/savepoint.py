@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from orchestrator.store import sqlcount
+from orchestrator.store import aftercommit, sqlcount
 
 # Writes a deferred kind of rows (Optimistic.defer) on the batch's connection.
 Writer = Callable[[Connection, list[dict[str, Any]]], None]
@@ -98,9 +98,11 @@ def all_or_nothing(conn: Connection) -> Iterator[None]:
     sqlcount.count("txn savepoint")
     sqlcount.statement("SAVEPOINT")
     raw.execute(f"SAVEPOINT {name}")
+    queued = aftercommit.mark(conn)
     try:
         yield
     except BaseException:
+        aftercommit.undo(conn, queued)
         # (SQLite ends the transaction by itself after some errors; PostgreSQL never.)
         if getattr(raw, "in_transaction", True):
             raw.execute(f"ROLLBACK TO {name}")

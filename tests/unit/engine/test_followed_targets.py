@@ -107,7 +107,9 @@ def test_a_conflict_in_a_followed_step_delivers_without_it(
     world: tuple[Runtime, Deployed], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Whatever task a followed step meets changed, the delivery goes through as it did
-    before followed steps: the released task written, its step left to the worker."""
+    before followed steps: the released task written, its step left to the worker. The
+    metrics count what was committed, once (store/aftercommit.py): the callback
+    applied by both attempts, the followed step not at all (rolled back)."""
     rt, where = world
     z = put_task(rt, where, "z", state="waiting")
     cb = _callback(rt, where, z, {"go": 1})
@@ -116,7 +118,8 @@ def test_a_conflict_in_a_followed_step_delivers_without_it(
         raise Conflict("another-task")
 
     monkeypatch.setattr(transitions, "_finished", changed)
-    [released] = Worker(rt)._deliver(cb)
+    worker = Worker(rt)
+    [released] = worker._deliver(cb)
     saved = load_task(rt, z.id)
     assert (released.id, saved.state, saved.node_id, saved.entry) == (
         z.id,
@@ -124,6 +127,10 @@ def test_a_conflict_in_a_followed_step_delivers_without_it(
         "z",
         "resume",
     )
+    sample = rt.metrics.registry.get_sample_value
+    assert sample("orchestrator_callbacks_total", {"form": cb.form, "result": "applied"}) == 1
+    assert worker.steps == 0
+    assert sample("orchestrator_engine_step_duration_seconds_count") == 0
 
 
 def test_a_callback_whose_delivery_conflicts_does_not_hold_up_the_others(

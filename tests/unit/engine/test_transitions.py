@@ -99,6 +99,21 @@ def test_a_final_node_finishes_the_task(world: tuple[Runtime, Deployed]) -> None
     assert saved.finished_at is not None
 
 
+def test_a_finished_task_is_timed_once_its_commit_is_kept(
+    world: tuple[Runtime, Deployed],
+) -> None:
+    rt, where = world
+    task = put_task(rt, where, "work", lease_owner=OWNER, lease_until=time.time() + 30)
+    timed = ("orchestrator_task_duration_seconds_count", {"process": "moves", "outcome": "success"})
+    with pytest.raises(ValueError), rt.db.write() as conn:
+        mine, result = for_attempt(task, StepResult(data={}, to="done"))
+        commit_step(conn, rt, mine, where.definition, result, OWNER, time.time())
+        raise ValueError("rolled back: its attempt runs again")
+    assert not rt.metrics.registry.get_sample_value(*timed)
+    commit(rt, where, task, StepResult(data={}, to="done"))
+    assert rt.metrics.registry.get_sample_value(*timed) == 1
+
+
 def test_a_stale_rev_is_a_conflict_and_writes_nothing(world: tuple[Runtime, Deployed]) -> None:
     rt, where = world
     task = put_task(rt, where, "start")
