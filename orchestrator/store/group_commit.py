@@ -16,6 +16,9 @@ transaction:
   transactions of its own (where blocks are savepoints again), and the others make up a
   new batch (and so on: a flood of failing jobs still commits the others in batches;
   ``REBATCH_RUNS`` bounds the work rolled back);
+- PostgreSQL: rows that jobs defer to the COMMIT (history, ``Optimistic.defer``) are
+  written just before it; if they cannot be, whose row failed is not known, so every job
+  of the batch runs again alone (where nothing is deferred);
 - a job's caller resumes only after the COMMIT that made its writes durable, so nothing
   outside (an HTTP answer, a Twilio request) ever acts on an uncommitted write;
 - a job whose caller was cancelled before the batch (or a new attempt of it) ran is
@@ -48,6 +51,7 @@ from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 from orchestrator.store.db import Database, sqlstate
+from orchestrator.store.savepoint import DeferredWriteFailed
 
 T = TypeVar("T")
 log = logging.getLogger("orchestrator.store")
@@ -248,6 +252,10 @@ class GroupCommit:
                 break  # (REBATCH_RUNS >= 1: a batch is tried at least once)
             try:
                 done = self._attempt([batch[i] for i in order])
+            except DeferredWriteFailed:
+                # Whose deferred rows failed is not known: every job runs alone.
+                self.poisoned += 1
+                break
             except _RolledBack as failed:
                 if failed.contended:
                     self.contended += 1

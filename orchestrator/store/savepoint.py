@@ -52,11 +52,28 @@ class Optimistic:
 
     def flush(self, conn: Connection, kind: str | None = None) -> None:
         """Write the deferred rows now (of one ``kind``, or all): before the COMMIT, and
-        before a statement of the batch reads them back."""
+        before a statement of the batch reads them back. DeferredWriteFailed if that
+        fails: which job's rows are at fault is not known any more."""
         for name in [kind] if kind is not None else list(self._deferred):
             pending = self._deferred.pop(name, None)
             if pending is not None:
-                pending[0](conn, pending[1])
+                try:
+                    pending[0](conn, pending[1])
+                except Exception as exc:
+                    raise DeferredWriteFailed(name) from exc
+
+
+class DeferredWriteFailed(Exception):
+    """Rows that jobs of an optimistic batch deferred could not be written: the batch
+    is rolled back and its jobs run again alone, where nothing is deferred."""
+
+
+def flush_deferred(conn: Connection, kind: str) -> None:
+    """Write the rows of ``kind`` deferred in ``conn``'s optimistic batch, if any: before a
+    statement that reads or deletes rows of that kind."""
+    batch = optimistic(conn)
+    if batch is not None:
+        batch.flush(conn, kind)
 
 
 def optimistic(conn: Connection) -> Optimistic | None:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from orchestrator.secretdata import redact
 from orchestrator.store import sql
 from orchestrator.store.records import TASK_COLUMNS, Event, TaskRecord, dumps, loads
-from orchestrator.store.savepoint import all_or_nothing, optimistic
+from orchestrator.store.savepoint import all_or_nothing, flush_deferred, optimistic
 
 Q = sql.QUERIES
 # Statements whose shape depends on their arguments, filled once per shape.
@@ -281,17 +281,10 @@ def _insert_event_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
         sql.execute(conn, _event_insert(len(rows)), params)
 
 
-def _flush_events(conn: Connection) -> None:
-    """Events deferred in this batch are written before one is read back."""
-    batch = optimistic(conn)
-    if batch is not None:
-        batch.flush(conn, "task_events")
-
-
 def history(
     conn: Connection, task_id: str, *, after_id: int = 0, limit: int = 1000
 ) -> list[dict[str, Any]]:
-    _flush_events(conn)
+    flush_deferred(conn, "task_events")  # events deferred in this batch, first
     params = {"task_id": task_id, "after_id": after_id, "limit": limit}
     rows = sql.mappings(sql.execute(conn, Q["history"], params))
     for row in rows:
@@ -382,7 +375,7 @@ def find_by_data_text(conn: Connection, needle: str, *, limit: int = 50) -> list
 
 def last_source(conn: Connection, task_id: str, node_id: str) -> str | None:
     """The node the task last came from into ``node_id`` (a retry's default start)."""
-    _flush_events(conn)
+    flush_deferred(conn, "task_events")  # events deferred in this batch, first
     params = {"task_id": task_id, "node_id": node_id}
     value = sql.scalar(sql.execute(conn, Q["last_source"], params))
     return str(value) if value else None

@@ -47,10 +47,12 @@ class TwilioContext:
         return self.rt.vault.decrypt(stored) if stored else None
 
     def note_sender(self, sid: str, account_sid: str) -> None:
-        """Twilio answered ``sid`` for ``account_sid`` (a create, or a recorded sender)."""
+        """Twilio answered ``sid`` for ``account_sid`` (a create, or a recorded sender).
+        The first sender known for a sid stays, as in the database (its record is
+        inserted once, never replaced)."""
         if len(self._senders) >= SENDERS_KEPT:
             self._senders.clear()
-        self._senders[sid] = account_sid
+        self._senders.setdefault(sid, account_sid)
 
     def sender(self, conn: Connection, sid: str) -> str | None:
         """The account that sent ``sid``, when this engine sent it (message_store.sender)."""

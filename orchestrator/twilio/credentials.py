@@ -36,6 +36,18 @@ class Credentials:
 
     __str__ = __repr__
 
+    @property
+    def answered_by_twilio(self) -> bool:
+        """Whether answers to these requests come from Twilio itself: the operator's
+        Twilio URL, or a logic's ``base_url`` on Twilio's own domain (a regional edge).
+        Only such an answer may teach which account sent a sid, or that a token is
+        good: a process author's test double answers whatever it likes."""
+        if self.base_url is None:
+            return True
+        parts = urlsplit(self.base_url)
+        host = (parts.hostname or "").lower()
+        return parts.scheme == "https" and (host == "twilio.com" or host.endswith(".twilio.com"))
+
 
 def api_base(url: str) -> str:
     """A Twilio base URL as the client wants it (scheme, host, any prefix), also from the

@@ -101,7 +101,7 @@ class OnceSender:
         if "message" in outcome and "track" not in outcome:
             track = self.tracking(outcome["message"], creds, target, kind)
             outcome = {**outcome, "track": track} if track else outcome
-        if outcome.get("track"):
+        if outcome.get("track") and creds.answered_by_twilio:
             # Known before the step's commit records it: a callback may come first.
             self.twilio.note_sender(outcome["track"]["sid"], outcome["track"]["account_sid"])
         result.effects_done.append((index, outcome))

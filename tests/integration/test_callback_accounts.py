@@ -170,3 +170,37 @@ def test_the_callbacks_of_a_message_sent_here_need_no_query_for_its_sender(
         done = stack.wait(_sms(stack, "+15551230009", TOKEN))
         assert done["node"]["id"] == "delivered"
     assert asked == []
+
+
+def test_a_test_doubles_answer_teaches_no_token(db_url: str) -> None:
+    """A logic's base_url off Twilio's domain (a process author's test double) may answer
+    2xx to any token: it is not kept as the account's (credentials.answered_by_twilio;
+    the send's sender is not noted either, tests/unit/twilio/test_credentials.py)."""
+    logic = {
+        "type": "twilio",
+        "action": "send_sms",
+        "params": {
+            "To": "{{ to }}",
+            "From": FROM,
+            "Body": "hi",
+            "AccountSid": ACCOUNT,
+            "AuthToken": "{{ token }}",
+        },
+    }
+    with running_stack(db_url, twilio_account_sid=None, twilio_auth_token=None) as stack:
+        logic["base_url"] = f"{stack.sim}/2010-04-01/Accounts/"
+        stack.deploy(
+            {
+                "slug": "via-double",
+                "title": "via-double",
+                "nodes": {
+                    "start": {"kind": "start", "logics": [{"type": "go", "to": "send"}]},
+                    "send": {"on_error": "failed", "logics": [logic, {"type": "go", "to": "ok"}]},
+                    "ok": {"kind": "success"},
+                    "failed": {"kind": "escalation"},
+                },
+            }
+        )
+        done = stack.run("via-double", {"to": "+15551230001", "token": TOKEN})
+        assert done["outcome"] == "success", done
+        assert _stored_token(stack, ACCOUNT) is None

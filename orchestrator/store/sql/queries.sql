@@ -89,8 +89,11 @@ INSERT INTO task_events (task_id, at, kind, node_id, to_node_id, detail) VALUES 
 -- optimistic batch deferred to its COMMIT: store/savepoint.py). Each parameter is an
 -- array, one element per event.
 INSERT INTO task_events (task_id, at, kind, node_id, to_node_id, detail)
-SELECT * FROM unnest(CAST(:task_id AS text[]), CAST(:at AS float8[]), CAST(:kind AS text[]),
+SELECT task_id, at, kind, node_id, to_node_id, detail
+FROM unnest(CAST(:task_id AS text[]), CAST(:at AS float8[]), CAST(:kind AS text[]),
   CAST(:node_id AS text[]), CAST(:to_node_id AS text[]), CAST(:detail AS text[]))
+  WITH ORDINALITY AS e (task_id, at, kind, node_id, to_node_id, detail, n)
+ORDER BY n
 
 -- history --
 SELECT id, at, kind, node_id, to_node_id, detail FROM task_events

@@ -1,6 +1,7 @@
 """History in an optimistic PostgreSQL batch (store/savepoint.py ``Optimistic.defer``):
 every job's events are written in one statement just before the COMMIT, never if the
-batch is rolled back, and a read of history inside the batch sees what was deferred."""
+batch is rolled back; a read or purge of history inside the batch sees what was
+deferred; rows that cannot be written send every job to run alone."""
 
 from __future__ import annotations
 
@@ -10,12 +11,18 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import sqlalchemy.exc
 from sqlalchemy import Connection
 
+from orchestrator.config import Settings
+from orchestrator.engine.runtime import Runtime
+from orchestrator.services.deploy import ensure_shipped
+from orchestrator.services.tasks import Service
 from orchestrator.store import tasks as task_store
 from orchestrator.store.db import Database
 from orchestrator.store.group_commit import GroupCommit
 from orchestrator.store.records import Event
+from orchestrator.store.retention import purge_batch
 
 
 @pytest.fixture
@@ -123,3 +130,56 @@ def test_history_read_in_the_batch_sees_the_deferred_events(
     assert asyncio.run(main())[1] == (["transition"], "a")
     assert group.batches == 1
     assert [row[0] for row in _stored(db, "t")] == ["transition"]  # written once
+
+
+def test_deferred_rows_that_fail_to_be_written_run_every_job_alone(
+    db: Database, group: GroupCommit
+) -> None:
+    # Which job deferred the bad row is not known when the batch writes them: each job
+    # runs again alone, where its own write fails or not.
+    def bad() -> None:
+        with db.write() as conn:
+            task_store.add_events(conn, "bad", [Event("k" * 40)], 1.0)  # kind: 30 at most
+
+    async def main() -> list[object]:
+        jobs = [group.run(_add, db, "a", 2), group.run(bad), group.run(_add, db, "b", 2)]
+        return await asyncio.gather(*jobs, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert results[0] == "a" and results[2] == "b"
+    assert isinstance(results[1], sqlalchemy.exc.DBAPIError)
+    assert group.alone == 3
+    assert _stored(db, "a") == _expected(2)
+    assert _stored(db, "b") == _expected(2)
+    assert _stored(db, "bad") == []
+
+
+def test_a_purge_in_the_batch_writes_the_deferred_events_first(pg_url: str) -> None:
+    """An event deferred for a task that a later job of the batch purges goes with it
+    (else it would be written after the purge, for a task that no longer exists)."""
+    rt = Runtime(Settings(database_url=pg_url))
+    ensure_shipped(rt)
+    created = asyncio.run(Service(rt).create_task("getting-callback", None, {}))
+    task_id = created[0]["task_id"]
+    with rt.db.write() as conn:
+        task = task_store.get_task(conn, task_id)
+        assert task is not None
+        task.state, task.outcome, task.finished_at = "done", "success", 1.0
+        assert task_store.save_task(conn, task, task.rev)
+    pool = ThreadPoolExecutor(2)
+    group = GroupCommit(rt.db, executor=pool, max_batches=2)
+
+    def purge() -> int:
+        with rt.db.write() as conn:
+            return purge_batch(conn, 2.0, 10)
+
+    async def main() -> list[object]:
+        return list(await asyncio.gather(group.run(_add, rt.db, task_id, 1), group.run(purge)))
+
+    try:
+        assert asyncio.run(main()) == [task_id, 1]
+        assert group.batches == 1
+        assert _stored(rt.db, task_id) == []
+    finally:
+        pool.shutdown()
+        rt.db.dispose()

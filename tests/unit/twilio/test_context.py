@@ -83,3 +83,12 @@ def test_the_senders_kept_are_bounded(rt: Runtime, monkeypatch: pytest.MonkeyPat
         twilio.note_sender(f"SM{n}", f"AC{n}")
     assert len(twilio._senders) <= 2
     assert twilio._senders["SM4"] == "AC4"
+
+
+def test_the_first_sender_known_stays(rt: Runtime, queries: list[str]) -> None:
+    # As in the database, whose record of a sid is inserted once and never replaced.
+    twilio = twilio_of(rt)
+    twilio.note_sender("SM5", "AC5")
+    twilio.note_sender("SM5", "AC6")
+    with rt.db.read() as conn:
+        assert twilio.sender(conn, "SM5") == "AC5"
