@@ -16,7 +16,8 @@ transaction:
   transactions of its own (where blocks are savepoints again), and the others make up a
   new batch (and so on: a flood of failing jobs still commits the others in batches;
   ``REBATCH_RUNS`` bounds the work rolled back);
-- PostgreSQL: rows that jobs defer to the COMMIT (history, ``Optimistic.defer``) are
+- PostgreSQL: rows that jobs defer to the COMMIT (history, tracked messages:
+  ``Optimistic.defer``) are
   written just before it; if they cannot be, whose row failed is not known, so every job
   of the batch runs again alone (where nothing is deferred);
 - a job's caller resumes only after the COMMIT that made its writes durable, so nothing

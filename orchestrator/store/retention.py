@@ -9,7 +9,6 @@ from sqlalchemy import Connection
 
 from orchestrator.store import callbacks as inbox
 from orchestrator.store import sql
-from orchestrator.store.savepoint import flush_deferred
 
 Q = sql.QUERIES
 
@@ -34,8 +33,6 @@ def purge_batch(conn: Connection, finished_before: float, batch: int) -> int:
     params = {"before": finished_before, "limit": batch}
     ids = sql.column(sql.execute(conn, Q["finished_task_ids"], params))
     if ids:
-        # A late callback's event deferred in this batch for one of them goes first.
-        flush_deferred(conn, "task_events")
         marks, numbered = sql.marks("i", len(ids)), sql.numbered("i", ids)
         for name in _OF_TASKS:
             sql.execute(conn, Q[name].fill(ids=marks), numbered)

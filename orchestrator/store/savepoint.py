@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import Connection
@@ -39,22 +39,28 @@ class Optimistic:
         # Per kind of row: its writer and the rows waiting for it, in the order deferred.
         self._deferred: dict[str, tuple[Writer, list[dict[str, Any]]]] = {}
 
-    def defer(self, kind: str, rows: list[dict[str, Any]], write: Writer) -> None:
-        """Write ``rows`` with ``write`` just before the batch's COMMIT, in one go with
-        every other job's rows of that ``kind``; never, if the batch is rolled back. For
-        rows nothing reads back in the batch except through ``flush``: each was a network
-        round trip of its own (history: some 4 per SMS round trip)."""
-        pending = self._deferred.get(kind)
+    def defer(
+        self, conn: Connection, table: str, rows: list[dict[str, Any]], write: Writer
+    ) -> None:
+        """Write ``rows`` of ``table`` with ``write`` just before the batch's COMMIT, in
+        one go with every other job's; never, if the batch is rolled back. Any statement
+        of the batch that names ``table`` writes them first (``store.sql.execute``), so
+        the batch reads what it wrote, in order. For rows whose writer's answer nobody
+        needs: each was a network round trip of its own."""
+        pending = self._deferred.get(table)
+        if pending is not None and pending[0] is not write:
+            self.flush(conn, (table,))  # one writer per table at a time: order kept
+            pending = None
         if pending is None:
-            self._deferred[kind] = (write, list(rows))
+            self._deferred[table] = (write, list(rows))
         else:
             pending[1].extend(rows)
 
-    def flush(self, conn: Connection, kind: str | None = None) -> None:
-        """Write the deferred rows now (of one ``kind``, or all): before the COMMIT, and
-        before a statement of the batch reads them back. DeferredWriteFailed if that
-        fails: which job's rows are at fault is not known any more."""
-        for name in [kind] if kind is not None else list(self._deferred):
+    def flush(self, conn: Connection, tables: Iterable[str] | None = None) -> None:
+        """Write the deferred rows now (of these ``tables``, or all): before the COMMIT,
+        and before a statement of the batch touches their table. DeferredWriteFailed if
+        that fails: which job's rows are at fault is not known any more."""
+        for name in list(self._deferred) if tables is None else tables:
             pending = self._deferred.pop(name, None)
             if pending is not None:
                 try:
@@ -68,12 +74,12 @@ class DeferredWriteFailed(Exception):
     is rolled back and its jobs run again alone, where nothing is deferred."""
 
 
-def flush_deferred(conn: Connection, kind: str) -> None:
-    """Write the rows of ``kind`` deferred in ``conn``'s optimistic batch, if any: before a
-    statement that reads or deletes rows of that kind."""
-    batch = optimistic(conn)
-    if batch is not None:
-        batch.flush(conn, kind)
+def deferred_in(conn: Connection) -> Optimistic | None:
+    """``conn``'s optimistic batch when rows are deferred in it (checked per statement)."""
+    found: tuple[Connection, Optimistic] | None = getattr(_local, "batch", None)
+    if found is not None and found[0] is conn and found[1]._deferred:
+        return found[1]
+    return None
 
 
 def optimistic(conn: Connection) -> Optimistic | None:

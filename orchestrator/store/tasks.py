@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from orchestrator.secretdata import redact
 from orchestrator.store import sql
 from orchestrator.store.records import TASK_COLUMNS, Event, TaskRecord, dumps, loads
-from orchestrator.store.savepoint import all_or_nothing, flush_deferred, optimistic
+from orchestrator.store.savepoint import all_or_nothing, optimistic
 
 Q = sql.QUERIES
 # Statements whose shape depends on their arguments, filled once per shape.
@@ -261,7 +261,7 @@ def add_histories(
         return
     batch = optimistic(conn)
     if batch is not None:
-        batch.defer("task_events", rows, _insert_event_rows)
+        batch.defer(conn, "task_events", rows, _insert_event_rows)
         return
     _insert_event_rows(conn, rows)
 
@@ -284,7 +284,6 @@ def _insert_event_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
 def history(
     conn: Connection, task_id: str, *, after_id: int = 0, limit: int = 1000
 ) -> list[dict[str, Any]]:
-    flush_deferred(conn, "task_events")  # events deferred in this batch, first
     params = {"task_id": task_id, "after_id": after_id, "limit": limit}
     rows = sql.mappings(sql.execute(conn, Q["history"], params))
     for row in rows:
@@ -375,7 +374,6 @@ def find_by_data_text(conn: Connection, needle: str, *, limit: int = 50) -> list
 
 def last_source(conn: Connection, task_id: str, node_id: str) -> str | None:
     """The node the task last came from into ``node_id`` (a retry's default start)."""
-    flush_deferred(conn, "task_events")  # events deferred in this batch, first
     params = {"task_id": task_id, "node_id": node_id}
     value = sql.scalar(sql.execute(conn, Q["last_source"], params))
     return str(value) if value else None

@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import NoResultFound
 
 from orchestrator.store import effects, retention, sql
+from orchestrator.store.savepoint import optimistic
 
 Q = sql.load(__package__ or "orchestrator.twilio")
 
@@ -62,7 +63,24 @@ def track(
         "now": now,
         "check_at": check_at,
     }
+    batch = optimistic(conn)
+    if batch is not None:
+        batch.defer(conn, "twilio_messages", [params], _track_rows)
+        return
     sql.execute(conn, Q["track_message"], params)
+
+
+_TRACKED = ("sid", "account_sid", "process_id", "node_id", "status", "final", "now", "check_at")
+
+
+def _track_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if len(rows) == 1:
+        sql.execute(conn, Q["track_message"], rows[0])
+        return
+    columns = {f: [r[f] for r in rows] for f in _TRACKED}
+    columns["now"] = [float(v) for v in columns["now"]]
+    columns["check_at"] = [float(v) for v in columns["check_at"]]
+    sql.execute(conn, Q["track_messages_unnest"], columns)
 
 
 def _track_effect(conn: Connection, tracking: Mapping[str, Any]) -> None:

@@ -8,6 +8,19 @@ INSERT INTO twilio_messages (sid, account_sid, process_id, node_id, status, fina
 VALUES (:sid, :account_sid, :process_id, :node_id, :status, :final, :now, :check_at)
 ON CONFLICT DO NOTHING
 
+-- track_messages_unnest --
+-- PostgreSQL only: the messages an optimistic batch's steps sent, deferred to its COMMIT
+-- (store/savepoint.py), in one statement, in order; each parameter an array.
+INSERT INTO twilio_messages (sid, account_sid, process_id, node_id, status, final,
+  created_at, check_at)
+SELECT sid, account_sid, process_id, node_id, status, final, now, check_at
+FROM unnest(CAST(:sid AS text[]), CAST(:account_sid AS text[]), CAST(:process_id AS int[]),
+  CAST(:node_id AS text[]), CAST(:status AS text[]), CAST(:final AS int[]),
+  CAST(:now AS float8[]), CAST(:check_at AS float8[]))
+  WITH ORDINALITY AS m (sid, account_sid, process_id, node_id, status, final, now, check_at, n)
+ORDER BY n
+ON CONFLICT DO NOTHING
+
 -- message_sender --
 SELECT account_sid FROM twilio_messages WHERE sid = :sid
 

@@ -30,6 +30,10 @@ cursor kept per connection (a new cursor copies the connection's adapters), and 
 statement's column names are read once (psycopg builds a ``Column`` per column for every
 ``description``). The cursor ``execute`` returns is therefore only valid until the next
 statement on that connection: read it (``fetchone``, ``fetchall``, ``rowcount``) first.
+
+In an optimistic PostgreSQL batch some writes are deferred to its COMMIT
+(``Optimistic.defer``); every statement here first writes those of the tables it names
+(``Query.tables``), so nothing run through this module can miss or reorder them.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, StatementError
 
 from orchestrator.store import sqlcount
+from orchestrator.store.savepoint import deferred_in
 from orchestrator.store.tables import metadata
 
 _HEADER = re.compile(r"^-- ([a-z0-9_]+) --\n(?:--(?: .*)?\n)*", re.MULTILINE)
@@ -53,6 +58,7 @@ _PARAM = re.compile(r"(?<![:\w]):(\w+)")
 _COLUMNS = re.compile(r"\{(\w+)\.(columns|values)(?: (\w+))?\}")
 _LOCK = re.compile(r"\s*\{(FOR UPDATE[A-Z ]*)\}")
 _SLOT = re.compile(r"\{(\w+)\}")
+_TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN)\s+(\w+)", re.IGNORECASE)
 
 
 def _to_pg(text: str) -> str:
@@ -80,7 +86,18 @@ class Query:
     """One statement: ``sqlite`` (also the text counted and shown), ``pg``, and
     ``pg_locked`` (``pg`` with its row lock, when it has one)."""
 
-    __slots__ = ("name", "text", "sqlite", "pg", "pg_locked", "slots", "order", "names", "_filled")
+    __slots__ = (
+        "name",
+        "text",
+        "sqlite",
+        "pg",
+        "pg_locked",
+        "slots",
+        "tables",
+        "order",
+        "names",
+        "_filled",
+    )
 
     def __init__(self, name: str, text: str) -> None:
         self.name = name
@@ -90,6 +107,8 @@ class Query:
         self.pg = _to_pg(self.sqlite)
         self.pg_locked = _to_pg(_LOCK.sub(r" \1", text)) if lock else self.pg
         self.slots = frozenset(_SLOT.findall(self.sqlite))
+        # The tables it names (rows deferred to them are written before it runs).
+        self.tables = frozenset(_TABLE.findall(self.sqlite)) - {"unnest"}
         # The row lock adds no parameter: both texts take the same values.
         self.order = _order(_PARAM.findall(self.sqlite))
         # PostgreSQL: the names of the columns it returns, once known (every statement
@@ -193,12 +212,21 @@ def _error(conn: Connection, query: Query, params: Any, exc: Exception) -> State
     return DBAPIError.instance(query.sqlite, params, exc, dbapi.Error, dialect=conn.dialect)
 
 
+def _flush_deferred(conn: Connection, query: Query) -> None:
+    """Rows deferred to the COMMIT of ``conn``'s optimistic batch (store/savepoint.py) are
+    written before any statement on their table: the batch reads what it wrote, in order."""
+    batch = deferred_in(conn) if query.tables else None
+    if batch is not None:
+        batch.flush(conn, query.tables)
+
+
 def execute(
     conn: Connection, query: Query, params: Mapping[str, Any] | None = None, *, lock: bool = False
 ) -> Any:
     """Run ``query``; returns the DB-API cursor (rowcount, fetchone, fetchall), valid
     until the next statement on ``conn``. ``lock``: with its ``{FOR UPDATE}`` clause on
     PostgreSQL (SQLite's writers are serialized)."""
+    _flush_deferred(conn, query)
     sqlcount.statement(query.sqlite, conn)
     values = params if params is not None else {}
     try:
@@ -214,6 +242,7 @@ def execute(
 
 
 def execute_many(conn: Connection, query: Query, rows: Sequence[Mapping[str, Any]]) -> None:
+    _flush_deferred(conn, query)
     sqlcount.statement(query.sqlite, conn)
     try:
         if conn.dialect.name == "sqlite":

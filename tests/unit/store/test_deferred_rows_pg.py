@@ -1,7 +1,8 @@
-"""History in an optimistic PostgreSQL batch (store/savepoint.py ``Optimistic.defer``):
-every job's events are written in one statement just before the COMMIT, never if the
-batch is rolled back; a read or purge of history inside the batch sees what was
-deferred; rows that cannot be written send every job to run alone."""
+"""Rows deferred in an optimistic PostgreSQL batch (store/savepoint.py ``Optimistic.defer``:
+history, tracked messages): every job's are written in one statement
+just before the COMMIT, never if the batch is rolled back; any statement of the batch on
+their table (a read, a purge, an update) sees them, in order; rows that cannot be
+written send every job to run alone."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from orchestrator.store.db import Database
 from orchestrator.store.group_commit import GroupCommit
 from orchestrator.store.records import Event
 from orchestrator.store.retention import purge_batch
+from orchestrator.store.savepoint import Optimistic
+from orchestrator.twilio import messages_store as message_store
 
 
 @pytest.fixture
@@ -183,3 +186,74 @@ def test_a_purge_in_the_batch_writes_the_deferred_events_first(pg_url: str) -> N
     finally:
         pool.shutdown()
         rt.db.dispose()
+
+
+def _track(db: Database, sid: str) -> str:
+    with db.write() as conn:
+        message_store.track(
+            conn,
+            sid=sid,
+            account_sid="AC1",
+            process_id=1,
+            node_id="wait",
+            status="queued",
+            now=1,  # an int among floats: each array takes one type
+            check_at=11.5,
+        )
+    return sid
+
+
+def test_tracked_messages_are_one_statement_and_closed_in_order(
+    db: Database, group: GroupCommit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[int] = []
+    real = message_store._track_rows
+
+    def counted(conn: Connection, rows: list[dict[str, Any]]) -> None:
+        writes.append(len(rows))
+        real(conn, rows)
+
+    monkeypatch.setattr(message_store, "_track_rows", counted)
+
+    def closes(sid: str) -> None:
+        with db.write() as conn:
+            message_store.note_status(conn, sid, "delivered")
+
+    async def main() -> None:
+        jobs = [group.run(_track, db, f"SM{i}") for i in range(4)]
+        await asyncio.gather(*jobs, group.run(closes, "SM1"), group.run(_track, db, "SM1"))
+
+    asyncio.run(main())
+    assert group.batches == 1
+    assert writes == [4, 1]  # before the close, then at the COMMIT
+    with db.read() as conn:
+        statuses = [message_store.get(conn, f"SM{i}") for i in range(4)]
+    # Tracked, closed by a callback, tracked again (ignored): as if run one by one.
+    assert [m.status if m else None for m in statuses] == [
+        "queued",
+        "delivered",
+        "queued",
+        "queued",
+    ]
+    with db.read() as conn:
+        due = message_store.claim_due(conn, 20.0, 10, 30.0)
+    assert sorted(m.sid for m in due) == ["SM0", "SM2", "SM3"]  # SM1 closed, final
+
+
+class _Writer:
+    def __init__(self, name: str, log: list[tuple[str, int]]) -> None:
+        self.name, self.log = name, log
+
+    def __call__(self, _conn: Any, rows: list[dict[str, Any]]) -> None:
+        self.log.append((self.name, len(rows)))
+
+
+def test_another_writer_of_a_table_writes_what_was_deferred_first() -> None:
+    log: list[tuple[str, int]] = []
+    first, second = _Writer("first", log), _Writer("second", log)
+    batch = Optimistic()
+    batch.defer(None, "t", [{}, {}], first)  # type: ignore[arg-type]
+    batch.defer(None, "t", [{}], second)  # type: ignore[arg-type]
+    batch.defer(None, "u", [{}], first)  # type: ignore[arg-type]
+    batch.flush(None)  # type: ignore[arg-type]
+    assert log == [("first", 2), ("second", 1), ("first", 1)]
