@@ -42,18 +42,23 @@ def group(db: Database) -> Iterator[GroupCommit]:
     pool.shutdown()
 
 
-@pytest.fixture
-def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The number of rows of each statement that wrote events."""
+def _counted(monkeypatch: pytest.MonkeyPatch, module: Any, writer: str) -> list[int]:
+    """The number of rows of each statement ``module.writer`` runs from now on."""
     seen: list[int] = []
-    real = task_store._insert_event_rows
+    real = getattr(module, writer)
 
     def counted(conn: Connection, rows: list[dict[str, Any]]) -> None:
         seen.append(len(rows))
         real(conn, rows)
 
-    monkeypatch.setattr(task_store, "_insert_event_rows", counted)
+    monkeypatch.setattr(module, writer, counted)
     return seen
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of rows of each statement that wrote events."""
+    return _counted(monkeypatch, task_store, "_insert_event_rows")
 
 
 def _events(n: int) -> list[Event]:
@@ -206,14 +211,7 @@ def _track(db: Database, sid: str) -> str:
 def test_tracked_messages_are_one_statement_and_closed_in_order(
     db: Database, group: GroupCommit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    writes: list[int] = []
-    real = message_store._track_rows
-
-    def counted(conn: Connection, rows: list[dict[str, Any]]) -> None:
-        writes.append(len(rows))
-        real(conn, rows)
-
-    monkeypatch.setattr(message_store, "_track_rows", counted)
+    writes = _counted(monkeypatch, message_store, "_track_rows")
 
     def closes(sid: str) -> None:
         with db.write() as conn:
