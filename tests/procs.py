@@ -171,7 +171,8 @@ class Cluster:
     def start_worker(self, *args: str) -> Proc:
         """A ``worker`` process, returned once its engine loop runs (and its SIGTERM
         handler is installed: before that, SIGTERM simply kills it)."""
-        # -v: the engine logs "engine <owner> started" (and nothing per step).
+        # -v: the engine logs "engine <owner> started" (and, per send, "Twilio message
+        # created": tests/acceptance/test_scale.py counts them per worker).
         proc = self._spawn("worker", ["-v", "worker", *args])
         deadline = time.monotonic() + START_TIMEOUT
         while "orchestrator.engine: engine " not in proc.log_path.read_text(errors="replace"):

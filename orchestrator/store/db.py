@@ -223,6 +223,12 @@ class Database:
         status = getattr(info, "transaction_status", None)
         return status == TransactionStatus.INERROR
 
+    def batch_deferred_failed(self) -> bool:
+        """Whether rows deferred in this thread's optimistic batch failed to be written
+        (``Optimistic.flush``): every job must then run again alone."""
+        state = getattr(self._local, "optimistic", None)
+        return state is not None and bool(state.deferred_failed)
+
     def batch_alive(self, conn: Connection) -> bool:
         """False when SQLite ended the batch's transaction by itself (it does after some
         errors, e.g. a full disk): later statements would then commit one by one.

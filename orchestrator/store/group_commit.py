@@ -284,6 +284,8 @@ class GroupCommit:
         with self.db.batch(lock_timeout_ms=BATCH_LOCK_WAIT_MS, optimistic=True) as conn:
             for index, job in enumerate(batch):
                 ok, value = _outcome(job)
+                if self.db.batch_deferred_failed():
+                    raise DeferredWriteFailed("rows deferred in the batch were not written")
                 if not ok and contended(value):
                     raise _RolledBack(index, contended=True) from value
                 if self.db.batch_poisoned(conn):

@@ -32,10 +32,13 @@ class Optimistic:
     """An optimistic batch's state: whether a job's block failed inside it, and the rows
     its jobs deferred to its COMMIT (``defer``)."""
 
-    __slots__ = ("poisoned", "_deferred")
+    __slots__ = ("poisoned", "deferred_failed", "_deferred")
 
     def __init__(self) -> None:
         self.poisoned = False
+        # Deferred rows failed to be written: whose is not known, and they are gone from
+        # the batch (a job may even have caught the error), so it must not commit.
+        self.deferred_failed = False
         # Per kind of row: its writer and the rows waiting for it, in the order deferred.
         self._deferred: dict[str, tuple[Writer, list[dict[str, Any]]]] = {}
 
@@ -66,6 +69,7 @@ class Optimistic:
                 try:
                     pending[0](conn, pending[1])
                 except Exception as exc:
+                    self.poisoned = self.deferred_failed = True
                     raise DeferredWriteFailed(name) from exc
 
 

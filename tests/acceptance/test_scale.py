@@ -328,8 +328,8 @@ def test_many_processes_share_the_work(cluster: Cluster, db: Engine) -> None:
         w.pid: w.log_path.read_text(errors="replace").count("Twilio message created")
         for w in workers
     }
-    assert sum(1 for count in sent_by.values() if count) >= 2, (
-        f"only one worker sent messages: {sent_by}"
+    assert sum(1 for count in sent_by.values() if count >= n // 20) >= 2, (
+        f"fewer than two workers sent a twentieth of the messages or more: {sent_by}"
     )
     _assert_no_callback_left_pending(db)
 

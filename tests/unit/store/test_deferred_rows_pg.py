@@ -255,3 +255,32 @@ def test_another_writer_of_a_table_writes_what_was_deferred_first() -> None:
     batch.defer(None, "u", [{}], first)  # type: ignore[arg-type]
     batch.flush(None)  # type: ignore[arg-type]
     assert log == [("first", 2), ("second", 1), ("first", 1)]
+
+
+def test_deferred_rows_failing_before_another_jobs_statement_run_every_job_alone(
+    db: Database, group: GroupCommit
+) -> None:
+    # A later job's read writes the deferred rows first and they fail there (in Python,
+    # before any statement: the transaction stays healthy); that job even swallows the
+    # error. The batch must not commit without the rows it lost.
+    def bad() -> None:
+        with db.write() as conn:
+            task_store.add_events(conn, "bad", [Event("note", at="soon")], 1.0)  # type: ignore[arg-type]
+
+    def swallows() -> str:
+        with db.write() as conn:
+            try:
+                task_store.history(conn, "a")
+            except Exception:
+                return "swallowed"
+        return "read"
+
+    async def main() -> list[object]:
+        jobs = [group.run(_add, db, "a", 20), group.run(bad), group.run(swallows)]
+        return await asyncio.gather(*jobs, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert results[0] == "a" and results[2] == "read"  # alone, nothing deferred
+    assert isinstance(results[1], Exception)
+    assert group.alone == 3
+    assert _stored(db, "a") == _expected(20)
