@@ -17,9 +17,8 @@ transaction:
   new batch (and so on: a flood of failing jobs still commits the others in batches;
   ``REBATCH_RUNS`` bounds the work rolled back);
 - PostgreSQL: rows that jobs defer to the COMMIT (history, tracked messages:
-  ``Optimistic.defer``) are
-  written just before it; if they cannot be, whose row failed is not known, so every job
-  of the batch runs again alone (where nothing is deferred);
+  ``Optimistic.defer``) are written just before it; if they cannot be, whose row failed
+  is not known, so every job of the batch runs again alone (where nothing is deferred);
 - a job's caller resumes only after the COMMIT that made its writes durable, so nothing
   outside (an HTTP answer, a Twilio request) ever acts on an uncommitted write;
 - a job whose caller was cancelled before the batch (or a new attempt of it) ran is

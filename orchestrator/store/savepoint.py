@@ -19,7 +19,7 @@ from sqlalchemy import Connection
 
 from orchestrator.store import aftercommit, sqlcount
 
-# Writes a deferred kind of rows (Optimistic.defer) on the batch's connection.
+# Writes a table's deferred rows (Optimistic.defer) on the batch's connection.
 Writer = Callable[[Connection, list[dict[str, Any]]], None]
 
 # This thread's open optimistic batch: (its connection, its state).
@@ -39,7 +39,7 @@ class Optimistic:
         # Deferred rows failed to be written: whose is not known, and they are gone from
         # the batch (a job may even have caught the error), so it must not commit.
         self.deferred_failed = False
-        # Per kind of row: its writer and the rows waiting for it, in the order deferred.
+        # Per table: its writer and the rows waiting for it, in the order deferred.
         self._deferred: dict[str, tuple[Writer, list[dict[str, Any]]]] = {}
 
     def defer(
@@ -76,6 +76,27 @@ class Optimistic:
 class DeferredWriteFailed(Exception):
     """Rows that jobs of an optimistic batch deferred could not be written: the batch
     is rolled back and its jobs run again alone, where nothing is deferred."""
+
+
+def write_or_defer(conn: Connection, table: str, rows: list[dict[str, Any]], write: Writer) -> None:
+    """``write(conn, rows)`` now, or in an optimistic batch just before its COMMIT
+    (``Optimistic.defer``)."""
+    batch = optimistic(conn)
+    if batch is None:
+        write(conn, rows)
+    else:
+        batch.defer(conn, table, rows, write)
+
+
+def arrays(
+    rows: list[dict[str, Any]], fields: Iterable[str], floats: Iterable[str]
+) -> dict[str, Any]:
+    """Rows as one array per field (an ``unnest`` statement's parameters); ``floats``
+    as floats (psycopg refuses an array of ints and floats mixed)."""
+    columns: dict[str, Any] = {f: [row[f] for row in rows] for f in fields}
+    for f in floats:
+        columns[f] = [float(v) for v in columns[f]]
+    return columns
 
 
 def deferred_in(conn: Connection) -> Optimistic | None:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from orchestrator.secretdata import redact
 from orchestrator.store import sql
 from orchestrator.store.records import TASK_COLUMNS, Event, TaskRecord, dumps, loads
-from orchestrator.store.savepoint import all_or_nothing, optimistic
+from orchestrator.store.savepoint import all_or_nothing, arrays, write_or_defer
 
 Q = sql.QUERIES
 # Statements whose shape depends on their arguments, filled once per shape.
@@ -259,19 +259,13 @@ def add_histories(
     ]
     if not rows:
         return
-    batch = optimistic(conn)
-    if batch is not None:
-        batch.defer(conn, "task_events", rows, _insert_event_rows)
-        return
-    _insert_event_rows(conn, rows)
+    write_or_defer(conn, "task_events", rows, _insert_event_rows)
 
 
 def _insert_event_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if len(rows) > _MULTI_ROW_MAX and conn.dialect.name == "postgresql":
         # (A batch's deferred events: one statement, one shape, whatever their number.)
-        columns = {f: [row[f] for row in rows] for f in _EVENT_FIELDS}
-        columns["at"] = [float(at) for at in columns["at"]]  # (an array: of one type)
-        sql.execute(conn, Q["insert_events_unnest"], columns)
+        sql.execute(conn, Q["insert_events_unnest"], arrays(rows, _EVENT_FIELDS, ("at",)))
     elif len(rows) == 1:
         sql.execute(conn, _event_insert(1), rows[0])
     elif len(rows) > _MULTI_ROW_MAX:

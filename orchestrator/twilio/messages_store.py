@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import NoResultFound
 
 from orchestrator.store import effects, retention, sql
-from orchestrator.store.savepoint import optimistic
+from orchestrator.store.savepoint import arrays, write_or_defer
 
 Q = sql.load(__package__ or "orchestrator.twilio")
 
@@ -63,11 +63,7 @@ def track(
         "now": now,
         "check_at": check_at,
     }
-    batch = optimistic(conn)
-    if batch is not None:
-        batch.defer(conn, "twilio_messages", [params], _track_rows)
-        return
-    sql.execute(conn, Q["track_message"], params)
+    write_or_defer(conn, "twilio_messages", [params], _track_rows)
 
 
 _TRACKED = ("sid", "account_sid", "process_id", "node_id", "status", "final", "now", "check_at")
@@ -77,10 +73,7 @@ def _track_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if len(rows) == 1:
         sql.execute(conn, Q["track_message"], rows[0])
         return
-    columns = {f: [r[f] for r in rows] for f in _TRACKED}
-    columns["now"] = [float(v) for v in columns["now"]]
-    columns["check_at"] = [float(v) for v in columns["check_at"]]
-    sql.execute(conn, Q["track_messages_unnest"], columns)
+    sql.execute(conn, Q["track_messages_unnest"], arrays(rows, _TRACKED, ("now", "check_at")))
 
 
 def _track_effect(conn: Connection, tracking: Mapping[str, Any]) -> None:
